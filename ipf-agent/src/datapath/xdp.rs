@@ -1,0 +1,237 @@
+//! XDP backend: loads `ipf-xdp` with aya, attaches it, drains its ring buffer and reads its maps.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{Xdp, xdp::XdpMode},
+};
+use ipf_common::{
+    Counter, DatapathEvent, IfaceConfig, VipKey, VipState, VridConfig, VridState, maps::PeerKey,
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::{ActiveMode, DatapathError, DatapathOptions, Tables};
+
+/// The compiled XDP object, built by build.rs.
+pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipf-xdp"));
+
+/// Name of the XDP function in the object.
+pub const PROGRAM_NAME: &str = "ipf_xdp";
+
+/// Keeps the program attached (the link lives in `Ebpf`) and the drain tasks running.
+pub struct XdpHandle {
+    _ebpf: Ebpf,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for XdpHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The BPF maps.
+pub struct XdpTables {
+    vrid_config: Array<MapData, VridConfig>,
+    vrid_state: Array<MapData, VridState>,
+    iface: Array<MapData, IfaceConfig>,
+    vips: HashMap<MapData, VipKey, VipState>,
+    peers: HashMap<MapData, PeerKey, u8>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
+    move |source| DatapathError::Map { op, map, source }
+}
+
+fn kernel_level(level: log::LevelFilter) -> u8 {
+    // aya-log-common levels: Error=1 .. Trace=5; 0 disables all.
+    match level {
+        log::LevelFilter::Off => 0,
+        log::LevelFilter::Error => 1,
+        log::LevelFilter::Warn => 2,
+        log::LevelFilter::Info => 3,
+        log::LevelFilter::Debug => 4,
+        log::LevelFilter::Trace => 5,
+    }
+}
+
+/// Loads the program with verbose kernel logging pruned to `level`.
+pub fn load(level: log::LevelFilter) -> Result<Ebpf, DatapathError> {
+    raise_memlock_limit();
+    let level = kernel_level(level);
+    EbpfLoader::new()
+        .override_global(aya_log::LEVEL, &level, false)
+        .load(PROGRAM)
+        .map_err(|e| DatapathError::Load(Box::new(e)))
+}
+
+/// Loads the XDP function into the kernel (verifier run), without attaching it.
+pub fn load_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or_else(|| DatapathError::Load(format!("program {PROGRAM_NAME} missing from the object").into()))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| DatapathError::Load(Box::new(e)))?;
+    prog.load().map_err(|e| DatapathError::Load(Box::new(e)))?;
+    Ok(prog)
+}
+
+impl XdpTables {
+    /// Takes the maps out of a loaded object.
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
+        fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+            ebpf: &mut Ebpf,
+            name: &'static str,
+        ) -> Result<T, DatapathError> {
+            let map = ebpf
+                .take_map(name)
+                .ok_or_else(|| DatapathError::Load(format!("map {name} missing from the object").into()))?;
+            T::try_from(map).map_err(map_err("open", name))
+        }
+        Ok(XdpTables {
+            vrid_config: take(ebpf, "VRID_CONFIG")?,
+            vrid_state: take(ebpf, "VRID_STATE")?,
+            iface: take(ebpf, "IFACE_CONFIG")?,
+            vips: take(ebpf, "VIPS")?,
+            peers: take(ebpf, "PEERS")?,
+            counters: take(ebpf, "COUNTERS")?,
+        })
+    }
+}
+
+impl Tables for XdpTables {
+    fn set_iface(&mut self, cfg: IfaceConfig) -> Result<(), DatapathError> {
+        self.iface.set(0, cfg, 0).map_err(map_err("set", "IFACE_CONFIG"))
+    }
+
+    fn set_config(&mut self, slot: u32, cfg: VridConfig) -> Result<(), DatapathError> {
+        self.vrid_config.set(slot, cfg, 0).map_err(map_err("set", "VRID_CONFIG"))
+    }
+
+    fn reset_state(&mut self, slot: u32) -> Result<(), DatapathError> {
+        self.vrid_state.set(slot, VridState::default(), 0).map_err(map_err("set", "VRID_STATE"))
+    }
+
+    fn state(&self, slot: u32) -> Result<VridState, DatapathError> {
+        self.vrid_state.get(&slot, 0).map_err(map_err("get", "VRID_STATE"))
+    }
+
+    fn insert_peer(&mut self, key: PeerKey) -> Result<(), DatapathError> {
+        self.peers.insert(key, 1, 0).map_err(map_err("insert", "PEERS"))
+    }
+
+    fn remove_peer(&mut self, key: &PeerKey) -> Result<(), DatapathError> {
+        match self.peers.remove(key) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(map_err("remove", "PEERS")(e)),
+        }
+    }
+
+    fn insert_vip(&mut self, key: VipKey) -> Result<(), DatapathError> {
+        self.vips.insert(key, VipState::default(), 0).map_err(map_err("insert", "VIPS"))
+    }
+
+    fn remove_vip(&mut self, key: &VipKey) -> Result<(), DatapathError> {
+        match self.vips.remove(key) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(map_err("remove", "VIPS")(e)),
+        }
+    }
+
+    fn counters(&self) -> Result<Vec<u64>, DatapathError> {
+        Counter::ALL
+            .iter()
+            .map(|c| {
+                let per_cpu = self.counters.get(&(*c as u32), 0).map_err(map_err("get", "COUNTERS"))?;
+                Ok(per_cpu.iter().sum())
+            })
+            .collect()
+    }
+}
+
+impl XdpHandle {
+    /// Loads, attaches in the first mode that works, and starts draining events into `tx`.
+    pub(super) fn start(
+        opts: &DatapathOptions,
+        ifindex: u32,
+        modes: &[(XdpMode, &'static str)],
+        tx: mpsc::Sender<DatapathEvent>,
+    ) -> Result<(Self, XdpTables, ActiveMode), DatapathError> {
+        let mut ebpf = load(opts.kernel_log_level)?;
+        let mut tasks = Vec::new();
+        // Kernel log records go to the `log` crate, which tracing-subscriber forwards.
+        match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => match super::readable_fd(logger) {
+                Ok(mut logger) => tasks.push(tokio::spawn(async move {
+                    while let Ok(mut guard) = logger.readable_mut().await {
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                })),
+                Err(e) => tracing::warn!("eBPF log drain unavailable: {e}"),
+            },
+            Err(e) => tracing::debug!("eBPF logger not initialised: {e}"),
+        }
+        let tables = XdpTables::take(&mut ebpf)?;
+        let ring = ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| DatapathError::Load("map EVENTS missing from the object".into()))?;
+        let ring = RingBuf::try_from(ring).map_err(map_err("open", "EVENTS"))?;
+        let prog = load_program(&mut ebpf)?;
+        let mut attached = None;
+        let mut last_err = None;
+        for (mode, label) in modes {
+            match prog.attach_to_if_index(ifindex, *mode) {
+                Ok(_link) => {
+                    attached = Some(if *mode == XdpMode::Skb { ActiveMode::XdpSkb } else { ActiveMode::XdpDriver });
+                    break;
+                }
+                Err(source) => {
+                    tracing::info!(interface = %opts.interface, mode = label, "XDP attach failed: {source}");
+                    last_err = Some(DatapathError::Attach { iface: opts.interface.clone(), mode: label, source });
+                }
+            }
+        }
+        let Some(mode) = attached else {
+            return Err(last_err.unwrap_or_else(|| DatapathError::Spec("no XDP mode to try".into())));
+        };
+        let mut ring = super::readable_fd(ring)
+            .map_err(|source| DatapathError::RawSocket { iface: opts.interface.clone(), source })?;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Ok(mut guard) = ring.readable_mut().await else { break };
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    if let Some(event) = parse_event(&item) {
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                guard.clear_ready();
+            }
+        }));
+        Ok((XdpHandle { _ebpf: ebpf, tasks }, tables, mode))
+    }
+}
+
+/// Copies an event out of a ring-buffer record (records are 8-byte aligned but copy anyway).
+pub fn parse_event(bytes: &[u8]) -> Option<DatapathEvent> {
+    if bytes.len() < std::mem::size_of::<DatapathEvent>() {
+        return None;
+    }
+    // SAFETY: enough bytes for a DatapathEvent, which is Pod; read_unaligned handles any alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const DatapathEvent) })
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK");
+    }
+}

@@ -1,0 +1,41 @@
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "ipf-agent", version, about = "eBPF/XDP-accelerated VRRP failover agent")]
+struct Cli {
+    /// Log level (overridden by RUST_LOG).
+    #[arg(long, global = true, default_value = "info", env = "IPF_LOG_LEVEL")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach the datapath and print the VRRP adverts and address claims it sees.
+    Monitor(ipf_agent::monitor::MonitorArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    ipf_agent::logging::init(&cli.log_level);
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Monitor(args) => ipf_agent::monitor::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Per-VRID advertisement tracking: which valid adverts are news for the state machine.
+//!
+//! The datapath calls [`observe_advert`] for every valid advert; it updates the VRID's state and returns
+//! the [`event_kind`] bits to report (0 in steady state), so userspace is woken only by changes.
+
+use crate::{
+    maps::{VridConfig, VridState, event_kind, vrid_flags},
+    vrrp::{Advert, IpMeta},
+};
+
+/// Silence longer than this many advert intervals makes the next advert an `AFTER_SILENCE` event:
+/// three intervals is the RFC's Master_Down_Interval without the skew.
+pub const SILENCE_INTERVALS: u64 = 3;
+
+const NS_PER_CS: u64 = 10_000_000;
+
+/// Updates `state` with a valid advert seen at `now_ns` and returns the event bits it causes.
+#[inline(always)]
+pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv: &Advert, now_ns: u64) -> u32 {
+    let mut kind = 0;
+    let first = state.last_seen_ns == 0;
+    if first || state.master_addr != ip.src {
+        kind |= event_kind::NEW_MASTER;
+    } else {
+        if state.master_priority != adv.priority {
+            kind |= event_kind::PRIORITY_CHANGE;
+        }
+        if state.adver_int_cs != adv.adver_int_cs {
+            kind |= event_kind::INTERVAL_CHANGE;
+        }
+    }
+    let silence_ns = SILENCE_INTERVALS * state.adver_int_cs as u64 * NS_PER_CS;
+    if !first && now_ns.saturating_sub(state.last_seen_ns) > silence_ns {
+        kind |= event_kind::AFTER_SILENCE;
+    }
+    // RFC 5798 §6.4.3: a Master receiving a higher priority, or an equal priority from a higher
+    // primary address, must become Backup. Reported on every such advert until userspace clears MASTER.
+    if cfg.has(vrid_flags::MASTER)
+        && adv.priority != 0
+        && (adv.priority > cfg.priority || (adv.priority == cfg.priority && ip.src > cfg.primary_addr))
+    {
+        kind |= event_kind::PREEMPTED;
+    }
+    state.last_seen_ns = now_ns;
+    state.adverts_rx += 1;
+    if adv.priority == 0 {
+        state.priority_zero_rx += 1;
+    }
+    state.master_addr = ip.src;
+    state.master_priority = adv.priority;
+    state.adver_int_cs = adv.adver_int_cs;
+    state.version = adv.version;
+    state.addr_count = adv.addr_count;
+    if kind != 0 {
+        state.events += 1;
+    }
+    kind
+}
+
+/// Decides whether a claim of one of our VIPs by `mac` is reported now, updating the rate limit.
+/// Returns true when an event is due.
+#[inline(always)]
+pub fn conflict_due(vip: &mut crate::maps::VipState, iface: &crate::maps::IfaceConfig, mac: &[u8; 6], now_ns: u64) -> bool {
+    let mut i = 0;
+    while i < iface.own_mac_count as usize && i < iface.own_macs.len() {
+        if iface.own_macs[i] == *mac {
+            return false;
+        }
+        i += 1;
+    }
+    vip.conflicts += 1;
+    if vip.last_conflict_ns != 0 && now_ns.saturating_sub(vip.last_conflict_ns) < iface.conflict_interval_ns {
+        return false;
+    }
+    vip.last_conflict_ns = now_ns;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::FAMILY_V4;
+
+    fn ip(src: u8) -> IpMeta {
+        let mut m = IpMeta { family: FAMILY_V4, ttl: 255, payload_len: 20, ..Default::default() };
+        m.src[..4].copy_from_slice(&[192, 0, 2, src]);
+        m
+    }
+
+    fn adv(priority: u8, interval: u16) -> Advert {
+        Advert { family: FAMILY_V4, version: 3, vrid: 7, priority, addr_count: 1, adver_int_cs: interval }
+    }
+
+    #[test]
+    fn steady_state_raises_one_event() {
+        let mut st = VridState::default();
+        let cfg = VridConfig::default();
+        let mut events = 0;
+        for i in 1..=10_000u64 {
+            if observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), i * 1_000_000_000) != 0 {
+                events += 1;
+            }
+        }
+        assert_eq!(events, 1);
+        assert_eq!(st.adverts_rx, 10_000);
+        assert_eq!(st.events, 1);
+    }
+
+    #[test]
+    fn each_change_is_reported_once() {
+        let mut st = VridState::default();
+        let cfg = VridConfig::default();
+        let t = |n: u64| n * 1_000_000_000;
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), t(1)), event_kind::NEW_MASTER);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(2)), event_kind::PRIORITY_CHANGE);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(3)), 0);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 50), t(4)), event_kind::INTERVAL_CHANGE);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(2), &adv(90, 50), t(5)), event_kind::NEW_MASTER);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(2), &adv(0, 50), t(6)), event_kind::PRIORITY_CHANGE);
+        assert_eq!(st.priority_zero_rx, 1);
+    }
+
+    #[test]
+    fn silence_longer_than_three_intervals_is_reported() {
+        let mut st = VridState::default();
+        let cfg = VridConfig::default();
+        observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 1);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 1 + 3_000_000_000), 0);
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 2 + 6_000_000_001),
+            event_kind::AFTER_SILENCE
+        );
+    }
+
+    #[test]
+    fn preemption_while_master() {
+        let mut st = VridState::default();
+        let mut cfg = VridConfig { flags: vrid_flags::CONFIGURED | vrid_flags::MASTER, priority: 100, ..Default::default() };
+        cfg.primary_addr[..4].copy_from_slice(&[192, 0, 2, 5]);
+        observe_advert(&mut st, &cfg, &ip(1), &adv(50, 100), 1);
+        // Lower priority: no preemption, no new event.
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(50, 100), 2), 0);
+        // Equal priority, lower address: we win.
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 3), event_kind::PRIORITY_CHANGE);
+        // Equal priority, higher address: we lose, on every advert.
+        assert_ne!(observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), 4) & event_kind::PREEMPTED, 0);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), 5), event_kind::PREEMPTED);
+        // Priority 0 never preempts.
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(9), &adv(0, 100), 6), event_kind::PRIORITY_CHANGE);
+    }
+
+    #[test]
+    fn conflicts_are_rate_limited_and_own_macs_ignored() {
+        let mut vip = crate::maps::VipState::default();
+        let iface = crate::maps::IfaceConfig {
+            conflict_interval_ns: 1_000,
+            own_macs: [[2, 0, 0, 0, 0, 1], [0; 6], [0; 6], [0; 6]],
+            own_mac_count: 1,
+            _pad: [0; 7],
+        };
+        assert!(!conflict_due(&mut vip, &iface, &[2, 0, 0, 0, 0, 1], 10));
+        assert!(conflict_due(&mut vip, &iface, &[2, 0, 0, 0, 0, 2], 10));
+        assert!(!conflict_due(&mut vip, &iface, &[2, 0, 0, 0, 0, 2], 500));
+        assert!(conflict_due(&mut vip, &iface, &[2, 0, 0, 0, 0, 2], 1_010));
+        assert_eq!(vip.conflicts, 3);
+    }
+}

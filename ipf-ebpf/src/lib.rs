@@ -1,0 +1,2 @@
+#![no_std]
+// Library target so ipf-agent can list this crate as a build-dependency (rebuilds on change).

@@ -1,0 +1,1 @@
+//! Root-only integration tests live in tests/tests/.
