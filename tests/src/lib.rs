@@ -1,1 +1,41 @@
-//! Root-only integration tests live in tests/tests/.
+//! Support for ipf's root-only tests and benchmarks: crafted frames, the XDP program under
+//! BPF_PROG_TEST_RUN, network namespaces that clean up after themselves, and processes that die with
+//! the test.
+#![allow(clippy::unwrap_used, reason = "test support: a failed set-up step should panic with a backtrace")]
+
+pub mod frames;
+pub mod netns;
+pub mod xdp;
+
+use std::time::{Duration, Instant};
+
+/// Panics unless running as root: these tests create namespaces and load BPF programs.
+pub fn require_root() {
+    // SAFETY: plain syscall.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test needs root (network namespaces, BPF); run it through `sudo -E cargo xtask test`");
+}
+
+/// Polls `cond` until it returns `Some` or `timeout` passes; panics with `what` on time-out.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Path of the `ipf-agent` binary: `$IPF_AGENT_BIN`, else next to the test executable's target dir.
+pub fn agent_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("IPF_AGENT_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/ipf-agent
+    let path = exe.parent().and_then(|d| d.parent()).unwrap().join("ipf-agent");
+    assert!(path.exists(), "{} not found: build it first (`cargo build -p ipf-agent`; cargo xtask test does)", path.display());
+    path
+}

@@ -260,7 +260,7 @@ impl VridSpec {
 }
 
 /// Table operations both backends implement: BPF maps, or their userspace twins.
-pub(crate) trait Tables: Send {
+pub trait Tables: Send {
     fn set_iface(&mut self, cfg: IfaceConfig) -> Result<(), DatapathError>;
     fn set_config(&mut self, slot: u32, cfg: VridConfig) -> Result<(), DatapathError>;
     fn reset_state(&mut self, slot: u32) -> Result<(), DatapathError>;

@@ -1,0 +1,213 @@
+//! Network namespaces, veth links and processes that are removed when the test ends, also on panic.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, short enough for namespace and file names.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace with `lo` up. Dropping it kills every process inside and deletes it.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Self {
+        crate::require_root();
+        let name = unique(prefix);
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NS ARGS...`, asserting success; returns stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Runs `program args` inside the namespace, asserting success; returns stdout.
+    pub fn exec(&self, program: &str, args: &[&str]) -> String {
+        run(self.command(program).args(args))
+    }
+
+    /// Whether any XDP program is attached to `ifname` in this namespace.
+    pub fn has_xdp(&self, ifname: &str) -> bool {
+        let out = self.ip(&["-d", "link", "show", "dev", ifname]);
+        out.contains("prog/xdp") || out.contains(" xdp")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    // SAFETY: plain syscall.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Connects `a` and `b` with a veth pair named `a_if`/`b_if` and assigns addresses (CIDR strings).
+/// The pair disappears with either namespace.
+pub fn veth(a: &Netns, a_if: &str, a_addrs: &[&str], b: &Netns, b_if: &str, b_addrs: &[&str]) {
+    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    for (ns, ifname, addrs) in [(a, a_if, a_addrs), (b, b_if, b_addrs)] {
+        for addr in addrs {
+            // nodad: IPv6 addresses usable at once, no 1-2 s wait.
+            if addr.contains(':') {
+                ns.ip(&["addr", "add", addr, "dev", ifname, "nodad"]);
+            } else {
+                ns.ip(&["addr", "add", addr, "dev", ifname]);
+            }
+        }
+        ns.ip(&["link", "set", ifname, "up"]);
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let p = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (SIGKILL) on drop, with its stdout lines collected.
+pub struct Proc {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        Proc { child, lines, name: name.to_owned() }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Lines printed so far that parse as JSON.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain syscall on our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for exit (with a deadline); returns the exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let name = self.name.clone();
+        crate::wait_for(&format!("{name} to exit"), timeout, || self.child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A keepalived from Debian's package running inside a namespace, VRRP process only.
+pub struct Keepalived {
+    pub proc: Proc,
+    dir: TempDir,
+}
+
+impl Keepalived {
+    pub fn start(ns: &Netns, config: &str) -> Self {
+        let dir = TempDir::new("ipf-ka");
+        let conf = dir.path().join("keepalived.conf");
+        std::fs::write(&conf, config).unwrap();
+        let mut cmd = ns.command("keepalived");
+        cmd.args(["--dont-fork", "--log-console", "--vrrp", "--dont-release-vrrp"])
+            .arg("-f")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path().join("keepalived.pid"))
+            .arg("-r")
+            .arg(dir.path().join("vrrp.pid"));
+        Keepalived { proc: Proc::spawn("keepalived", cmd), dir }
+    }
+
+    /// Rewrites the configuration and reloads (SIGHUP).
+    pub fn reload(&self, config: &str) {
+        std::fs::write(self.dir.path().join("keepalived.conf"), config).unwrap();
+        self.proc.signal(libc::SIGHUP);
+    }
+
+    /// Graceful stop: keepalived sends priority 0 and exits.
+    pub fn stop(&mut self) {
+        self.proc.signal(libc::SIGTERM);
+        self.proc.wait_exit(Duration::from_secs(10));
+    }
+}
+
+/// `ipf-agent monitor --json` inside a namespace.
+pub fn spawn_monitor(ns: &Netns, args: &[&str]) -> Proc {
+    let mut cmd = ns.command(crate::agent_bin());
+    cmd.arg("monitor").arg("--json").args(args);
+    Proc::spawn("ipf-agent", cmd)
+}
