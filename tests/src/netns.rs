@@ -119,14 +119,16 @@ impl Drop for TempDir {
 pub struct Proc {
     pub child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
     pub name: String,
 }
 
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> Self {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
         if let Some(out) = child.stdout.take() {
             let sink = lines.clone();
             std::thread::spawn(move || {
@@ -135,7 +137,15 @@ impl Proc {
                 }
             });
         }
-        Proc { child, lines, name: name.to_owned() }
+        if let Some(err) = child.stderr.take() {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        Proc { child, lines, stderr, name: name.to_owned() }
     }
 
     pub fn pid(&self) -> i32 {
@@ -167,6 +177,13 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Shown only when the test failed, to explain it.
+        if std::thread::panicking() {
+            eprintln!("---- {} (pid {}) output ----", self.name, self.child.id());
+            for line in self.lines().iter().chain(self.stderr.lock().unwrap().iter()) {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -182,7 +199,7 @@ impl Keepalived {
         let conf = dir.path().join("keepalived.conf");
         std::fs::write(&conf, config).unwrap();
         let mut cmd = ns.command("keepalived");
-        cmd.args(["--dont-fork", "--log-console", "--vrrp", "--dont-release-vrrp"])
+        cmd.args(["--dont-fork", "--log-console", "--vrrp"])
             .arg("-f")
             .arg(&conf)
             .arg("-p")
