@@ -226,6 +226,16 @@ pub fn validate_advert<L: VridLookup>(ip: &IpMeta, msg: &[u8], lookup: &L) -> Re
     Ok(Advert { family: ip.family, version, vrid, priority, addr_count: count, adver_int_cs })
 }
 
+/// Whether a version can carry an advertisement interval of `cs` centiseconds: VRRPv2 whole seconds
+/// 1..=255, VRRPv3 1..=4095 centiseconds.
+pub const fn interval_fits(version: u8, cs: u32) -> bool {
+    if version == 2 {
+        cs.is_multiple_of(100) && cs >= 100 && cs <= 25_500
+    } else {
+        cs >= 1 && cs <= V3_MAX_INTERVAL_CS as u32
+    }
+}
+
 /// Fields of an advertisement to encode.
 #[derive(Clone, Copy)]
 #[cfg_attr(feature = "user", derive(Debug))]
@@ -264,16 +274,11 @@ pub fn encode_advert(f: &AdvertFields<'_>, buf: &mut [u8]) -> Result<usize, Enco
         return Err(EncodeError::Version);
     }
     let addr_len = if f.family == FAMILY_V6 { 16 } else { 4 };
-    if f.addrs.len() % addr_len != 0 || f.addrs.len() / addr_len > 255 {
+    if !f.addrs.len().is_multiple_of(addr_len) || f.addrs.len() / addr_len > 255 {
         return Err(EncodeError::Addresses);
     }
     let count = (f.addrs.len() / addr_len) as u8;
-    let interval_ok = if f.version == 2 {
-        f.adver_int_cs % 100 == 0 && (100..=25500).contains(&f.adver_int_cs)
-    } else {
-        (1..=V3_MAX_INTERVAL_CS).contains(&f.adver_int_cs)
-    };
-    if !interval_ok {
+    if !interval_fits(f.version, f.adver_int_cs as u32) {
         return Err(EncodeError::Interval);
     }
     let len = message_len(f.version, f.family, count);

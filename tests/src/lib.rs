@@ -4,29 +4,9 @@
 #![allow(clippy::unwrap_used, reason = "test support: a failed set-up step should panic with a backtrace")]
 
 pub mod frames;
-pub mod netns;
 pub mod xdp;
 
-use std::time::{Duration, Instant};
-
-/// Panics unless running as root: these tests create namespaces and load BPF programs.
-pub fn require_root() {
-    // SAFETY: plain syscall.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test needs root (network namespaces, BPF); run it through `sudo -E cargo xtask test`");
-}
-
-/// Polls `cond` until it returns `Some` or `timeout` passes; panics with `what` on time-out.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use ipf_testbed::{require_root, wait_for};
 
 /// Path of the `ipf-agent` binary: `$IPF_AGENT_BIN`, else next to the test executable's target dir.
 pub fn agent_bin() -> std::path::PathBuf {

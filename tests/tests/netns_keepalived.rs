@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use ipf_tests::{
-    netns::{Keepalived, Netns, Proc, spawn_monitor, veth},
-    wait_for,
-};
+use ipf_testbed::{Keepalived, Netns, Proc, veth, wait_for};
+use ipf_tests::agent_bin;
+use ipf_testbed::spawn_monitor;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -79,6 +78,7 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     let lab = lab();
     let mon = spawn_monitor(
         &lab.node,
+        &agent_bin(),
         &[
             "-i",
             "eth0",
@@ -155,7 +155,7 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
 #[test]
 fn keepalived_v3_unicast_only_from_configured_peers() {
     let lab = lab();
-    let mon = spawn_monitor(&lab.node, &["-i", "eth0", "--vrid", "61,interval=50,peer=192.0.2.1", "--report-interval-ms", "100"]);
+    let mon = spawn_monitor(&lab.node, &agent_bin(), &["-i", "eth0", "--vrid", "61,interval=50,peer=192.0.2.1", "--report-interval-ms", "100"]);
     wait_ready(&mon);
     let unicast = |src: &str| format!("  unicast_src_ip {src}\n  unicast_peer {{\n    192.0.2.2\n  }}");
     let _ka = Keepalived::start(&lab.peer, &keepalived_conf(3, &instance("U", 61, 150, "0.05", &unicast("192.0.2.1"), &["192.0.2.110/24"])));
@@ -175,7 +175,7 @@ fn keepalived_v3_unicast_only_from_configured_peers() {
 #[test]
 fn raw_socket_path_reports_the_same_events() {
     let lab = lab();
-    let mon = spawn_monitor(&lab.node, &["-i", "eth0", "--xdp-mode", "off", "--vrid", "52,interval=50", "--report-interval-ms", "100"]);
+    let mon = spawn_monitor(&lab.node, &agent_bin(), &["-i", "eth0", "--xdp-mode", "off", "--vrid", "52,interval=50", "--report-interval-ms", "100"]);
     let ready = wait_ready(&mon);
     assert_eq!(ready["datapath"]["mode"], "raw_socket");
     assert!(!lab.node.has_xdp("eth0"));
@@ -192,7 +192,7 @@ fn raw_socket_path_reports_the_same_events() {
 fn no_xdp_program_stays_attached_after_sigkill_or_sigterm() {
     let lab = lab();
     for signal in [libc::SIGKILL, libc::SIGTERM] {
-        let mut mon = spawn_monitor(&lab.node, &["-i", "eth0", "--vrid", "51"]);
+        let mut mon = spawn_monitor(&lab.node, &agent_bin(), &["-i", "eth0", "--vrid", "51"]);
         wait_ready(&mon);
         assert!(lab.node.has_xdp("eth0"), "attached while the agent runs");
         mon.signal(signal);

@@ -115,7 +115,7 @@ fn each_change_raises_exactly_one_event() {
     let mut p = TestProgram::load();
     p.configure(&spec(7, 3, Family::V4));
     let mut adv = Advert::v3(7, 100, "192.0.2.1", &["192.0.2.100"]);
-    let mut run = |p: &mut TestProgram, adv: &Advert| {
+    let run = |p: &mut TestProgram, adv: &Advert| {
         for _ in 0..10 {
             p.run(&adv.frame());
         }

@@ -1,1 +1,76 @@
-fn main(){}
+//! `cargo xtask`: set-up, tests, the local lab and benchmarks. Orchestration only: building the XDP
+//! program is ipf-agent's build script's job.
+
+mod bench;
+mod lab;
+mod setup;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the build and the tests need (apt packages, eBPF toolchain, bpf-linker); idempotent.
+    Setup,
+    /// Set up, lint, build and run every test (needs root: namespaces and BPF).
+    Test(TestArgs),
+    /// The local lab: namespaces with VRRP routers and an ipf node, shown live (needs root).
+    Run(lab::LabArgs),
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Bench,
+    },
+}
+
+#[derive(clap::Args)]
+struct TestArgs {
+    /// Skip rustfmt and clippy.
+    #[arg(long)]
+    no_lint: bool,
+    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::Test(args) => test(args),
+        Command::Run(args) => {
+            setup::run()?;
+            lab::run(args)
+        }
+        Command::Bench { which } => {
+            setup::run()?;
+            bench::run(which)
+        }
+    }
+}
+
+fn test(args: TestArgs) -> Result<()> {
+    util::require_root("the tests create network namespaces and load BPF programs")?;
+    setup::run()?;
+    if !args.no_lint {
+        util::step("format check", util::cargo(&["fmt", "--all", "--check"]))?;
+        util::step("clippy (host crates)", util::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+        util::step("clippy (eBPF crate, bpfel-unknown-none)", setup::ebpf_clippy())?;
+    }
+    util::step("build ipf-agent", util::cargo(&["build", "-p", "ipf-agent"]))?;
+    let agent = util::workspace_root()?.join("target/debug/ipf-agent");
+    let mut test = util::cargo(&["test", "--workspace", "--no-fail-fast"]);
+    test.env("IPF_AGENT_BIN", &agent);
+    if !args.cargo_test_args.is_empty() {
+        test.arg("--").args(&args.cargo_test_args);
+    }
+    util::step("tests", test)
+}

@@ -19,7 +19,7 @@ use std::{
 use ipf_common::{
     Counter, DatapathEvent, IfaceConfig, VipKey, VridConfig, VridState,
     maps::{FAMILY_V4, FAMILY_V6, PeerKey, addr16, vrid_flags, vrid_slot},
-    vrrp::address_digest,
+    vrrp::{address_digest, interval_fits},
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -190,12 +190,8 @@ impl VridSpec {
             }
         }
         let cs = self.adver_int.as_millis() / 10;
-        let ok = if self.version == 2 {
-            cs % 100 == 0 && (100..=25500).contains(&cs)
-        } else {
-            (1..=4095).contains(&cs)
-        };
-        if !ok {
+        let whole_cs = self.adver_int.as_millis() % 10 == 0 && self.adver_int.subsec_nanos() % 1_000_000 == 0;
+        if !whole_cs || !interval_fits(self.version, u32::try_from(cs).unwrap_or(u32::MAX)) {
             return err(format!(
                 "vrid {}: advert interval {:?} cannot be carried by VRRPv{}",
                 self.vrid, self.adver_int, self.version

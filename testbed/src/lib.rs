@@ -1,4 +1,6 @@
-//! Network namespaces, veth links and processes that are removed when the test ends, also on panic.
+//! Network namespaces, veth links and processes that are removed when their guard is dropped, also on
+//! panic: shared by the root-only tests, the local lab and the benchmarks.
+#![allow(clippy::unwrap_used, reason = "test bed: a failed set-up step should panic with a backtrace")]
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -8,8 +10,34 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU32, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
+
+/// Panics unless running as root: namespaces and BPF need it.
+pub fn require_root() {
+    // SAFETY: plain syscall.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this needs root (network namespaces, BPF); run it through `sudo -E cargo xtask test`");
+}
+
+/// Polls `cond` until it returns `Some` or `timeout` passes; panics with `what` on time-out.
+pub fn wait_for<T>(what: &str, timeout: Duration, cond: impl FnMut() -> Option<T>) -> T {
+    try_wait_for(timeout, cond).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Polls `cond` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn try_wait_for<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -30,9 +58,20 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// A namespace with a unique name starting with `prefix`.
     pub fn new(prefix: &str) -> Self {
-        crate::require_root();
-        let name = unique(prefix);
+        Self::named(&unique(prefix))
+    }
+
+    /// A namespace with exactly this name; a stale one left by a killed run is removed first.
+    pub fn named(name: &str) -> Self {
+        require_root();
+        let name = name.to_owned();
+        if Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().any(|l| l.split_whitespace().next() == Some(name.as_str()))
+        }) {
+            drop(Netns { name: name.clone() });
+        }
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -169,7 +208,7 @@ impl Proc {
     /// Waits for exit (with a deadline); returns the exit status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let name = self.name.clone();
-        crate::wait_for(&format!("{name} to exit"), timeout, || self.child.try_wait().ok().flatten())
+        wait_for(&format!("{name} to exit"), timeout, || self.child.try_wait().ok().flatten())
     }
 }
 
@@ -222,9 +261,9 @@ impl Keepalived {
     }
 }
 
-/// `ipf-agent monitor --json` inside a namespace.
-pub fn spawn_monitor(ns: &Netns, args: &[&str]) -> Proc {
-    let mut cmd = ns.command(crate::agent_bin());
+/// `ipf-agent monitor --json` (binary `agent`) inside a namespace.
+pub fn spawn_monitor(ns: &Netns, agent: &Path, args: &[&str]) -> Proc {
+    let mut cmd = ns.command(agent);
     cmd.arg("monitor").arg("--json").args(args);
     Proc::spawn("ipf-agent", cmd)
 }

@@ -1,0 +1,118 @@
+//! Idempotent installation of the build and test dependencies on Debian.
+//!
+//! The eBPF crate needs a compiler with its own library source (to build `core` for
+//! bpfel-unknown-none) and a bpf-linker built against the same LLVM major. Debian's rustc-web (1.96,
+//! LLVM 22) ships both a compiler and rust-web-src; it is linked into rustup as `ipf-bpf` and used only
+//! for the eBPF crate. See ../shared/docs/toolchain.md for the recipe.
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::util::{display, is_root, output, step};
+
+/// Name of the rustup toolchain linked to Debian's rustc (ipf-agent/build.rs uses the same name).
+pub const EBPF_TOOLCHAIN: &str = "ipf-bpf";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_MAJOR: &str = "22";
+
+/// Debian packages: the eBPF toolchain and linker build, and the real peers the tests run.
+const PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "rust-web-clippy",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "iproute2",
+    "keepalived",
+];
+
+pub fn run() -> Result<()> {
+    apt_packages()?;
+    toolchain()?;
+    bpf_linker()?;
+    Ok(())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn apt_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        eprintln!("setup: apt packages present");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("setup: missing Debian packages {missing:?}; run `sudo -E cargo xtask setup`");
+    }
+    step("apt-get update", apt(&["update", "-qq"]))?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    step("apt-get install", apt(&args))
+}
+
+fn apt(args: &[&str]) -> Command {
+    let mut c = Command::new("apt-get");
+    c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    c
+}
+
+fn toolchain() -> Result<()> {
+    let list = output({
+        let mut c = Command::new("rustup");
+        c.args(["toolchain", "list"]);
+        c
+    })
+    .context("rustup is needed to run the eBPF toolchain")?;
+    if !list.lines().any(|l| l.split_whitespace().next() == Some(EBPF_TOOLCHAIN)) {
+        let mut c = Command::new("rustup");
+        c.args(["toolchain", "link", EBPF_TOOLCHAIN, "/usr"]);
+        step("link Debian's rustc as the eBPF toolchain", c)?;
+    }
+    let mut c = Command::new("rustup");
+    c.args(["run", EBPF_TOOLCHAIN, "rustc", "-vV"]);
+    let info = output(c)?;
+    if !info.contains(&format!("LLVM version: {LLVM_MAJOR}.")) {
+        bail!("toolchain {EBPF_TOOLCHAIN} is not on LLVM {LLVM_MAJOR}: {info}");
+    }
+    eprintln!("setup: eBPF toolchain `{EBPF_TOOLCHAIN}` ready");
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    let current = Command::new("bpf-linker").arg("--version").output().ok().filter(|o| o.status.success());
+    if let Some(out) = current {
+        let v = String::from_utf8_lossy(&out.stdout);
+        if v.contains(BPF_LINKER_VERSION) {
+            eprintln!("setup: bpf-linker {BPF_LINKER_VERSION} present");
+            return Ok(());
+        }
+    }
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features"])
+        .arg(format!("llvm-{LLVM_MAJOR}"))
+        .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM_MAJOR}"));
+    step("install bpf-linker (about 2 minutes)", c)
+}
+
+/// clippy for the eBPF crate on its real target, with the eBPF toolchain.
+pub fn ebpf_clippy() -> Command {
+    let mut c = Command::new("rustup");
+    c.args(["run", EBPF_TOOLCHAIN, "cargo", "clippy", "-p", "ipf-ebpf", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core", "--", "-D", "warnings"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", "target/ebpf-clippy");
+    if let Ok(root) = crate::util::workspace_root() {
+        c.current_dir(root);
+    }
+    eprintln!("(eBPF clippy runs as: RUSTC_BOOTSTRAP=1 {})", display(&c));
+    c
+}
