@@ -23,14 +23,21 @@ fn main() -> anyhow::Result<()> {
         .as_str()
         .to_owned();
     println!("cargo:rerun-if-env-changed=IPF_EBPF_TOOLCHAIN");
-    let toolchain = std::env::var("IPF_EBPF_TOOLCHAIN").unwrap_or_else(|_| EBPF_TOOLCHAIN.to_owned());
+    let toolchain =
+        std::env::var("IPF_EBPF_TOOLCHAIN").unwrap_or_else(|_| EBPF_TOOLCHAIN.to_owned());
     // The linked toolchain is a stable rustc: bootstrap mode lets it build `core` for the BPF target
     // (aya-build then passes -Z build-std=core).
     // SAFETY: build scripts are single-threaded at this point.
     unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
     aya_build::build_ebpf(
-        [Package { name: "ipf-ebpf", root_dir: &root_dir, ..Default::default() }],
+        [Package {
+            name: "ipf-ebpf",
+            root_dir: &root_dir,
+            ..Default::default()
+        }],
         Toolchain::Custom(&toolchain),
     )
-    .with_context(|| format!("building the XDP program with toolchain `{toolchain}` (run `cargo xtask setup`)"))
+    .with_context(|| {
+        format!("building the XDP program with toolchain `{toolchain}` (run `cargo xtask setup`)")
+    })
 }

@@ -16,7 +16,13 @@ const NS_PER_CS: u64 = 10_000_000;
 
 /// Updates `state` with a valid advert seen at `now_ns` and returns the event bits it causes.
 #[inline(always)]
-pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv: &Advert, now_ns: u64) -> u32 {
+pub fn observe_advert(
+    state: &mut VridState,
+    cfg: &VridConfig,
+    ip: &IpMeta,
+    adv: &Advert,
+    now_ns: u64,
+) -> u32 {
     let mut kind = 0;
     let first = state.last_seen_ns == 0;
     if first || state.master_addr != ip.src {
@@ -37,7 +43,8 @@ pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv:
     // primary address, must become Backup. Reported on every such advert until userspace clears MASTER.
     if cfg.has(vrid_flags::MASTER)
         && adv.priority != 0
-        && (adv.priority > cfg.priority || (adv.priority == cfg.priority && ip.src > cfg.primary_addr))
+        && (adv.priority > cfg.priority
+            || (adv.priority == cfg.priority && ip.src > cfg.primary_addr))
     {
         kind |= event_kind::PREEMPTED;
     }
@@ -60,7 +67,12 @@ pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv:
 /// Decides whether a claim of one of our VIPs by `mac` is reported now, updating the rate limit.
 /// Returns true when an event is due.
 #[inline(always)]
-pub fn conflict_due(vip: &mut crate::maps::VipState, iface: &crate::maps::IfaceConfig, mac: &[u8; 6], now_ns: u64) -> bool {
+pub fn conflict_due(
+    vip: &mut crate::maps::VipState,
+    iface: &crate::maps::IfaceConfig,
+    mac: &[u8; 6],
+    now_ns: u64,
+) -> bool {
     let mut i = 0;
     while i < iface.own_mac_count as usize && i < iface.own_macs.len() {
         if iface.own_macs[i] == *mac {
@@ -69,7 +81,9 @@ pub fn conflict_due(vip: &mut crate::maps::VipState, iface: &crate::maps::IfaceC
         i += 1;
     }
     vip.conflicts += 1;
-    if vip.last_conflict_ns != 0 && now_ns.saturating_sub(vip.last_conflict_ns) < iface.conflict_interval_ns {
+    if vip.last_conflict_ns != 0
+        && now_ns.saturating_sub(vip.last_conflict_ns) < iface.conflict_interval_ns
+    {
         return false;
     }
     vip.last_conflict_ns = now_ns;
@@ -82,13 +96,25 @@ mod tests {
     use crate::maps::FAMILY_V4;
 
     fn ip(src: u8) -> IpMeta {
-        let mut m = IpMeta { family: FAMILY_V4, ttl: 255, payload_len: 20, ..Default::default() };
+        let mut m = IpMeta {
+            family: FAMILY_V4,
+            ttl: 255,
+            payload_len: 20,
+            ..Default::default()
+        };
         m.src[..4].copy_from_slice(&[192, 0, 2, src]);
         m
     }
 
     fn adv(priority: u8, interval: u16) -> Advert {
-        Advert { family: FAMILY_V4, version: 3, vrid: 7, priority, addr_count: 1, adver_int_cs: interval }
+        Advert {
+            family: FAMILY_V4,
+            version: 3,
+            vrid: 7,
+            priority,
+            addr_count: 1,
+            adver_int_cs: interval,
+        }
     }
 
     #[test]
@@ -111,12 +137,30 @@ mod tests {
         let mut st = VridState::default();
         let cfg = VridConfig::default();
         let t = |n: u64| n * 1_000_000_000;
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), t(1)), event_kind::NEW_MASTER);
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(2)), event_kind::PRIORITY_CHANGE);
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(3)), 0);
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 50), t(4)), event_kind::INTERVAL_CHANGE);
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(2), &adv(90, 50), t(5)), event_kind::NEW_MASTER);
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(2), &adv(0, 50), t(6)), event_kind::PRIORITY_CHANGE);
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), t(1)),
+            event_kind::NEW_MASTER
+        );
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(2)),
+            event_kind::PRIORITY_CHANGE
+        );
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(3)),
+            0
+        );
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(1), &adv(90, 50), t(4)),
+            event_kind::INTERVAL_CHANGE
+        );
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(2), &adv(90, 50), t(5)),
+            event_kind::NEW_MASTER
+        );
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(2), &adv(0, 50), t(6)),
+            event_kind::PRIORITY_CHANGE
+        );
         assert_eq!(st.priority_zero_rx, 1);
     }
 
@@ -125,7 +169,10 @@ mod tests {
         let mut st = VridState::default();
         let cfg = VridConfig::default();
         observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 1);
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 1 + 3_000_000_000), 0);
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 1 + 3_000_000_000),
+            0
+        );
         assert_eq!(
             observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 2 + 6_000_000_001),
             event_kind::AFTER_SILENCE
@@ -135,18 +182,34 @@ mod tests {
     #[test]
     fn preemption_while_master() {
         let mut st = VridState::default();
-        let mut cfg = VridConfig { flags: vrid_flags::CONFIGURED | vrid_flags::MASTER, priority: 100, ..Default::default() };
+        let mut cfg = VridConfig {
+            flags: vrid_flags::CONFIGURED | vrid_flags::MASTER,
+            priority: 100,
+            ..Default::default()
+        };
         cfg.primary_addr[..4].copy_from_slice(&[192, 0, 2, 5]);
         observe_advert(&mut st, &cfg, &ip(1), &adv(50, 100), 1);
         // Lower priority: no preemption, no new event.
         assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(50, 100), 2), 0);
         // Equal priority, lower address: we win.
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 3), event_kind::PRIORITY_CHANGE);
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 3),
+            event_kind::PRIORITY_CHANGE
+        );
         // Equal priority, higher address: we lose, on every advert.
-        assert_ne!(observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), 4) & event_kind::PREEMPTED, 0);
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), 5), event_kind::PREEMPTED);
+        assert_ne!(
+            observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), 4) & event_kind::PREEMPTED,
+            0
+        );
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), 5),
+            event_kind::PREEMPTED
+        );
         // Priority 0 never preempts.
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(9), &adv(0, 100), 6), event_kind::PRIORITY_CHANGE);
+        assert_eq!(
+            observe_advert(&mut st, &cfg, &ip(9), &adv(0, 100), 6),
+            event_kind::PRIORITY_CHANGE
+        );
     }
 
     #[test]

@@ -53,13 +53,7 @@ pub fn pseudo_header_sum(family: u8, src: &[u8; 16], dst: &[u8; 16], upper_len: 
 }
 
 /// Checksum value to store in a VRRP message whose checksum field is zero.
-pub fn vrrp_checksum(
-    version: u8,
-    family: u8,
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    msg: &[u8],
-) -> u16 {
+pub fn vrrp_checksum(version: u8, family: u8, src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
     let initial = if version == 3 {
         pseudo_header_sum(family, src, dst, msg.len() as u16)
     } else {
@@ -81,7 +75,10 @@ mod tests {
 
     #[test]
     fn odd_length_pads_with_zero() {
-        assert_eq!(sum(&[0x12, 0x34, 0x56], 0), sum(&[0x12, 0x34, 0x56, 0x00], 0));
+        assert_eq!(
+            sum(&[0x12, 0x34, 0x56], 0),
+            sum(&[0x12, 0x34, 0x56, 0x00], 0)
+        );
         assert_eq!(sum(&[0xab], 0), 0xab00);
     }
 

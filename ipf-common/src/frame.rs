@@ -179,7 +179,11 @@ pub fn arp_claim(arp: &ArpEthIpv4) -> Option<Claim> {
     {
         return None;
     }
-    Some(Claim { family: FAMILY_V4, addr: addr16(&arp.spa), mac: arp.sha })
+    Some(Claim {
+        family: FAMILY_V4,
+        addr: addr16(&arp.spa),
+        mac: arp.sha,
+    })
 }
 
 /// The address a neighbour advertisement claims (its target), owned by the frame's source MAC.
@@ -188,7 +192,11 @@ pub fn na_claim(ip: &Ipv6Hdr, na: &NeighborAdvert, eth_src: &[u8; 6]) -> Option<
     if ip.next_header != IPPROTO_ICMPV6 || na.icmp_type != ICMPV6_NEIGHBOR_ADVERT || na.code != 0 {
         return None;
     }
-    Some(Claim { family: FAMILY_V6, addr: na.target, mac: *eth_src })
+    Some(Claim {
+        family: FAMILY_V6,
+        addr: na.target,
+        mac: *eth_src,
+    })
 }
 
 /// What a whole frame is, for the userspace receive path (the XDP program walks the same steps with
@@ -197,7 +205,11 @@ pub fn na_claim(ip: &Ipv6Hdr, na: &NeighborAdvert, eth_src: &[u8; 6]) -> Option<
 #[cfg_attr(feature = "user", derive(Debug))]
 pub enum Frame {
     /// A VRRP packet: IP facts, offset of the VRRP message in the frame, and the source MAC.
-    Vrrp { ip: IpMeta, offset: usize, src_mac: [u8; 6] },
+    Vrrp {
+        ip: IpMeta,
+        offset: usize,
+        src_mac: [u8; 6],
+    },
     Claim(Claim),
     /// A VRRP packet rejected at the IP layer.
     Invalid(RxError),
@@ -215,7 +227,11 @@ pub fn classify(frame: &[u8]) -> Frame {
                 return Frame::Other;
             };
             match ipv4_vrrp(ip) {
-                Ok(Some((meta, ihl))) => Frame::Vrrp { ip: meta, offset: ETH_HDR_LEN + ihl, src_mac: eth.src },
+                Ok(Some((meta, ihl))) => Frame::Vrrp {
+                    ip: meta,
+                    offset: ETH_HDR_LEN + ihl,
+                    src_mac: eth.src,
+                },
                 Ok(None) => Frame::Other,
                 Err(e) => Frame::Invalid(e),
             }
@@ -225,9 +241,15 @@ pub fn classify(frame: &[u8]) -> Frame {
                 return Frame::Other;
             };
             if let Some(meta) = ipv6_vrrp(ip) {
-                return Frame::Vrrp { ip: meta, offset: ETH_HDR_LEN + IPV6_HDR_LEN, src_mac: eth.src };
+                return Frame::Vrrp {
+                    ip: meta,
+                    offset: ETH_HDR_LEN + IPV6_HDR_LEN,
+                    src_mac: eth.src,
+                };
             }
-            match header_at::<NeighborAdvert>(frame, ETH_HDR_LEN + IPV6_HDR_LEN).and_then(|na| na_claim(ip, na, &eth.src)) {
+            match header_at::<NeighborAdvert>(frame, ETH_HDR_LEN + IPV6_HDR_LEN)
+                .and_then(|na| na_claim(ip, na, &eth.src))
+            {
                 Some(c) => Frame::Claim(c),
                 None => Frame::Other,
             }

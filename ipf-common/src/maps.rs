@@ -24,7 +24,11 @@ pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 /// Index of `(family, vrid)` in `VRID_CONFIG` / `VRID_STATE`.
 #[inline(always)]
 pub const fn vrid_slot(family: u8, vrid: u8) -> u32 {
-    if family == FAMILY_V6 { 256 + vrid as u32 } else { vrid as u32 }
+    if family == FAMILY_V6 {
+        256 + vrid as u32
+    } else {
+        vrid as u32
+    }
 }
 
 /// Copies the first `N` bytes of `src` into a 16-byte address (IPv4 uses the first 4).
@@ -275,7 +279,11 @@ mod tests {
     fn counter_names_are_unique_snake_case() {
         for (i, a) in Counter::ALL.iter().enumerate() {
             assert_eq!(*a as u32, i as u32);
-            assert!(a.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                a.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
             for b in &Counter::ALL[i + 1..] {
                 assert_ne!(a.name(), b.name());
             }

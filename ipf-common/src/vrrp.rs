@@ -132,8 +132,6 @@ pub trait VridLookup {
     }
 }
 
-
-
 /// Expected VRRP message length for a version, family and address count.
 #[inline(always)]
 pub const fn message_len(version: u8, family: u8, count: u8) -> usize {
@@ -153,7 +151,11 @@ pub fn address_digest(addrs: &[u8]) -> u32 {
 /// Validates a received VRRP message (`msg` is the IP payload) against the receive rules of RFC 3768
 /// §7.1 and RFC 5798 §7.1, in the order the RFCs give, and returns the advert on success.
 #[inline(always)]
-pub fn validate_advert<L: VridLookup>(ip: &IpMeta, msg: &[u8], lookup: &L) -> Result<Advert, RxError> {
+pub fn validate_advert<L: VridLookup>(
+    ip: &IpMeta,
+    msg: &[u8],
+    lookup: &L,
+) -> Result<Advert, RxError> {
     if ip.ttl != VRRP_TTL {
         return Err(RxError::IpTtl);
     }
@@ -199,7 +201,11 @@ pub fn validate_advert<L: VridLookup>(ip: &IpMeta, msg: &[u8], lookup: &L) -> Re
     let addrs_end = HEADER_LEN + ip.addr_len() * count as usize;
     let adver_int_cs = if version == 2 {
         let auth_type = msg[4];
-        let wanted = if cfg.has(vrid_flags::AUTH_PASS) { AUTH_PASS } else { AUTH_NONE };
+        let wanted = if cfg.has(vrid_flags::AUTH_PASS) {
+            AUTH_PASS
+        } else {
+            AUTH_NONE
+        };
         if auth_type != wanted {
             return Err(RxError::AuthTypeMismatch);
         }
@@ -216,14 +222,22 @@ pub fn validate_advert<L: VridLookup>(ip: &IpMeta, msg: &[u8], lookup: &L) -> Re
     };
     if cfg.has(vrid_flags::CHECK_ADDRS)
         && priority != 255
-        && (count != cfg.addr_count || lookup.ones_sum(&msg[HEADER_LEN..addrs_end]) as u32 != cfg.addr_digest)
+        && (count != cfg.addr_count
+            || lookup.ones_sum(&msg[HEADER_LEN..addrs_end]) as u32 != cfg.addr_digest)
     {
         return Err(RxError::AddrList);
     }
     if cfg.has(vrid_flags::UNICAST) && !lookup.is_peer(ip.family, vrid, &ip.src) {
         return Err(RxError::PeerUnknown);
     }
-    Ok(Advert { family: ip.family, version, vrid, priority, addr_count: count, adver_int_cs })
+    Ok(Advert {
+        family: ip.family,
+        version,
+        vrid,
+        priority,
+        addr_count: count,
+        adver_int_cs,
+    })
 }
 
 /// Whether a version can carry an advertisement interval of `cs` centiseconds: VRRPv2 whole seconds
@@ -270,7 +284,9 @@ pub enum EncodeError {
 
 /// Encodes an advertisement with its checksum into `buf`; returns the message length.
 pub fn encode_advert(f: &AdvertFields<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    if !(f.version == 3 || (f.version == 2 && f.family == FAMILY_V4)) || !(f.family == FAMILY_V4 || f.family == FAMILY_V6) {
+    if !(f.version == 3 || (f.version == 2 && f.family == FAMILY_V4))
+        || !(f.family == FAMILY_V4 || f.family == FAMILY_V6)
+    {
         return Err(EncodeError::Version);
     }
     let addr_len = if f.family == FAMILY_V6 { 16 } else { 4 };
@@ -290,7 +306,11 @@ pub fn encode_advert(f: &AdvertFields<'_>, buf: &mut [u8]) -> Result<usize, Enco
     out[2] = f.priority;
     out[3] = count;
     if f.version == 2 {
-        out[4] = if f.auth_pass.is_some() { AUTH_PASS } else { AUTH_NONE };
+        out[4] = if f.auth_pass.is_some() {
+            AUTH_PASS
+        } else {
+            AUTH_NONE
+        };
         out[5] = (f.adver_int_cs / 100) as u8;
     } else {
         out[4..6].copy_from_slice(&f.adver_int_cs.to_be_bytes());

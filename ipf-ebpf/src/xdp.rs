@@ -1,6 +1,9 @@
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_ktime_get_ns, generated::{bpf_csum_diff, bpf_xdp_load_bytes}},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_csum_diff, bpf_xdp_load_bytes},
+    },
     macros::{map, xdp},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
@@ -10,11 +13,12 @@ use ipf_common::{
     Counter, DatapathEvent, IfaceConfig, VipKey, VipState, VridConfig, VridState,
     advert::{conflict_due, observe_advert},
     frame::{
-        ArpEthIpv4, ETH_HDR_LEN, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthHdr, IPPROTO_ICMPV6, IPV6_HDR_LEN, Ipv4Hdr,
-        Ipv6Hdr, NeighborAdvert, arp_claim, ipv4_vrrp, ipv6_vrrp, na_claim,
+        ArpEthIpv4, ETH_HDR_LEN, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthHdr, IPPROTO_ICMPV6,
+        IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, NeighborAdvert, arp_claim, ipv4_vrrp, ipv6_vrrp, na_claim,
     },
     maps::{
-        EVENT_RING_BYTES, MAX_PEERS, MAX_VIPS, MAX_VRRP_LEN, PeerKey, VRID_SLOTS, event_kind, vrid_slot,
+        EVENT_RING_BYTES, MAX_PEERS, MAX_VIPS, MAX_VRRP_LEN, PeerKey, VRID_SLOTS, event_kind,
+        vrid_slot,
     },
     vrrp::{IPPROTO_VRRP, IpMeta, RxError, VridLookup, validate_advert},
 };
@@ -137,10 +141,15 @@ impl VridLookup for Maps {
 
     #[inline(always)]
     fn is_peer(&self, family: u8, vrid: u8, addr: &[u8; 16]) -> bool {
-        let key = PeerKey { family, vrid, _pad: [0; 2], addr: *addr };
+        let key = PeerKey {
+            family,
+            vrid,
+            _pad: [0; 2],
+            addr: *addr,
+        };
         // SAFETY: the value is a plain u8 read immediately; concurrent deletion cannot free it under us
         // within this RCU read section.
-        unsafe { PEERS.get(&key) }.is_some()
+        unsafe { PEERS.get(key) }.is_some()
     }
 
     /// The kernel's checksum helper instead of a byte loop: fewer instructions, and no loop whose bound
@@ -161,7 +170,13 @@ impl VridLookup for Maps {
             let size = if rest > CHUNK { CHUNK } else { rest };
             // SAFETY: `msg` lies in the per-CPU scratch map value; start + size <= msg.len() <= its size.
             let r = unsafe {
-                bpf_csum_diff(core::ptr::null_mut(), 0, msg.as_ptr().add(start) as *mut _, size as u32, acc)
+                bpf_csum_diff(
+                    core::ptr::null_mut(),
+                    0,
+                    msg.as_ptr().add(start) as *mut _,
+                    size as u32,
+                    acc,
+                )
             };
             if r < 0 {
                 // Size not a multiple of 4 cannot happen after the length check; fail the checksum.
@@ -191,7 +206,12 @@ fn on_vrrp(ctx: &XdpContext, ip: &IpMeta, offset: usize, src_mac: &[u8; 6]) -> R
     let scratch = unsafe { &mut *scratch };
     // SAFETY: helper call with a pointer into a map value of MAX_VRRP_LEN bytes and 0 < len <= MAX_VRRP_LEN.
     let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, offset as u32, scratch.as_mut_ptr() as *mut _, len as u32)
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            offset as u32,
+            scratch.as_mut_ptr() as *mut _,
+            len as u32,
+        )
     };
     if rc != 0 {
         // The frame is shorter than the IP header says.
@@ -229,8 +249,12 @@ fn on_vrrp(ctx: &XdpContext, ip: &IpMeta, offset: usize, src_mac: &[u8; 6]) -> R
 
 #[inline(always)]
 fn on_claim(_ctx: &XdpContext, claim: &ipf_common::frame::Claim) -> Result<(), Error> {
-    let key = VipKey { family: claim.family, _pad: [0; 3], addr: claim.addr };
-    let Some(vip) = VIPS.get_ptr_mut(&key) else {
+    let key = VipKey {
+        family: claim.family,
+        _pad: [0; 3],
+        addr: claim.addr,
+    };
+    let Some(vip) = VIPS.get_ptr_mut(key) else {
         return Ok(());
     };
     let iface = IFACE_CONFIG.get(0).ok_or(Error::MapLookup)?;

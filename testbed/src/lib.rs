@@ -1,6 +1,9 @@
 //! Network namespaces, veth links and processes that are removed when their guard is dropped, also on
 //! panic: shared by the root-only tests, the local lab and the benchmarks.
-#![allow(clippy::unwrap_used, reason = "test bed: a failed set-up step should panic with a backtrace")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test bed: a failed set-up step should panic with a backtrace"
+)]
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -17,12 +20,16 @@ use std::{
 pub fn require_root() {
     // SAFETY: plain syscall.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this needs root (network namespaces, BPF); run it through `sudo -E cargo xtask test`");
+    assert_eq!(
+        euid, 0,
+        "this needs root (network namespaces, BPF); run it through `sudo -E cargo xtask test`"
+    );
 }
 
 /// Polls `cond` until it returns `Some` or `timeout` passes; panics with `what` on time-out.
 pub fn wait_for<T>(what: &str, timeout: Duration, cond: impl FnMut() -> Option<T>) -> T {
-    try_wait_for(timeout, cond).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+    try_wait_for(timeout, cond)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Polls `cond` every 20 ms until it returns `Some` or `timeout` passes.
@@ -43,12 +50,22 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this process and call, short enough for namespace and file names.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -67,9 +84,15 @@ impl Netns {
     pub fn named(name: &str) -> Self {
         require_root();
         let name = name.to_owned();
-        if Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout).lines().any(|l| l.split_whitespace().next() == Some(name.as_str()))
-        }) {
+        if Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(name.as_str()))
+            })
+        {
             drop(Netns { name: name.clone() });
         }
         run(Command::new("ip").args(["netns", "add", &name]));
@@ -104,7 +127,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
                     // SAFETY: plain syscall.
@@ -112,14 +138,18 @@ impl Drop for Netns {
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 /// Connects `a` and `b` with a veth pair named `a_if`/`b_if` and assigns addresses (CIDR strings).
 /// The pair disappears with either namespace.
 pub fn veth(a: &Netns, a_if: &str, a_addrs: &[&str], b: &Netns, b_if: &str, b_addrs: &[&str]) {
-    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    a.ip(&[
+        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+    ]);
     for (ns, ifname, addrs) in [(a, a_if, a_addrs), (b, b_if, b_addrs)] {
         for addr in addrs {
             // nodad: IPv6 addresses usable at once, no 1-2 s wait.
@@ -164,8 +194,12 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> Self {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         if let Some(out) = child.stdout.take() {
@@ -184,7 +218,12 @@ impl Proc {
                 }
             });
         }
-        Proc { child, lines, stderr, name: name.to_owned() }
+        Proc {
+            child,
+            lines,
+            stderr,
+            name: name.to_owned(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -197,7 +236,10 @@ impl Proc {
 
     /// Lines printed so far that parse as JSON.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn signal(&self, sig: i32) {
@@ -208,7 +250,9 @@ impl Proc {
     /// Waits for exit (with a deadline); returns the exit status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let name = self.name.clone();
-        wait_for(&format!("{name} to exit"), timeout, || self.child.try_wait().ok().flatten())
+        wait_for(&format!("{name} to exit"), timeout, || {
+            self.child.try_wait().ok().flatten()
+        })
     }
 }
 
@@ -219,7 +263,11 @@ impl Drop for Proc {
         // Shown only when the test failed, to explain it.
         if std::thread::panicking() {
             eprintln!("---- {} (pid {}) output ----", self.name, self.child.id());
-            for line in self.lines().iter().chain(self.stderr.lock().unwrap().iter()) {
+            for line in self
+                .lines()
+                .iter()
+                .chain(self.stderr.lock().unwrap().iter())
+            {
                 eprintln!("{line}");
             }
         }
@@ -245,7 +293,10 @@ impl Keepalived {
             .arg(dir.path().join("keepalived.pid"))
             .arg("-r")
             .arg(dir.path().join("vrrp.pid"));
-        Keepalived { proc: Proc::spawn("keepalived", cmd), dir }
+        Keepalived {
+            proc: Proc::spawn("keepalived", cmd),
+            dir,
+        }
     }
 
     /// Rewrites the configuration and reloads (SIGHUP).

@@ -42,15 +42,26 @@ impl Advert {
     }
 
     pub fn v2(vrid: u8, priority: u8, src: &str, addrs: &[&str]) -> Self {
-        Advert { version: 2, ..Self::v3(vrid, priority, src, addrs) }
+        Advert {
+            version: 2,
+            ..Self::v3(vrid, priority, src, addrs)
+        }
     }
 
     fn family(&self) -> u8 {
-        if self.src.is_ipv6() { FAMILY_V6 } else { FAMILY_V4 }
+        if self.src.is_ipv6() {
+            FAMILY_V6
+        } else {
+            FAMILY_V4
+        }
     }
 
     fn dst_addr(&self) -> IpAddr {
-        self.dst.unwrap_or(if self.src.is_ipv6() { IpAddr::from(MCAST_V6) } else { IpAddr::from(MCAST_V4) })
+        self.dst.unwrap_or(if self.src.is_ipv6() {
+            IpAddr::from(MCAST_V6)
+        } else {
+            IpAddr::from(MCAST_V4)
+        })
     }
 
     /// The VRRP message alone, with a correct checksum.
@@ -75,7 +86,13 @@ impl Advert {
 
     /// The whole Ethernet frame.
     pub fn frame(&self) -> Vec<u8> {
-        ip_frame(&self.src, &self.dst_addr(), IPPROTO_VRRP, self.ttl, &self.message())
+        ip_frame(
+            &self.src,
+            &self.dst_addr(),
+            IPPROTO_VRRP,
+            self.ttl,
+            &self.message(),
+        )
     }
 }
 
@@ -89,7 +106,11 @@ pub fn octets(a: &IpAddr) -> Vec<u8> {
 /// An Ethernet frame carrying an IPv4 or IPv6 packet with `payload`.
 pub fn ip_frame(src: &IpAddr, dst: &IpAddr, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + 40 + payload.len());
-    let dst_mac: [u8; 6] = if dst.is_ipv6() { [0x33, 0x33, 0, 0, 0, 0x12] } else { [0x01, 0, 0x5e, 0, 0, 0x12] };
+    let dst_mac: [u8; 6] = if dst.is_ipv6() {
+        [0x33, 0x33, 0, 0, 0, 0x12]
+    } else {
+        [0x01, 0, 0x5e, 0, 0, 0x12]
+    };
     f.extend_from_slice(&dst_mac);
     f.extend_from_slice(&PEER_MAC);
     match (src, dst) {
@@ -161,7 +182,13 @@ pub fn na_frame(src_mac: [u8; 6], src: &str, target: &str) -> Vec<u8> {
     // Target link-layer address option.
     icmp.extend_from_slice(&[2, 1]);
     icmp.extend_from_slice(&src_mac);
-    let mut f = ip_frame(&src.parse().unwrap(), &"ff02::1".parse().unwrap(), IPPROTO_ICMPV6, 255, &icmp);
+    let mut f = ip_frame(
+        &src.parse().unwrap(),
+        &"ff02::1".parse().unwrap(),
+        IPPROTO_ICMPV6,
+        255,
+        &icmp,
+    );
     f[6..12].copy_from_slice(&src_mac);
     f
 }

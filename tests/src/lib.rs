@@ -1,7 +1,10 @@
 //! Support for ipf's root-only tests and benchmarks: crafted frames, the XDP program under
 //! BPF_PROG_TEST_RUN, network namespaces that clean up after themselves, and processes that die with
 //! the test.
-#![allow(clippy::unwrap_used, reason = "test support: a failed set-up step should panic with a backtrace")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test support: a failed set-up step should panic with a backtrace"
+)]
 
 pub mod frames;
 pub mod xdp;
@@ -15,7 +18,15 @@ pub fn agent_bin() -> std::path::PathBuf {
     }
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> → target/<profile>/ipf-agent
-    let path = exe.parent().and_then(|d| d.parent()).unwrap().join("ipf-agent");
-    assert!(path.exists(), "{} not found: build it first (`cargo build -p ipf-agent`; cargo xtask test does)", path.display());
+    let path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("ipf-agent");
+    assert!(
+        path.exists(),
+        "{} not found: build it first (`cargo build -p ipf-agent`; cargo xtask test does)",
+        path.display()
+    );
     path
 }

@@ -25,7 +25,11 @@ impl TestProgram {
         let tables = XdpTables::take(&mut ebpf).unwrap();
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
         ipf_agent::datapath::xdp::load_program(&mut ebpf).unwrap();
-        let mut p = TestProgram { ebpf, tables, events };
+        let mut p = TestProgram {
+            ebpf,
+            tables,
+            events,
+        };
         p.tables
             .set_iface(IfaceConfig {
                 conflict_interval_ns: 1_000_000_000,
@@ -38,7 +42,11 @@ impl TestProgram {
     }
 
     fn prog(&mut self) -> &mut Xdp {
-        self.ebpf.program_mut(ipf_agent::datapath::xdp::PROGRAM_NAME).unwrap().try_into().unwrap()
+        self.ebpf
+            .program_mut(ipf_agent::datapath::xdp::PROGRAM_NAME)
+            .unwrap()
+            .try_into()
+            .unwrap()
     }
 
     pub fn configure(&mut self, spec: &VridSpec) {

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use ipf_testbed::spawn_monitor;
 use ipf_testbed::{Keepalived, Netns, Proc, veth, wait_for};
 use ipf_tests::agent_bin;
-use ipf_testbed::spawn_monitor;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -20,7 +20,14 @@ struct Lab {
 fn lab() -> Lab {
     let peer = Netns::new("ipf-kp");
     let node = Netns::new("ipf-kn");
-    veth(&peer, "eth0", &["192.0.2.1/24", "192.0.2.9/24"], &node, "eth0", &["192.0.2.2/24"]);
+    veth(
+        &peer,
+        "eth0",
+        &["192.0.2.1/24", "192.0.2.9/24"],
+        &node,
+        "eth0",
+        &["192.0.2.2/24"],
+    );
     Lab { peer, node }
 }
 
@@ -33,7 +40,10 @@ fn events(p: &Proc, vrid: u64) -> Vec<Value> {
 }
 
 fn last_report(p: &Proc) -> Option<Value> {
-    p.json_lines().into_iter().rev().find(|v| v["type"] == "report")
+    p.json_lines()
+        .into_iter()
+        .rev()
+        .find(|v| v["type"] == "report")
 }
 
 fn vrid_state(report: &Value, vrid: u64, family: &str) -> Value {
@@ -55,7 +65,9 @@ fn wait_adverts(p: &Proc, vrid: u64, family: &str, n: u64) -> Value {
 }
 
 fn wait_ready(p: &Proc) -> Value {
-    wait_for("the datapath to start", T, || p.json_lines().into_iter().find(|v| v["type"] == "ready"))
+    wait_for("the datapath to start", T, || {
+        p.json_lines().into_iter().find(|v| v["type"] == "ready")
+    })
 }
 
 fn counter(report: &Value, name: &str) -> u64 {
@@ -66,7 +78,14 @@ fn keepalived_conf(version: u8, instances: &str) -> String {
     format!("global_defs {{\n  router_id ipf-test\n  vrrp_version {version}\n}}\n{instances}")
 }
 
-fn instance(name: &str, vrid: u8, priority: u8, interval: &str, extra: &str, vips: &[&str]) -> String {
+fn instance(
+    name: &str,
+    vrid: u8,
+    priority: u8,
+    interval: &str,
+    extra: &str,
+    vips: &[&str],
+) -> String {
     format!(
         "vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int {interval}\n{extra}\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
         vips.join("\n    ")
@@ -93,7 +112,10 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
         ],
     );
     let ready = wait_ready(&mon);
-    assert_eq!(ready["datapath"]["mode"], "xdp_driver", "veth supports native XDP: {ready}");
+    assert_eq!(
+        ready["datapath"]["mode"], "xdp_driver",
+        "veth supports native XDP: {ready}"
+    );
 
     // VRRPv2 with PASS authentication, 1 s adverts.
     let auth = "  authentication {\n    auth_type PASS\n    auth_pass ipfpass\n  }";
@@ -105,14 +127,29 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     assert_eq!(st["master_priority"], 150);
     assert_eq!(st["adver_int_ms"], 1000);
     let ev = events(&mon, 51);
-    assert_eq!(ev.len(), 1, "one event for {} adverts: {ev:?}", st["adverts_rx"]);
+    assert_eq!(
+        ev.len(),
+        1,
+        "one event for {} adverts: {ev:?}",
+        st["adverts_rx"]
+    );
     assert_eq!(ev[0]["kinds"], serde_json::json!(["new_master"]));
     assert_eq!(ev[0]["priority"], 150);
 
     // A priority change is one event, however many adverts follow.
-    ka.reload(&keepalived_conf(2, &instance("V2", 51, 120, "1", auth, &["192.0.2.100/24"])));
-    wait_for("the priority change event", T, || events(&mon, 51).iter().any(|e| e["priority"] == 120).then_some(()));
-    let seen = vrid_state(&last_report(&mon).unwrap(), 51, "ipv4")["adverts_rx"].as_u64().unwrap();
+    ka.reload(&keepalived_conf(
+        2,
+        &instance("V2", 51, 120, "1", auth, &["192.0.2.100/24"]),
+    ));
+    wait_for("the priority change event", T, || {
+        events(&mon, 51)
+            .iter()
+            .any(|e| e["priority"] == 120)
+            .then_some(())
+    });
+    let seen = vrid_state(&last_report(&mon).unwrap(), 51, "ipv4")["adverts_rx"]
+        .as_u64()
+        .unwrap();
     wait_adverts(&mon, 51, "ipv4", seen + 3);
     let ev = events(&mon, 51);
     assert_eq!(ev.len(), 2, "{ev:?}");
@@ -120,8 +157,13 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
 
     // A wrong password is dropped and counted, and raises nothing.
     let bad = "  authentication {\n    auth_type PASS\n    auth_pass wrong\n  }";
-    ka.reload(&keepalived_conf(2, &instance("V2", 51, 120, "1", bad, &["192.0.2.100/24"])));
-    wait_for("auth_failure to be counted", T, || (counter(&last_report(&mon)?, "auth_failure") >= 2).then_some(()));
+    ka.reload(&keepalived_conf(
+        2,
+        &instance("V2", 51, 120, "1", bad, &["192.0.2.100/24"]),
+    ));
+    wait_for("auth_failure to be counted", T, || {
+        (counter(&last_report(&mon)?, "auth_failure") >= 2).then_some(())
+    });
     assert_eq!(events(&mon, 51).len(), 2);
 
     // VRRPv3, IPv4 and IPv6, 50 ms adverts.
@@ -138,54 +180,128 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     assert_eq!(st["adver_int_ms"], 50);
     let st6 = vrid_state(&r6, 53, "ipv6");
     assert_eq!(st6["master_priority"], 210);
-    assert!(st6["master_addr"].as_str().unwrap().starts_with("fe80::"), "{st6}");
+    assert!(
+        st6["master_addr"].as_str().unwrap().starts_with("fe80::"),
+        "{st6}"
+    );
     assert_eq!(events(&mon, 52).len(), 1, "{:?}", events(&mon, 52));
     assert_eq!(events(&mon, 53).len(), 1, "{:?}", events(&mon, 53));
-    for c in ["checksum_err", "version_err", "packet_len_err", "ip_ttl_err", "ringbuf_full"] {
+    for c in [
+        "checksum_err",
+        "version_err",
+        "packet_len_err",
+        "ip_ttl_err",
+        "ringbuf_full",
+    ] {
         assert_eq!(counter(&r6, c), 0, "{c}: {r6}");
     }
 
     // A graceful stop sends priority 0: one more event per VRID.
     ka.stop();
     wait_for("priority 0 events", T, || {
-        (events(&mon, 52).iter().any(|e| e["priority"] == 0) && events(&mon, 53).iter().any(|e| e["priority"] == 0)).then_some(())
+        (events(&mon, 52).iter().any(|e| e["priority"] == 0)
+            && events(&mon, 53).iter().any(|e| e["priority"] == 0))
+        .then_some(())
     });
 }
 
 #[test]
 fn keepalived_v3_unicast_only_from_configured_peers() {
     let lab = lab();
-    let mon = spawn_monitor(&lab.node, &agent_bin(), &["-i", "eth0", "--vrid", "61,interval=50,peer=192.0.2.1", "--report-interval-ms", "100"]);
+    let mon = spawn_monitor(
+        &lab.node,
+        &agent_bin(),
+        &[
+            "-i",
+            "eth0",
+            "--vrid",
+            "61,interval=50,peer=192.0.2.1",
+            "--report-interval-ms",
+            "100",
+        ],
+    );
     wait_ready(&mon);
-    let unicast = |src: &str| format!("  unicast_src_ip {src}\n  unicast_peer {{\n    192.0.2.2\n  }}");
-    let _ka = Keepalived::start(&lab.peer, &keepalived_conf(3, &instance("U", 61, 150, "0.05", &unicast("192.0.2.1"), &["192.0.2.110/24"])));
+    let unicast =
+        |src: &str| format!("  unicast_src_ip {src}\n  unicast_peer {{\n    192.0.2.2\n  }}");
+    let _ka = Keepalived::start(
+        &lab.peer,
+        &keepalived_conf(
+            3,
+            &instance(
+                "U",
+                61,
+                150,
+                "0.05",
+                &unicast("192.0.2.1"),
+                &["192.0.2.110/24"],
+            ),
+        ),
+    );
     let r = wait_adverts(&mon, 61, "ipv4", 40);
     assert_eq!(vrid_state(&r, 61, "ipv4")["master_addr"], "192.0.2.1");
     assert_eq!(events(&mon, 61).len(), 1);
     assert_eq!(counter(&r, "peer_unknown"), 0);
 
     // A second speaker for the same VRID from an address that is not a configured peer.
-    let _stranger = Keepalived::start(&lab.peer, &keepalived_conf(3, &instance("U", 61, 250, "0.05", &unicast("192.0.2.9"), &["192.0.2.111/24"])));
-    wait_for("peer_unknown drops", T, || (counter(&last_report(&mon)?, "peer_unknown") >= 20).then_some(()));
+    let _stranger = Keepalived::start(
+        &lab.peer,
+        &keepalived_conf(
+            3,
+            &instance(
+                "U",
+                61,
+                250,
+                "0.05",
+                &unicast("192.0.2.9"),
+                &["192.0.2.111/24"],
+            ),
+        ),
+    );
+    wait_for("peer_unknown drops", T, || {
+        (counter(&last_report(&mon)?, "peer_unknown") >= 20).then_some(())
+    });
     let r = last_report(&mon).unwrap();
-    assert_eq!(vrid_state(&r, 61, "ipv4")["master_addr"], "192.0.2.1", "the stranger never became master in the map");
+    assert_eq!(
+        vrid_state(&r, 61, "ipv4")["master_addr"],
+        "192.0.2.1",
+        "the stranger never became master in the map"
+    );
     assert_eq!(events(&mon, 61).len(), 1);
 }
 
 #[test]
 fn raw_socket_path_reports_the_same_events() {
     let lab = lab();
-    let mon = spawn_monitor(&lab.node, &agent_bin(), &["-i", "eth0", "--xdp-mode", "off", "--vrid", "52,interval=50", "--report-interval-ms", "100"]);
+    let mon = spawn_monitor(
+        &lab.node,
+        &agent_bin(),
+        &[
+            "-i",
+            "eth0",
+            "--xdp-mode",
+            "off",
+            "--vrid",
+            "52,interval=50",
+            "--report-interval-ms",
+            "100",
+        ],
+    );
     let ready = wait_ready(&mon);
     assert_eq!(ready["datapath"]["mode"], "raw_socket");
     assert!(!lab.node.has_xdp("eth0"));
-    let _ka = Keepalived::start(&lab.peer, &keepalived_conf(3, &instance("V3", 52, 200, "0.05", "", &["192.0.2.101/24"])));
+    let _ka = Keepalived::start(
+        &lab.peer,
+        &keepalived_conf(3, &instance("V3", 52, 200, "0.05", "", &["192.0.2.101/24"])),
+    );
     let r = wait_adverts(&mon, 52, "ipv4", 40);
     let st = vrid_state(&r, 52, "ipv4");
     assert_eq!(st["master_addr"], "192.0.2.1");
     assert_eq!(st["master_priority"], 200);
     assert_eq!(events(&mon, 52).len(), 1);
-    assert_eq!(counter(&r, "adverts_rx"), st["adverts_rx"].as_u64().unwrap());
+    assert_eq!(
+        counter(&r, "adverts_rx"),
+        st["adverts_rx"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -200,6 +316,8 @@ fn no_xdp_program_stays_attached_after_sigkill_or_sigterm() {
         if signal == libc::SIGTERM {
             assert!(status.success(), "graceful exit: {status:?}");
         }
-        wait_for("the XDP program to be detached", T, || (!lab.node.has_xdp("eth0")).then_some(()));
+        wait_for("the XDP program to be detached", T, || {
+            (!lab.node.has_xdp("eth0")).then_some(())
+        });
     }
 }

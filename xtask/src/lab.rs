@@ -11,7 +11,7 @@
 
 use std::{
     io::BufRead as _,
-    path::PathBuf,
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -67,7 +67,7 @@ fn keepalived_conf(r: &Router, interval_ms: u32) -> String {
 }
 
 impl Lab {
-    fn build(agent: &PathBuf, interval_ms: u32) -> Result<Lab> {
+    fn build(agent: &Path, interval_ms: u32) -> Result<Lab> {
         let switch = Netns::named("ipf-lab-sw");
         switch.ip(&["link", "add", "br0", "type", "bridge"]);
         switch.ip(&["link", "set", "br0", "up"]);
@@ -79,20 +79,57 @@ impl Lab {
         for (name, addr, priority) in [("r1", "192.0.2.11", 150u8), ("r2", "192.0.2.12", 100)] {
             let ns = Netns::named(&format!("ipf-lab-{name}"));
             attach(&ns, name, &format!("{addr}/24"));
-            routers.push(Router { name, addr, priority, ns, keepalived: None });
+            routers.push(Router {
+                name,
+                addr,
+                priority,
+                ns,
+                keepalived: None,
+            });
         }
         let node = Netns::named("ipf-lab-n1");
         attach(&node, "n1", "192.0.2.21/24");
         let vrid = format!("{VRID},interval={interval_ms}");
-        let monitor = spawn_monitor(&node, agent, &["-i", "eth0", "--vrid", &vrid, "--vip", "192.0.2.100", "--report-interval-ms", "250"]);
-        let ready = try_wait_for(Duration::from_secs(10), || monitor.json_lines().into_iter().find(|v| v["type"] == "ready"))
-            .context("ipf-agent did not start")?;
-        println!("lab: ipf-agent on ipf-lab-n1/eth0, datapath {}", ready["datapath"]["mode"]);
-        Ok(Lab { monitor, routers, _node: node, _switch: switch, interval_ms, started: Instant::now() })
+        let monitor = spawn_monitor(
+            &node,
+            agent,
+            &[
+                "-i",
+                "eth0",
+                "--vrid",
+                &vrid,
+                "--vip",
+                "192.0.2.100",
+                "--report-interval-ms",
+                "250",
+            ],
+        );
+        let ready = try_wait_for(Duration::from_secs(10), || {
+            monitor
+                .json_lines()
+                .into_iter()
+                .find(|v| v["type"] == "ready")
+        })
+        .context("ipf-agent did not start")?;
+        println!(
+            "lab: ipf-agent on ipf-lab-n1/eth0, datapath {}",
+            ready["datapath"]["mode"]
+        );
+        Ok(Lab {
+            monitor,
+            routers,
+            _node: node,
+            _switch: switch,
+            interval_ms,
+            started: Instant::now(),
+        })
     }
 
     fn router(&mut self, name: &str) -> Result<&mut Router> {
-        self.routers.iter_mut().find(|r| r.name == name).with_context(|| format!("no router {name:?} (r1, r2)"))
+        self.routers
+            .iter_mut()
+            .find(|r| r.name == name)
+            .with_context(|| format!("no router {name:?} (r1, r2)"))
     }
 
     fn start(&mut self, name: &str) -> Result<()> {
@@ -100,7 +137,10 @@ impl Lab {
         let r = self.router(name)?;
         if r.keepalived.is_none() {
             r.keepalived = Some(Keepalived::start(&r.ns, &keepalived_conf(r, interval)));
-            println!("lab: started keepalived on {name} ({}, priority {})", r.addr, r.priority);
+            println!(
+                "lab: started keepalived on {name} ({}, priority {})",
+                r.addr, r.priority
+            );
         }
         Ok(())
     }
@@ -123,11 +163,19 @@ impl Lab {
     }
 
     fn events(&self) -> Vec<Value> {
-        self.monitor.json_lines().into_iter().filter(|v| v["type"] == "event").map(|v| v["event"].clone()).collect()
+        self.monitor
+            .json_lines()
+            .into_iter()
+            .filter(|v| v["type"] == "event")
+            .map(|v| v["event"].clone())
+            .collect()
     }
 
     fn name_of(&self, addr: &str) -> &'static str {
-        self.routers.iter().find(|r| r.addr == addr).map_or("?", |r| r.name)
+        self.routers
+            .iter()
+            .find(|r| r.addr == addr)
+            .map_or("?", |r| r.name)
     }
 
     fn describe(&self, e: &Value) -> String {
@@ -145,10 +193,19 @@ impl Lab {
     }
 
     /// Waits for a new event matching `pred` (after the first `seen` events) and prints it.
-    fn expect_event(&self, what: &str, seen: usize, pred: impl Fn(&Value) -> bool) -> Result<usize> {
+    fn expect_event(
+        &self,
+        what: &str,
+        seen: usize,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<usize> {
         let found = try_wait_for(Duration::from_secs(15), || {
             let events = self.events();
-            events.iter().skip(seen).position(&pred).map(|i| (seen + i, events[seen + i].clone()))
+            events
+                .iter()
+                .skip(seen)
+                .position(&pred)
+                .map(|i| (seen + i, events[seen + i].clone()))
         });
         match found {
             Some((i, e)) => {
@@ -163,19 +220,37 @@ impl Lab {
     /// number of events so far (later waits look only at newer ones).
     fn wait_stable_master(&self, addr: &str, adverts: u64) -> Result<usize> {
         let report_master = || {
-            let r = self.monitor.json_lines().into_iter().rev().find(|v| v["type"] == "report")?;
+            let r = self
+                .monitor
+                .json_lines()
+                .into_iter()
+                .rev()
+                .find(|v| v["type"] == "report")?;
             let s = &r["vrids"][0];
-            Some((s["master_addr"].as_str()? == addr, s["adverts_rx"].as_u64()?))
+            Some((
+                s["master_addr"].as_str()? == addr,
+                s["adverts_rx"].as_u64()?,
+            ))
         };
-        let first = try_wait_for(Duration::from_secs(15), || report_master().filter(|(is, _)| *is).map(|(_, n)| n))
-            .with_context(|| format!("lab: {addr} never seen as master"))?;
-        try_wait_for(Duration::from_secs(15), || report_master().filter(|(is, n)| *is && *n >= first + adverts))
-            .with_context(|| format!("lab: {addr} not stable as master"))?;
+        let first = try_wait_for(Duration::from_secs(15), || {
+            report_master().filter(|(is, _)| *is).map(|(_, n)| n)
+        })
+        .with_context(|| format!("lab: {addr} never seen as master"))?;
+        try_wait_for(Duration::from_secs(15), || {
+            report_master().filter(|(is, n)| *is && *n >= first + adverts)
+        })
+        .with_context(|| format!("lab: {addr} not stable as master"))?;
         Ok(self.events().len())
     }
 
     fn status(&self) -> String {
-        let Some(r) = self.monitor.json_lines().into_iter().rev().find(|v| v["type"] == "report") else {
+        let Some(r) = self
+            .monitor
+            .json_lines()
+            .into_iter()
+            .rev()
+            .find(|v| v["type"] == "report")
+        else {
             return "no report yet".into();
         };
         let s = &r["vrids"][0];
@@ -188,7 +263,11 @@ impl Lab {
             s["events"],
             self.routers
                 .iter()
-                .map(|r| format!("{}={}", r.name, if r.keepalived.is_some() { "up" } else { "down" }))
+                .map(|r| format!(
+                    "{}={}",
+                    r.name,
+                    if r.keepalived.is_some() { "up" } else { "down" }
+                ))
                 .collect::<Vec<_>>()
                 .join(" ")
         )
@@ -224,7 +303,9 @@ fn demo(lab: &mut Lab) -> Result<()> {
 fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
     lab.start("r1")?;
     lab.start("r2")?;
-    println!("lab: commands: kill r1|r2, stop r1|r2, start r1|r2, status, quit (Ctrl-C also quits and cleans up)");
+    println!(
+        "lab: commands: kill r1|r2, stop r1|r2, start r1|r2, status, quit (Ctrl-C also quits and cleans up)"
+    );
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -269,7 +350,9 @@ fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             // stdin closed: keep running until Ctrl-C.
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(100)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
         }
     }
     Ok(())
@@ -277,13 +360,21 @@ fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
 
 pub fn run(args: LabArgs) -> Result<()> {
     util::require_root("the lab creates network namespaces and attaches XDP")?;
-    util::step("build ipf-agent", util::cargo(&["build", "-p", "ipf-agent"]))?;
+    util::step(
+        "build ipf-agent",
+        util::cargo(&["build", "-p", "ipf-agent"]),
+    )?;
     let agent = util::workspace_root()?.join("target/debug/ipf-agent");
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
     let mut lab = Lab::build(&agent, args.interval_ms)?;
-    let result = if args.demo { demo(&mut lab) } else { interactive(&mut lab, &interrupted) };
+    let result = if args.demo {
+        demo(&mut lab)
+    } else {
+        interactive(&mut lab, &interrupted)
+    };
     drop(lab);
     println!("lab: removed every namespace and process");
     result

@@ -62,10 +62,26 @@ fn test(args: TestArgs) -> Result<()> {
     setup::run()?;
     if !args.no_lint {
         util::step("format check", util::cargo(&["fmt", "--all", "--check"]))?;
-        util::step("clippy (host crates)", util::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-        util::step("clippy (eBPF crate, bpfel-unknown-none)", setup::ebpf_clippy())?;
+        util::step(
+            "clippy (host crates)",
+            util::cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+        util::step(
+            "clippy (eBPF crate, bpfel-unknown-none)",
+            setup::ebpf_clippy(),
+        )?;
     }
-    util::step("build ipf-agent", util::cargo(&["build", "-p", "ipf-agent"]))?;
+    util::step(
+        "build ipf-agent",
+        util::cargo(&["build", "-p", "ipf-agent"]),
+    )?;
     let agent = util::workspace_root()?.join("target/debug/ipf-agent");
     let mut test = util::cargo(&["test", "--workspace", "--no-fail-fast"]);
     test.env("IPF_AGENT_BIN", &agent);

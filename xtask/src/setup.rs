@@ -73,7 +73,10 @@ fn toolchain() -> Result<()> {
         c
     })
     .context("rustup is needed to run the eBPF toolchain")?;
-    if !list.lines().any(|l| l.split_whitespace().next() == Some(EBPF_TOOLCHAIN)) {
+    if !list
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(EBPF_TOOLCHAIN))
+    {
         let mut c = Command::new("rustup");
         c.args(["toolchain", "link", EBPF_TOOLCHAIN, "/usr"]);
         step("link Debian's rustc as the eBPF toolchain", c)?;
@@ -89,7 +92,11 @@ fn toolchain() -> Result<()> {
 }
 
 fn bpf_linker() -> Result<()> {
-    let current = Command::new("bpf-linker").arg("--version").output().ok().filter(|o| o.status.success());
+    let current = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
     if let Some(out) = current {
         let v = String::from_utf8_lossy(&out.stdout);
         if v.contains(BPF_LINKER_VERSION) {
@@ -98,18 +105,40 @@ fn bpf_linker() -> Result<()> {
         }
     }
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features"])
-        .arg(format!("llvm-{LLVM_MAJOR}"))
-        .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM_MAJOR}"));
+    c.args([
+        "install",
+        "bpf-linker",
+        "--version",
+        BPF_LINKER_VERSION,
+        "--no-default-features",
+        "--features",
+    ])
+    .arg(format!("llvm-{LLVM_MAJOR}"))
+    .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM_MAJOR}"));
     step("install bpf-linker (about 2 minutes)", c)
 }
 
 /// clippy for the eBPF crate on its real target, with the eBPF toolchain.
 pub fn ebpf_clippy() -> Command {
     let mut c = Command::new("rustup");
-    c.args(["run", EBPF_TOOLCHAIN, "cargo", "clippy", "-p", "ipf-ebpf", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core", "--", "-D", "warnings"])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_TARGET_DIR", "target/ebpf-clippy");
+    c.args([
+        "run",
+        EBPF_TOOLCHAIN,
+        "cargo",
+        "clippy",
+        "-p",
+        "ipf-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .env("RUSTC_BOOTSTRAP", "1")
+    .env("CARGO_TARGET_DIR", "target/ebpf-clippy");
     if let Ok(root) = crate::util::workspace_root() {
         c.current_dir(root);
     }

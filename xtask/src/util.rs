@@ -1,8 +1,4 @@
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::Instant,
-};
+use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -10,8 +6,13 @@ use anyhow::{Context as _, Result, bail};
 pub fn step(what: &str, mut cmd: Command) -> Result<()> {
     eprintln!("==> {what}: {}", display(&cmd));
     let start = Instant::now();
-    let status = cmd.status().with_context(|| format!("starting {}", display(&cmd)))?;
-    eprintln!("<== {what}: {status} in {:.1}s", start.elapsed().as_secs_f64());
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", display(&cmd)))?;
+    eprintln!(
+        "<== {what}: {status} in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
     if !status.success() {
         bail!("{what} failed ({status})");
     }
@@ -20,9 +21,15 @@ pub fn step(what: &str, mut cmd: Command) -> Result<()> {
 
 /// Runs a command quietly and returns its stdout, or the error with its stderr.
 pub fn output(mut cmd: Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("starting {}", display(&cmd)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("starting {}", display(&cmd)))?;
     if !out.status.success() {
-        bail!("{} failed: {}", display(&cmd), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} failed: {}",
+            display(&cmd),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -46,7 +53,10 @@ pub fn cargo(args: &[&str]) -> Command {
 
 pub fn workspace_root() -> Result<PathBuf> {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").context("run through `cargo xtask`")?;
-    PathBuf::from(manifest).parent().map(PathBuf::from).context("xtask has no parent directory")
+    PathBuf::from(manifest)
+        .parent()
+        .map(PathBuf::from)
+        .context("xtask has no parent directory")
 }
 
 pub fn is_root() -> bool {

@@ -9,12 +9,7 @@
 pub mod raw;
 pub mod xdp;
 
-use std::{
-    collections::BTreeMap,
-    fmt,
-    net::IpAddr,
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt, net::IpAddr, time::Duration};
 
 use ipf_common::{
     Counter, DatapathEvent, IfaceConfig, VipKey, VridConfig, VridState,
@@ -45,7 +40,9 @@ pub enum ActiveMode {
     XdpDriver,
     XdpSkb,
     /// The raw-socket path, and why XDP is not used.
-    RawSocket { reason: String },
+    RawSocket {
+        reason: String,
+    },
 }
 
 impl ActiveMode {
@@ -179,32 +176,48 @@ impl VridSpec {
             return err(format!("vrid {}: must be 1..255", self.vrid));
         }
         if self.version != 2 && self.version != 3 {
-            return err(format!("vrid {}: version {} (must be 2 or 3)", self.vrid, self.version));
+            return err(format!(
+                "vrid {}: version {} (must be 2 or 3)",
+                self.vrid, self.version
+            ));
         }
         if self.version == 2 && self.family == Family::V6 {
             return err(format!("vrid {}: VRRPv2 has no IPv6", self.vrid));
         }
-        if let Some(p) = &self.auth_pass {
-            if p.len() > 8 || self.version != 2 {
-                return err(format!("vrid {}: auth_pass needs VRRPv2 and at most 8 bytes", self.vrid));
-            }
+        if let Some(p) = &self.auth_pass
+            && (p.len() > 8 || self.version != 2)
+        {
+            return err(format!(
+                "vrid {}: auth_pass needs VRRPv2 and at most 8 bytes",
+                self.vrid
+            ));
         }
         let cs = self.adver_int.as_millis() / 10;
-        let whole_cs = self.adver_int.as_millis() % 10 == 0 && self.adver_int.subsec_nanos() % 1_000_000 == 0;
+        let whole_cs = self.adver_int.as_nanos().is_multiple_of(10_000_000);
         if !whole_cs || !interval_fits(self.version, u32::try_from(cs).unwrap_or(u32::MAX)) {
             return err(format!(
                 "vrid {}: advert interval {:?} cannot be carried by VRRPv{}",
                 self.vrid, self.adver_int, self.version
             ));
         }
-        let all = self.unicast_peers.iter().chain(self.expected_addrs.iter().flatten()).chain(self.primary_addr.iter());
+        let all = self
+            .unicast_peers
+            .iter()
+            .chain(self.expected_addrs.iter().flatten())
+            .chain(self.primary_addr.iter());
         for a in all {
             if Family::of(a) != self.family {
-                return err(format!("vrid {}: address {a} is not {:?}", self.vrid, self.family));
+                return err(format!(
+                    "vrid {}: address {a} is not {:?}",
+                    self.vrid, self.family
+                ));
             }
         }
         if self.expected_addrs.as_ref().is_some_and(|a| a.len() > 255) {
-            return err(format!("vrid {}: more than 255 advertised addresses", self.vrid));
+            return err(format!(
+                "vrid {}: more than 255 advertised addresses",
+                self.vrid
+            ));
         }
         Ok(())
     }
@@ -228,7 +241,10 @@ impl VridSpec {
             Some(addrs) => {
                 flags |= vrid_flags::CHECK_ADDRS;
                 let len = if self.family == Family::V6 { 16 } else { 4 };
-                let bytes: Vec<u8> = addrs.iter().flat_map(|a| wire_addr(a)[..len].to_vec()).collect();
+                let bytes: Vec<u8> = addrs
+                    .iter()
+                    .flat_map(|a| wire_addr(a)[..len].to_vec())
+                    .collect();
                 (addrs.len().min(255) as u8, address_digest(&bytes))
             }
             None => (0, 0),
@@ -242,7 +258,11 @@ impl VridSpec {
             _pad: [0; 2],
             addr_digest,
             auth_pass,
-            primary_addr: self.primary_addr.as_ref().map(wire_addr).unwrap_or_default(),
+            primary_addr: self
+                .primary_addr
+                .as_ref()
+                .map(wire_addr)
+                .unwrap_or_default(),
         }
     }
 
@@ -251,7 +271,12 @@ impl VridSpec {
     }
 
     fn peer_keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
-        self.unicast_peers.iter().map(|p| PeerKey { family: self.family.wire(), vrid: self.vrid, _pad: [0; 2], addr: wire_addr(p) })
+        self.unicast_peers.iter().map(|p| PeerKey {
+            family: self.family.wire(),
+            vrid: self.vrid,
+            _pad: [0; 2],
+            addr: wire_addr(p),
+        })
     }
 }
 
@@ -312,10 +337,14 @@ enum Backend {
 }
 
 /// Registers an owned descriptor (socket, map) with the tokio reactor for readability.
-pub(crate) fn readable_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
+pub(crate) fn readable_fd<T: std::os::fd::AsRawFd>(
+    inner: T,
+) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
     // SAFETY: every `T` passed here owns its descriptor (OwnedFd, aya map or logger), which stays open
     // and unchanged until the AsyncFd, which owns `T`, is dropped.
-    Ok(unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }?)
+    Ok(unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+    }?)
 }
 
 /// Receiver of datapath events.
@@ -342,7 +371,10 @@ impl Datapath {
         };
         let (tx, rx) = mpsc::channel(EVENT_CHANNEL);
         let xdp_modes: &[(aya::programs::xdp::XdpMode, &'static str)] = match opts.mode {
-            XdpModeArg::Auto => &[(aya::programs::xdp::XdpMode::Driver, "driver"), (aya::programs::xdp::XdpMode::Skb, "skb")],
+            XdpModeArg::Auto => &[
+                (aya::programs::xdp::XdpMode::Driver, "driver"),
+                (aya::programs::xdp::XdpMode::Skb, "skb"),
+            ],
             XdpModeArg::Driver => &[(aya::programs::xdp::XdpMode::Driver, "driver")],
             XdpModeArg::Skb => &[(aya::programs::xdp::XdpMode::Skb, "skb")],
             XdpModeArg::Off => &[],
@@ -353,7 +385,13 @@ impl Datapath {
                 Ok((handle, mut tables, mode)) => {
                     tables.set_iface(iface_cfg)?;
                     tracing::info!(interface = %opts.interface, mode = mode.label(), "datapath: XDP attached");
-                    let dp = Datapath { tables: Box::new(tables), mode, interface: opts.interface.clone(), vrids: BTreeMap::new(), _backend: Backend::Xdp(handle) };
+                    let dp = Datapath {
+                        tables: Box::new(tables),
+                        mode,
+                        interface: opts.interface.clone(),
+                        vrids: BTreeMap::new(),
+                        _backend: Backend::Xdp(handle),
+                    };
                     return Ok((dp, rx));
                 }
                 Err(e) => {
@@ -367,7 +405,16 @@ impl Datapath {
         tables.set_iface(iface_cfg)?;
         tracing::warn!(interface = %opts.interface, %reason, "datapath: using the raw-socket receive path");
         let mode = ActiveMode::RawSocket { reason };
-        Ok((Datapath { tables: Box::new(tables), mode, interface: opts.interface.clone(), vrids: BTreeMap::new(), _backend: Backend::Raw(handle) }, rx))
+        Ok((
+            Datapath {
+                tables: Box::new(tables),
+                mode,
+                interface: opts.interface.clone(),
+                vrids: BTreeMap::new(),
+                _backend: Backend::Raw(handle),
+            },
+            rx,
+        ))
     }
 
     pub fn mode(&self) -> &ActiveMode {
@@ -394,7 +441,10 @@ impl Datapath {
         for key in spec.peer_keys() {
             self.tables.insert_peer(key)?;
         }
-        if old.as_ref().is_none_or(|o| o.version != spec.version || o.unicast_peers != spec.unicast_peers) {
+        if old
+            .as_ref()
+            .is_none_or(|o| o.version != spec.version || o.unicast_peers != spec.unicast_peers)
+        {
             self.tables.reset_state(slot)?;
         }
         self.tables.set_config(slot, spec.config())?;
@@ -403,10 +453,18 @@ impl Datapath {
     }
 
     /// Changes only our role and priority (what the preemption check needs) for a configured VRID.
-    pub fn set_role(&mut self, family: Family, vrid: u8, master: bool, priority: u8) -> Result<(), DatapathError> {
+    pub fn set_role(
+        &mut self,
+        family: Family,
+        vrid: u8,
+        master: bool,
+        priority: u8,
+    ) -> Result<(), DatapathError> {
         let slot = vrid_slot(family.wire(), vrid);
         let Some(spec) = self.vrids.get_mut(&slot) else {
-            return Err(DatapathError::Spec(format!("vrid {vrid} ({family:?}) is not configured")));
+            return Err(DatapathError::Spec(format!(
+                "vrid {vrid} ({family:?}) is not configured"
+            )));
         };
         spec.master = master;
         spec.priority = priority;
@@ -468,18 +526,31 @@ fn last_lines(text: &str, n: usize) -> String {
     if lines.len() <= n {
         return lines.join(" | ");
     }
-    format!("{} | ... | {}", lines[0], lines[lines.len() - n..].join(" | "))
+    format!(
+        "{} | ... | {}",
+        lines[0],
+        lines[lines.len() - n..].join(" | ")
+    )
 }
 
 fn vip_key(addr: &IpAddr) -> VipKey {
-    VipKey { family: Family::of(addr).wire(), _pad: [0; 3], addr: wire_addr(addr) }
+    VipKey {
+        family: Family::of(addr).wire(),
+        _pad: [0; 3],
+        addr: wire_addr(addr),
+    }
 }
 
 pub(crate) fn interface_index(name: &str) -> Result<u32, DatapathError> {
-    let c = std::ffi::CString::new(name).map_err(|_| DatapathError::NoSuchInterface(name.to_owned()))?;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| DatapathError::NoSuchInterface(name.to_owned()))?;
     // SAFETY: valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if idx == 0 { Err(DatapathError::NoSuchInterface(name.to_owned())) } else { Ok(idx) }
+    if idx == 0 {
+        Err(DatapathError::NoSuchInterface(name.to_owned()))
+    } else {
+        Ok(idx)
+    }
 }
 
 /// The interface's MAC from sysfs (all zeros when it has none, e.g. loopback).
@@ -521,7 +592,11 @@ impl From<&DatapathEvent> for EventView {
         ];
         EventView {
             timestamp_ns: e.timestamp_ns,
-            kinds: names.iter().filter(|(bit, _)| e.kind & bit != 0).map(|(_, n)| *n).collect(),
+            kinds: names
+                .iter()
+                .filter(|(bit, _)| e.kind & bit != 0)
+                .map(|(_, n)| *n)
+                .collect(),
             family: Family::from_wire(e.family),
             vrid: e.vrid,
             priority: e.priority,
@@ -535,7 +610,10 @@ impl From<&DatapathEvent> for EventView {
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Advert state in the form logs and JSON output use.

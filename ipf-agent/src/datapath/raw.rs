@@ -37,7 +37,12 @@ impl VridLookup for RawState {
     }
 
     fn is_peer(&self, family: u8, vrid: u8, addr: &[u8; 16]) -> bool {
-        self.peers.contains_key(&PeerKey { family, vrid, _pad: [0; 2], addr: *addr })
+        self.peers.contains_key(&PeerKey {
+            family,
+            vrid,
+            _pad: [0; 2],
+            addr: *addr,
+        })
     }
 }
 
@@ -56,7 +61,11 @@ impl RawState {
                 self.count(e.counter());
                 None
             }
-            Frame::Vrrp { ip, offset, src_mac } => {
+            Frame::Vrrp {
+                ip,
+                offset,
+                src_mac,
+            } => {
                 let Some(msg) = vrrp_message(frame, &ip, offset) else {
                     self.count(Counter::PacketLenErr);
                     return None;
@@ -66,7 +75,10 @@ impl RawState {
                     Err(e) => {
                         self.count(e.counter());
                         if e != RxError::OwnAdvert {
-                            tracing::debug!(counter = e.counter().name(), "raw path: VRRP packet ignored");
+                            tracing::debug!(
+                                counter = e.counter().name(),
+                                "raw path: VRRP packet ignored"
+                            );
                         }
                         return None;
                     }
@@ -91,8 +103,16 @@ impl RawState {
                 })
             }
             Frame::Claim(claim) => {
-                self.count(if claim.family == ipf_common::maps::FAMILY_V6 { Counter::NaRx } else { Counter::ArpRx });
-                let key = VipKey { family: claim.family, _pad: [0; 3], addr: claim.addr };
+                self.count(if claim.family == ipf_common::maps::FAMILY_V6 {
+                    Counter::NaRx
+                } else {
+                    Counter::ArpRx
+                });
+                let key = VipKey {
+                    family: claim.family,
+                    _pad: [0; 3],
+                    addr: claim.addr,
+                };
                 let iface = self.iface;
                 let vip = self.vips.get_mut(&key)?;
                 if !conflict_due(vip, &iface, &claim.mac, now_ns) {
@@ -130,7 +150,9 @@ impl RawTables {
 
     fn lock(&self) -> MutexGuard<'_, RawState> {
         // A panic while holding the lock cannot leave the tables inconsistent (plain stores).
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -155,7 +177,12 @@ impl Tables for RawTables {
     }
 
     fn state(&self, slot: u32) -> Result<VridState, DatapathError> {
-        Ok(self.lock().states.get(slot as usize).copied().unwrap_or_default())
+        Ok(self
+            .lock()
+            .states
+            .get(slot as usize)
+            .copied()
+            .unwrap_or_default())
     }
 
     fn insert_peer(&mut self, key: PeerKey) -> Result<(), DatapathError> {
@@ -203,34 +230,49 @@ fn socket_filter() -> Vec<libc::sock_filter> {
     const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     vec![
-        op(LDH, 0, 0, 12),        // 0: ethertype
-        op(JEQ, 0, 2, 0x0800),    // 1: IPv4?
-        op(LDB, 0, 0, 23),        // 2: IPv4 protocol
-        op(JEQ, 5, 6, 112),       // 3: VRRP → accept (9) else drop (10)
-        op(JEQ, 0, 3, 0x86dd),    // 4: IPv6?
-        op(LDB, 0, 0, 20),        // 5: next header
-        op(JEQ, 2, 0, 112),       // 6: VRRP → accept
-        op(JEQ, 1, 2, 58),        // 7: ICMPv6 → accept else drop
-        op(JEQ, 0, 1, 0x0806),    // 8: ARP? (reached from 4 with A = ethertype)
-        op(RET, 0, 0, 0xffff),    // 9: accept
-        op(RET, 0, 0, 0),         // 10: drop
+        op(LDH, 0, 0, 12),     // 0: ethertype
+        op(JEQ, 0, 2, 0x0800), // 1: IPv4?
+        op(LDB, 0, 0, 23),     // 2: IPv4 protocol
+        op(JEQ, 5, 6, 112),    // 3: VRRP → accept (9) else drop (10)
+        op(JEQ, 0, 3, 0x86dd), // 4: IPv6?
+        op(LDB, 0, 0, 20),     // 5: next header
+        op(JEQ, 2, 0, 112),    // 6: VRRP → accept
+        op(JEQ, 1, 2, 58),     // 7: ICMPv6 → accept else drop
+        op(JEQ, 0, 1, 0x0806), // 8: ARP? (reached from 4 with A = ethertype)
+        op(RET, 0, 0, 0xffff), // 9: accept
+        op(RET, 0, 0, 0),      // 10: drop
     ]
 }
 
 fn open_socket(ifindex: u32) -> io::Result<OwnedFd> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain syscall.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto as i32) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto as i32,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fd was just returned by socket() and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let filter = socket_filter();
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut _,
+    };
     // SAFETY: valid fd and pointer to a sock_fprog that outlives the call.
     let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog as *const _ as *const _, std::mem::size_of::<libc::sock_fprog>() as u32)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog as *const _ as *const _,
+            std::mem::size_of::<libc::sock_fprog>() as u32,
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -241,7 +283,13 @@ fn open_socket(ifindex: u32) -> io::Result<OwnedFd> {
     sll.sll_protocol = proto;
     sll.sll_ifindex = ifindex as i32;
     // SAFETY: valid fd and sockaddr_ll of the stated size.
-    let rc = unsafe { libc::bind(fd.as_raw_fd(), &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32) };
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -255,17 +303,31 @@ fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, bool)> {
     let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
     // SAFETY: valid fd, buffer and address out-parameters.
     let n = unsafe {
-        libc::recvfrom(fd.as_raw_fd(), buf.as_mut_ptr() as *mut _, buf.len(), 0, &mut sll as *mut _ as *mut libc::sockaddr, &mut len)
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut _,
+            buf.len(),
+            0,
+            &mut sll as *mut _ as *mut libc::sockaddr,
+            &mut len,
+        )
     };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((n as usize, sll.sll_pkttype == libc::PACKET_OUTGOING as u8))
+    Ok((n as usize, sll.sll_pkttype == libc::PACKET_OUTGOING))
 }
 
 impl RawHandle {
-    pub(super) fn start(iface: &str, ifindex: u32, tx: mpsc::Sender<DatapathEvent>) -> Result<(Self, RawTables), DatapathError> {
-        let err = |source| DatapathError::RawSocket { iface: iface.to_owned(), source };
+    pub(super) fn start(
+        iface: &str,
+        ifindex: u32,
+        tx: mpsc::Sender<DatapathEvent>,
+    ) -> Result<(Self, RawTables), DatapathError> {
+        let err = |source| DatapathError::RawSocket {
+            iface: iface.to_owned(),
+            source,
+        };
         let fd = super::readable_fd(open_socket(ifindex).map_err(err)?).map_err(err)?;
         let tables = RawTables::new();
         let shared = tables.clone();
@@ -273,18 +335,21 @@ impl RawHandle {
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
             loop {
-                let Ok(mut guard) = fd.readable().await else { break };
+                let Ok(mut guard) = fd.readable().await else {
+                    break;
+                };
                 loop {
                     match recv_frame(fd.get_ref(), &mut buf) {
                         // Our own transmissions are not received adverts.
                         Ok((_, true)) => continue,
                         Ok((n, false)) => {
-                            let now = monotonic_ns().unwrap_or_else(|| epoch.elapsed().as_nanos() as u64);
+                            let now =
+                                monotonic_ns().unwrap_or_else(|| epoch.elapsed().as_nanos() as u64);
                             let event = shared.lock().handle_frame(&buf[..n], now);
-                            if let Some(event) = event {
-                                if tx.send(event).await.is_err() {
-                                    return;
-                                }
+                            if let Some(event) = event
+                                && tx.send(event).await.is_err()
+                            {
+                                return;
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -306,7 +371,10 @@ impl RawHandle {
 
 /// CLOCK_MONOTONIC in ns, the clock `bpf_ktime_get_ns` uses, so both paths report comparable times.
 pub fn monotonic_ns() -> Option<u64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid timespec out-parameter.
     if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
         return None;

@@ -42,7 +42,10 @@ pub struct XdpTables {
     counters: PerCpuArray<MapData, u64>,
 }
 
-fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
+fn map_err(
+    op: &'static str,
+    map: &'static str,
+) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { op, map, source }
 }
 
@@ -72,7 +75,9 @@ pub fn load(level: log::LevelFilter) -> Result<Ebpf, DatapathError> {
 pub fn load_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
-        .ok_or_else(|| DatapathError::Load(format!("program {PROGRAM_NAME} missing from the object").into()))?
+        .ok_or_else(|| {
+            DatapathError::Load(format!("program {PROGRAM_NAME} missing from the object").into())
+        })?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| DatapathError::Load(Box::new(e)))?;
     prog.load().map_err(|e| DatapathError::Load(Box::new(e)))?;
@@ -86,9 +91,9 @@ impl XdpTables {
             ebpf: &mut Ebpf,
             name: &'static str,
         ) -> Result<T, DatapathError> {
-            let map = ebpf
-                .take_map(name)
-                .ok_or_else(|| DatapathError::Load(format!("map {name} missing from the object").into()))?;
+            let map = ebpf.take_map(name).ok_or_else(|| {
+                DatapathError::Load(format!("map {name} missing from the object").into())
+            })?;
             T::try_from(map).map_err(map_err("open", name))
         }
         Ok(XdpTables {
@@ -104,23 +109,33 @@ impl XdpTables {
 
 impl Tables for XdpTables {
     fn set_iface(&mut self, cfg: IfaceConfig) -> Result<(), DatapathError> {
-        self.iface.set(0, cfg, 0).map_err(map_err("set", "IFACE_CONFIG"))
+        self.iface
+            .set(0, cfg, 0)
+            .map_err(map_err("set", "IFACE_CONFIG"))
     }
 
     fn set_config(&mut self, slot: u32, cfg: VridConfig) -> Result<(), DatapathError> {
-        self.vrid_config.set(slot, cfg, 0).map_err(map_err("set", "VRID_CONFIG"))
+        self.vrid_config
+            .set(slot, cfg, 0)
+            .map_err(map_err("set", "VRID_CONFIG"))
     }
 
     fn reset_state(&mut self, slot: u32) -> Result<(), DatapathError> {
-        self.vrid_state.set(slot, VridState::default(), 0).map_err(map_err("set", "VRID_STATE"))
+        self.vrid_state
+            .set(slot, VridState::default(), 0)
+            .map_err(map_err("set", "VRID_STATE"))
     }
 
     fn state(&self, slot: u32) -> Result<VridState, DatapathError> {
-        self.vrid_state.get(&slot, 0).map_err(map_err("get", "VRID_STATE"))
+        self.vrid_state
+            .get(&slot, 0)
+            .map_err(map_err("get", "VRID_STATE"))
     }
 
     fn insert_peer(&mut self, key: PeerKey) -> Result<(), DatapathError> {
-        self.peers.insert(key, 1, 0).map_err(map_err("insert", "PEERS"))
+        self.peers
+            .insert(key, 1, 0)
+            .map_err(map_err("insert", "PEERS"))
     }
 
     fn remove_peer(&mut self, key: &PeerKey) -> Result<(), DatapathError> {
@@ -131,7 +146,9 @@ impl Tables for XdpTables {
     }
 
     fn insert_vip(&mut self, key: VipKey) -> Result<(), DatapathError> {
-        self.vips.insert(key, VipState::default(), 0).map_err(map_err("insert", "VIPS"))
+        self.vips
+            .insert(key, VipState::default(), 0)
+            .map_err(map_err("insert", "VIPS"))
     }
 
     fn remove_vip(&mut self, key: &VipKey) -> Result<(), DatapathError> {
@@ -145,7 +162,10 @@ impl Tables for XdpTables {
         Counter::ALL
             .iter()
             .map(|c| {
-                let per_cpu = self.counters.get(&(*c as u32), 0).map_err(map_err("get", "COUNTERS"))?;
+                let per_cpu = self
+                    .counters
+                    .get(&(*c as u32), 0)
+                    .map_err(map_err("get", "COUNTERS"))?;
                 Ok(per_cpu.iter().sum())
             })
             .collect()
@@ -186,29 +206,43 @@ impl XdpHandle {
         for (mode, label) in modes {
             match prog.attach_to_if_index(ifindex, *mode) {
                 Ok(_link) => {
-                    attached = Some(if *mode == XdpMode::Skb { ActiveMode::XdpSkb } else { ActiveMode::XdpDriver });
+                    attached = Some(if *mode == XdpMode::Skb {
+                        ActiveMode::XdpSkb
+                    } else {
+                        ActiveMode::XdpDriver
+                    });
                     break;
                 }
                 Err(source) => {
                     tracing::info!(interface = %opts.interface, mode = label, "XDP attach failed: {source}");
-                    last_err = Some(DatapathError::Attach { iface: opts.interface.clone(), mode: label, source });
+                    last_err = Some(DatapathError::Attach {
+                        iface: opts.interface.clone(),
+                        mode: label,
+                        source,
+                    });
                 }
             }
         }
         let Some(mode) = attached else {
-            return Err(last_err.unwrap_or_else(|| DatapathError::Spec("no XDP mode to try".into())));
+            return Err(
+                last_err.unwrap_or_else(|| DatapathError::Spec("no XDP mode to try".into()))
+            );
         };
-        let mut ring = super::readable_fd(ring)
-            .map_err(|source| DatapathError::RawSocket { iface: opts.interface.clone(), source })?;
+        let mut ring = super::readable_fd(ring).map_err(|source| DatapathError::RawSocket {
+            iface: opts.interface.clone(),
+            source,
+        })?;
         tasks.push(tokio::spawn(async move {
             loop {
-                let Ok(mut guard) = ring.readable_mut().await else { break };
+                let Ok(mut guard) = ring.readable_mut().await else {
+                    break;
+                };
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
-                    if let Some(event) = parse_event(&item) {
-                        if tx.send(event).await.is_err() {
-                            return;
-                        }
+                    if let Some(event) = parse_event(&item)
+                        && tx.send(event).await.is_err()
+                    {
+                        return;
                     }
                 }
                 guard.clear_ready();
@@ -229,7 +263,10 @@ pub fn parse_event(bytes: &[u8]) -> Option<DatapathEvent> {
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 fn raise_memlock_limit() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK");
