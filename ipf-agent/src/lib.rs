@@ -2,3 +2,4 @@
 pub mod datapath;
 pub mod logging;
 pub mod monitor;
+pub mod vrrp;

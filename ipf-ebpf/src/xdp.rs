@@ -62,7 +62,7 @@ pub fn ipf_xdp(ctx: XdpContext) -> u32 {
         }
         Err(Error::Invalid(e)) => {
             count(e.counter());
-            debug!(&ctx, "vrrp dropped: counter {}", e.counter() as u32);
+            debug!(&ctx, "vrrp dropped: {}", e.counter().name());
             xdp_action::XDP_DROP
         }
         Err(Error::Truncated) => {

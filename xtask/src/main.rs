@@ -83,10 +83,17 @@ fn test(args: TestArgs) -> Result<()> {
         util::cargo(&["build", "-p", "ipf-agent"]),
     )?;
     let agent = util::workspace_root()?.join("target/debug/ipf-agent");
-    let mut test = util::cargo(&["test", "--workspace", "--no-fail-fast"]);
+    // --all-targets: unit, integration and bin tests; no doctests (there are none).
+    let mut test = util::cargo(&["test", "--workspace", "--all-targets", "--no-fail-fast"]);
     test.env("IPF_AGENT_BIN", &agent);
     if !args.cargo_test_args.is_empty() {
         test.arg("--").args(&args.cargo_test_args);
     }
-    util::step("tests", test)
+    let (passed, failed) = util::run_tests(test)?;
+    // The closing line CI reads.
+    println!("tests: {passed} passed, {failed} failed");
+    if failed > 0 {
+        anyhow::bail!("{failed} tests failed");
+    }
+    Ok(())
 }

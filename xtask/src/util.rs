@@ -70,3 +70,48 @@ pub fn require_root(why: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Runs `cargo test`, echoing its output, and adds up its `test result:` lines: (passed, failed).
+/// Fails when cargo fails for another reason (a build error) or no test ran.
+pub fn run_tests(mut cmd: Command) -> Result<(u64, u64)> {
+    use std::io::BufRead as _;
+    eprintln!("==> tests: {}", display(&cmd));
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", display(&cmd)))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| -> u64 {
+                    rest.split(';')
+                        .find_map(|part| {
+                            part.trim()
+                                .trim_start_matches("ok. ")
+                                .trim_start_matches("FAILED. ")
+                                .strip_suffix(word)
+                        })
+                        .and_then(|n| n.trim().parse().ok())
+                        .unwrap_or(0)
+                };
+                passed += count(" passed");
+                failed += count(" failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    eprintln!(
+        "<== tests: {status} in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    if !status.success() && failed == 0 {
+        bail!("cargo test failed ({status}) before running tests");
+    }
+    if passed + failed == 0 {
+        bail!("no test ran");
+    }
+    Ok((passed, failed))
+}

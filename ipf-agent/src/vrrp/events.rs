@@ -1,0 +1,179 @@
+//! One handler per input, each citing the RFC 5798 section it implements (RFC 3768 §6.4 is the same
+//! for VRRPv2 but for Skew_Time, see [`Instance::skew_time`]).
+
+use std::{net::IpAddr, time::Duration};
+
+use super::{
+    instance::{Effects, Input, Instance, Preempt, State},
+    timers::TimerKind,
+};
+
+impl<E: Effects> Instance<E> {
+    /// Feeds one input to the state machine.
+    pub fn handle(&mut self, input: Input) {
+        match input {
+            Input::Startup => self.on_startup(),
+            Input::Shutdown => self.on_shutdown(),
+            Input::Advert {
+                src,
+                priority,
+                adver_int,
+            } => self.on_advert(src, priority, adver_int),
+            Input::Timer { kind, generation } => {
+                // A timer replaced after it fired: its message is stale.
+                if self
+                    .timer
+                    .as_ref()
+                    .is_some_and(|t| t.generation == generation && t.kind == kind)
+                {
+                    self.timer = None;
+                    match kind {
+                        TimerKind::Adver => self.on_adver_timer(),
+                        TimerKind::MasterDown => self.on_master_down_timer(),
+                    }
+                }
+            }
+            Input::Fault(faulty) => self.on_fault(faulty),
+            Input::Priority(p) => self.on_priority(p),
+        }
+    }
+
+    /// §6.4.1: the address owner (priority 255) becomes Master at once; anyone else waits as Backup
+    /// for Master_Down_Interval.
+    fn on_startup(&mut self) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.started_at = tokio::time::Instant::now();
+        if self.faulty {
+            self.change_state(State::Fault, "startup with a failed check");
+        } else if self.priority == 255 {
+            self.change_state(State::Master, "startup as address owner");
+        } else {
+            self.change_state(State::Backup, "startup");
+        }
+    }
+
+    /// §6.4.2 / §6.4.3 Shutdown: a Master sends priority 0 and drops its addresses.
+    fn on_shutdown(&mut self) {
+        self.change_state(State::Initialize, "shutdown");
+    }
+
+    /// An advert the datapath reports as news (§6.4.2 Backup, §6.4.3 Master).
+    fn on_advert(&mut self, src: IpAddr, priority: u8, adver_int: Duration) {
+        match self.state {
+            State::Backup => {
+                if priority == 0 {
+                    // §6.4.2: the master is releasing; take over after Skew_Time.
+                    let skew = self.skew_time();
+                    self.arm(TimerKind::MasterDown, skew);
+                } else if !self.would_preempt(priority) {
+                    // §6.4.2: learn the master's interval and restart the wait. Later adverts of the same
+                    // master do not reach us; the timer consults the datapath when it fires.
+                    self.master_adver_int = adver_int;
+                    let mdi = self.master_down_interval();
+                    self.arm(TimerKind::MasterDown, mdi);
+                }
+                // Otherwise (lower priority, preemption allowed) the advert is discarded: the timer
+                // runs out and we take over (§6.4.2, last clause).
+            }
+            State::Master => {
+                if priority == 0 {
+                    // §6.4.3: another router released: assert ourselves at once.
+                    self.effects.send_advert(self.priority);
+                    let int = self.cfg.adver_int;
+                    self.arm(TimerKind::Adver, int);
+                } else if priority > self.priority
+                    || (priority == self.priority && src > self.cfg.primary_addr)
+                {
+                    // §6.4.3: a better Master exists.
+                    self.master_adver_int = adver_int;
+                    self.change_state(State::Backup, "higher priority advert received");
+                }
+                // Lower priority: discard; the other router will yield to our adverts.
+            }
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// §6.4.3: the Master advertises every Advertisement_Interval.
+    fn on_adver_timer(&mut self) {
+        if self.state == State::Master {
+            self.effects.send_advert(self.priority);
+            let int = self.cfg.adver_int;
+            self.arm(TimerKind::Adver, int);
+        }
+    }
+
+    /// §6.4.2 Master_Down_Timer fired. The datapath's last-seen time says whether the master really
+    /// went quiet, so steady-state adverts never wake us.
+    fn on_master_down_timer(&mut self) {
+        if self.state != State::Backup {
+            return;
+        }
+        if let Some(last) = self.effects.last_advert() {
+            self.master_adver_int = last.adver_int;
+            let mdi = self.master_down_interval();
+            let counts = last.priority != 0 && !self.would_preempt(last.priority);
+            if counts && last.age < mdi {
+                self.arm(TimerKind::MasterDown, mdi - last.age);
+                return;
+            }
+            if last.priority != 0 && last.age < mdi && self.preempt_delay_left() > Duration::ZERO {
+                // Lower-priority master alive, but preempt_delay has not passed since startup.
+                let wait = self.preempt_delay_left();
+                self.arm(
+                    TimerKind::MasterDown,
+                    wait.min(mdi - last.age).max(Duration::from_millis(1)),
+                );
+                return;
+            }
+        }
+        self.change_state(State::Master, "master down");
+    }
+
+    /// keepalived's Fault: leave the election (releasing the VIPs with priority 0 when Master) while
+    /// unhealthy; come back as Backup (or Master as address owner) when healthy.
+    fn on_fault(&mut self, faulty: bool) {
+        self.faulty = faulty;
+        match (faulty, self.state) {
+            (true, State::Backup | State::Master) => {
+                self.change_state(State::Fault, "health check failed")
+            }
+            (false, State::Fault) => {
+                if self.priority == 255 {
+                    self.change_state(State::Master, "health restored, address owner");
+                } else {
+                    self.change_state(State::Backup, "health restored");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A new effective priority: a Master advertises it from the next advert on.
+    fn on_priority(&mut self, priority: u8) {
+        self.priority = priority;
+        if self.state == State::Master {
+            self.effects.set_role(true, priority);
+        }
+    }
+
+    /// Whether an advert of `priority` from the current master would be overridden by us (§6.4.2:
+    /// Preempt_Mode true and the advert's priority lower than ours).
+    fn would_preempt(&self, priority: u8) -> bool {
+        match self.cfg.preempt {
+            Preempt::No => false,
+            Preempt::Yes | Preempt::Delay(_) => priority < self.priority,
+        }
+    }
+
+    fn preempt_delay_left(&self) -> Duration {
+        match self.cfg.preempt {
+            Preempt::Delay(d) => {
+                (self.started_at + d).saturating_duration_since(tokio::time::Instant::now())
+            }
+            _ => Duration::ZERO,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! A VRRP instance: configuration, state, and the one place state changes happen ([`Instance::change_state`]).
+
+use std::{net::IpAddr, time::Duration};
+
+use tokio::{sync::mpsc, time::Instant};
+
+use super::timers::{Timer, TimerKind};
+use crate::datapath::Family;
+
+/// RFC 5798 §6.4 states, plus keepalived's Fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+    /// A health check or tracked interface failed: no VIPs, no part in elections (keepalived's FAULT).
+    Fault,
+}
+
+impl State {
+    /// The name keepalived prints and passes to notify scripts.
+    pub fn keepalived_name(self) -> &'static str {
+        match self {
+            State::Initialize => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+/// Preemption (RFC 5798 Preempt_Mode; keepalived `nopreempt` / `preempt_delay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preempt {
+    Yes,
+    No,
+    /// Preempt, but not before this long after the instance started.
+    Delay(Duration),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceConfig {
+    pub name: String,
+    pub vrid: u8,
+    pub family: Family,
+    /// 2 or 3.
+    pub version: u8,
+    /// Configured priority, 1..=255 (255: address owner).
+    pub priority: u8,
+    pub adver_int: Duration,
+    pub preempt: Preempt,
+    /// Our primary address on the interface: the advert source and the tie-breaker.
+    pub primary_addr: IpAddr,
+}
+
+/// What the datapath last saw from the current master of this VRID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastAdvert {
+    /// Time since that advert arrived.
+    pub age: Duration,
+    pub src: IpAddr,
+    pub priority: u8,
+    pub adver_int: Duration,
+}
+
+/// Inputs to an instance. Each has one handler in `events.rs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// RFC 5798 §6.4.1 Startup event.
+    Startup,
+    /// RFC 5798 §6.4.2/6.4.3 Shutdown event.
+    Shutdown,
+    /// The datapath reports a change in the adverts of this VRID (new master, priority, interval,
+    /// after silence, or an advert that wins against us while we are Master).
+    Advert {
+        src: IpAddr,
+        priority: u8,
+        adver_int: Duration,
+    },
+    Timer {
+        kind: TimerKind,
+        generation: u64,
+    },
+    /// Health (checks, tracked interfaces) went bad (`true`) or recovered (`false`).
+    Fault(bool),
+    /// The effective priority changed (check weights); the configured one stays in the config.
+    Priority(u8),
+}
+
+/// Every side effect of the state machine. The agent implements it with sockets, netlink and the
+/// datapath; tests record the calls.
+pub trait Effects {
+    /// Sends an advertisement with `priority` (0 when releasing).
+    fn send_advert(&mut self, priority: u8);
+    /// Puts the VIPs on the interface.
+    fn add_vips(&mut self);
+    /// Removes the VIPs from the interface.
+    fn remove_vips(&mut self);
+    /// Gratuitous ARP / unsolicited NA for the VIPs (with keepalived's repeats).
+    fn announce(&mut self);
+    /// Tells the datapath our role and priority (it reports adverts that preempt a Master).
+    fn set_role(&mut self, master: bool, priority: u8);
+    /// Logs and notifies a state change.
+    fn state_changed(&mut self, from: State, to: State, reason: &str);
+    /// The datapath's view of the current master's adverts.
+    fn last_advert(&self) -> Option<LastAdvert>;
+}
+
+/// One VRRP instance.
+pub struct Instance<E: Effects> {
+    pub(super) cfg: InstanceConfig,
+    pub(super) state: State,
+    /// Effective priority (configured priority moved by check weights).
+    pub(super) priority: u8,
+    /// Master_Adver_Interval (RFC 5798 §6.1): learned from the master while Backup.
+    pub(super) master_adver_int: Duration,
+    pub(super) effects: E,
+    pub(super) timer: Option<Timer>,
+    pub(super) generation: u64,
+    pub(super) started_at: Instant,
+    pub(super) faulty: bool,
+    tx: mpsc::UnboundedSender<Input>,
+}
+
+impl<E: Effects> Instance<E> {
+    /// An instance in Initialize; `tx` is where its timers send their inputs.
+    pub fn new(cfg: InstanceConfig, effects: E, tx: mpsc::UnboundedSender<Input>) -> Self {
+        Instance {
+            priority: cfg.priority,
+            master_adver_int: cfg.adver_int,
+            cfg,
+            state: State::Initialize,
+            effects,
+            timer: None,
+            generation: 0,
+            started_at: Instant::now(),
+            faulty: false,
+            tx,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    pub fn config(&self) -> &InstanceConfig {
+        &self.cfg
+    }
+
+    pub fn effects(&self) -> &E {
+        &self.effects
+    }
+
+    pub fn effects_mut(&mut self) -> &mut E {
+        &mut self.effects
+    }
+
+    /// Skew_Time (RFC 5798 §6.1): ((256 - Priority) * Master_Adver_Interval) / 256. VRRPv2 (RFC 3768
+    /// §6.1) has (256 - Priority) / 256 seconds, the same formula with a 1 s interval.
+    pub fn skew_time(&self) -> Duration {
+        let base = if self.cfg.version == 2 {
+            Duration::from_secs(1)
+        } else {
+            self.master_adver_int
+        };
+        base * (256 - u32::from(self.priority)) / 256
+    }
+
+    /// Master_Down_Interval: 3 × Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_adver_int * 3 + self.skew_time()
+    }
+
+    /// Arms the (single) timer of the current state; replaces any other.
+    pub(super) fn arm(&mut self, kind: TimerKind, after: Duration) {
+        self.generation += 1;
+        let deadline = Instant::now() + after;
+        self.timer = Some(Timer::start(
+            kind,
+            self.generation,
+            deadline,
+            self.tx.clone(),
+        ));
+    }
+
+    pub(super) fn disarm(&mut self) {
+        self.timer = None;
+    }
+
+    /// The one place state changes happen, with their side effects (RFC 5798 §6.4).
+    pub(super) fn change_state(&mut self, to: State, reason: &str) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        match (from, to) {
+            (_, State::Master) => {
+                // RFC 5798 §6.4.1/§6.4.2: advertise, take the addresses, announce them, and advertise
+                // every Advertisement_Interval.
+                self.effects.send_advert(self.priority);
+                self.effects.add_vips();
+                self.effects.announce();
+                self.effects.set_role(true, self.priority);
+                self.arm(TimerKind::Adver, self.cfg.adver_int);
+            }
+            (State::Master, _) => {
+                // Leaving Master: the addresses go. A release (shutdown, fault) also tells the others
+                // with priority 0 so they take over after Skew_Time instead of Master_Down_Interval.
+                if to != State::Backup {
+                    self.effects.send_advert(0);
+                }
+                self.effects.remove_vips();
+                self.effects.set_role(false, self.priority);
+                self.disarm();
+            }
+            _ => {
+                self.disarm();
+            }
+        }
+        if to == State::Backup {
+            self.master_adver_int = self
+                .effects
+                .last_advert()
+                .map_or(self.cfg.adver_int, |a| a.adver_int);
+            let mdi = self.master_down_interval();
+            self.arm(TimerKind::MasterDown, mdi);
+        }
+        self.state = to;
+        self.effects.state_changed(from, to, reason);
+    }
+}

@@ -1,0 +1,285 @@
+//! Deterministic tests of the state machine in simulated time (no root, no network): every
+//! transition of RFC 5798 §6.4, preemption modes, priority 0, ties, interval learning, Fault.
+
+use std::time::Duration;
+
+use super::{
+    Input, Preempt, State,
+    sim::{Call, Sim, config},
+};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Asserts `t` is within 2 ms after `want` (the simulation steps time by 1 ms).
+fn assert_at(what: &str, t: Option<Duration>, want: Duration) {
+    let t = t.unwrap_or_else(|| panic!("{what}: never happened"));
+    assert!(
+        t >= want && t <= want + 2 * MS,
+        "{what}: at {t:?}, expected {want:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lone_backup_becomes_master_after_master_down_interval() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 100, "192.0.2.1"));
+    assert_eq!(sim.state("a"), State::Backup);
+    sim.run_for(secs(5.0)).await;
+    // RFC 5798 §6.1: 3 × 1 s + (256 - 100) / 256 s.
+    let mdi = secs(3.0) + Duration::from_secs(1) * 156 / 256;
+    assert_at("master", sim.entered("a", State::Master), mdi);
+    let calls: Vec<Call> = sim
+        .node("a")
+        .inst
+        .effects()
+        .calls
+        .iter()
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(
+        calls[..6],
+        [
+            Call::State(State::Initialize, State::Backup),
+            Call::Advert(100),
+            Call::AddVips,
+            Call::Announce,
+            Call::Role(true, 100),
+            Call::State(State::Backup, State::Master),
+        ]
+    );
+    // Then one advert per Advertisement_Interval.
+    let adverts = calls.iter().filter(|c| **c == Call::Advert(100)).count();
+    assert_eq!(adverts, 2, "{calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn address_owner_becomes_master_at_startup() {
+    let mut sim = Sim::new();
+    sim.start("owner", config("owner", 255, "192.0.2.1"));
+    assert_eq!(sim.state("owner"), State::Master);
+    sim.start("b", config("b", 200, "192.0.2.2"));
+    sim.run_for(secs(10.0)).await;
+    assert_eq!(sim.masters(), vec!["owner"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn higher_priority_wins_and_backup_is_not_woken_per_advert() {
+    let mut sim = Sim::new();
+    sim.start("low", config("low", 100, "192.0.2.1"));
+    sim.start("high", config("high", 200, "192.0.2.2"));
+    sim.run_for(secs(60.0)).await;
+    assert_eq!(sim.masters(), vec!["high"]);
+    assert_eq!(sim.entered("low", State::Master), None);
+    // ~56 adverts reached the backup; it woke for the first one and for its master-down checks only.
+    let wakeups = sim.node("low").wakeups;
+    assert!(
+        wakeups <= 20,
+        "backup woke {wakeups} times in 60 s of 1 s adverts"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn killed_master_is_replaced_after_master_down_interval() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 100, "192.0.2.1"));
+    sim.start("b", config("b", 200, "192.0.2.2"));
+    sim.run_for(secs(10.2)).await;
+    assert_eq!(sim.masters(), vec!["b"]);
+    // b advertises at 3.21875 + k s; the last before the kill is at 10.21875 - 1 = 9.21875.
+    let last_advert = secs(3.0) + Duration::from_secs(1) * 56 / 256 + secs(6.0);
+    sim.kill("b");
+    sim.run_for(secs(10.0)).await;
+    let mdi_a = secs(3.0) + Duration::from_secs(1) * 156 / 256;
+    assert_at(
+        "a takes over",
+        sim.entered("a", State::Master),
+        last_advert + mdi_a,
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_hands_over_after_skew_time() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 100, "192.0.2.1"));
+    sim.start("b", config("b", 200, "192.0.2.2"));
+    sim.run_for(secs(5.0)).await;
+    let t = sim.now();
+    sim.input("b", Input::Shutdown);
+    let calls = &sim.node("b").inst.effects().calls;
+    let tail: Vec<&Call> = calls.iter().rev().take(4).map(|(_, c)| c).collect();
+    assert_eq!(
+        tail,
+        [
+            &Call::State(State::Master, State::Initialize),
+            &Call::Role(false, 200),
+            &Call::RemoveVips,
+            &Call::Advert(0)
+        ]
+    );
+    sim.run_for(secs(3.0)).await;
+    let skew_a = Duration::from_secs(1) * 156 / 256;
+    assert_at(
+        "a takes over after Skew_Time",
+        sim.entered("a", State::Master),
+        t + skew_a,
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn preempt_modes() {
+    for (preempt, expect_master, after) in [
+        (Preempt::Yes, "high", None),
+        (Preempt::No, "low", None),
+        (Preempt::Delay(secs(20.0)), "high", Some(secs(20.0))),
+    ] {
+        let mut sim = Sim::new();
+        sim.start("low", config("low", 100, "192.0.2.1"));
+        sim.run_for(secs(5.0)).await;
+        assert_eq!(sim.masters(), vec!["low"]);
+        let start = sim.now();
+        let mut cfg = config("high", 200, "192.0.2.2");
+        cfg.preempt = preempt;
+        sim.start("high", cfg);
+        sim.run_for(secs(30.0)).await;
+        assert_eq!(sim.masters(), vec![expect_master], "{preempt:?}");
+        if let Some(delay) = after {
+            let t = sim.entered("high", State::Master).expect("preempted");
+            assert!(
+                t >= start + delay && t <= start + delay + secs(1.0),
+                "{preempt:?}: preempted at {t:?}"
+            );
+        }
+        if expect_master == "high" {
+            // The old master stepped down to Backup on the higher advert.
+            assert_eq!(sim.state("low"), State::Backup);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn split_brain_heals_to_the_higher_primary_address_on_equal_priorities() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 100, "192.0.2.1"));
+    sim.start("b", config("b", 100, "192.0.2.2"));
+    sim.set_connected("a", false);
+    sim.set_connected("b", false);
+    sim.run_for(secs(10.0)).await;
+    assert_eq!(
+        sim.masters(),
+        vec!["a", "b"],
+        "cut off from each other, both are Master"
+    );
+    sim.set_connected("a", true);
+    sim.set_connected("b", true);
+    sim.run_for(secs(3.0)).await;
+    // RFC 5798 §6.4.3: equal priority, the higher primary address stays Master.
+    assert_eq!(sim.masters(), vec!["b"]);
+    assert_eq!(sim.state("a"), State::Backup);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backup_learns_the_masters_interval() {
+    let mut sim = Sim::new();
+    let mut fast = config("fast", 200, "192.0.2.2");
+    fast.adver_int = Duration::from_millis(50);
+    sim.start("fast", fast);
+    sim.run_for(secs(1.0)).await;
+    assert_eq!(sim.masters(), vec!["fast"]);
+    sim.start("slow", config("slow", 100, "192.0.2.1"));
+    sim.run_for(secs(2.0)).await;
+    sim.kill("fast");
+    let t = sim.now();
+    sim.run_for(secs(5.0)).await;
+    // Master_Down_Interval from the learned 50 ms: 150 ms + (156 × 50 / 256) ms, after the last advert
+    // (at most 50 ms before the kill).
+    let mdi = Duration::from_millis(150) + Duration::from_millis(50) * 156 / 256;
+    let took = sim.entered("slow", State::Master).expect("took over") - t;
+    assert!(
+        took <= mdi + 2 * MS && took + Duration::from_millis(50) >= mdi,
+        "took {took:?}, MDI {mdi:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fault_releases_with_priority_zero_and_recovery_preempts_back() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 100, "192.0.2.1"));
+    sim.start("b", config("b", 200, "192.0.2.2"));
+    sim.run_for(secs(5.0)).await;
+    sim.input("b", Input::Fault(true));
+    assert_eq!(sim.state("b"), State::Fault);
+    let t = sim.now();
+    sim.run_for(secs(5.0)).await;
+    assert_at(
+        "a takes over after skew",
+        sim.entered("a", State::Master),
+        t + Duration::from_secs(1) * 156 / 256,
+    );
+    assert_eq!(
+        sim.state("b"),
+        State::Fault,
+        "no part in elections while faulty"
+    );
+    sim.input("b", Input::Fault(false));
+    assert_eq!(sim.state("b"), State::Backup);
+    sim.run_for(secs(10.0)).await;
+    assert_eq!(sim.masters(), vec!["b"]);
+    assert_eq!(sim.state("a"), State::Backup);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_answers_priority_zero_at_once() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 100, "192.0.2.1"));
+    sim.run_for(secs(5.0)).await;
+    let before = sim.node("a").inst.effects().calls.len();
+    // Another router releasing the VRID while a is Master.
+    sim.input(
+        "a",
+        Input::Advert {
+            src: "192.0.2.9".parse().expect("addr"),
+            priority: 0,
+            adver_int: secs(1.0),
+        },
+    );
+    let calls = &sim.node("a").inst.effects().calls[before..];
+    assert_eq!(
+        calls.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(),
+        vec![Call::Advert(100)]
+    );
+    assert_eq!(sim.state("a"), State::Master);
+}
+
+#[tokio::test(start_paused = true)]
+async fn vrrpv2_skew_uses_one_second() {
+    let mut sim = Sim::new();
+    let mut cfg = config("a", 100, "192.0.2.1");
+    cfg.version = 2;
+    cfg.adver_int = secs(2.0);
+    sim.start("a", cfg);
+    sim.run_for(secs(10.0)).await;
+    // RFC 3768 §6.1: 3 × 2 s + (256 - 100) / 256 s.
+    assert_at(
+        "master",
+        sim.entered("a", State::Master),
+        secs(6.0) + Duration::from_secs(1) * 156 / 256,
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lower_effective_priority_is_advertised_and_loses() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 150, "192.0.2.1"));
+    sim.run_for(secs(5.0)).await;
+    sim.start("b", config("b", 120, "192.0.2.2"));
+    sim.run_for(secs(5.0)).await;
+    assert_eq!(sim.masters(), vec!["a"]);
+    // A failing check with weight -50: a now advertises 100 and b (120, preempt) takes over.
+    sim.input("a", Input::Priority(100));
+    sim.run_for(secs(10.0)).await;
+    assert_eq!(sim.masters(), vec!["b"]);
+}
