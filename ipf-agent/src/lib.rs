@@ -1,5 +1,8 @@
 //! ipf-agent: the userspace side of ipf.
+pub mod agent;
 pub mod datapath;
 pub mod logging;
 pub mod monitor;
+pub mod network;
+pub mod run_args;
 pub mod vrrp;

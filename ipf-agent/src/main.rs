@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the VRRP instances: elect, own the VIPs, announce them.
+    Run(ipf_agent::run_args::RunArgs),
     /// Attach the datapath and print the VRRP adverts and address claims it sees.
     Monitor(ipf_agent::monitor::MonitorArgs),
 }
@@ -33,8 +35,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
+    // The state machines and their effects are single-threaded: a LocalSet runs them.
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, async {
         match cli.command {
+            Command::Run(args) => ipf_agent::agent::run(args.config()).await,
             Command::Monitor(args) => ipf_agent::monitor::run(args).await,
         }
     });

@@ -234,6 +234,11 @@ impl Proc {
         self.lines.lock().unwrap().clone()
     }
 
+    /// Standard error lines so far (logs).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
     /// Lines printed so far that parse as JSON.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
         self.lines()
@@ -317,4 +322,92 @@ pub fn spawn_monitor(ns: &Netns, agent: &Path, args: &[&str]) -> Proc {
     let mut cmd = ns.command(agent);
     cmd.arg("monitor").arg("--json").args(args);
     Proc::spawn("ipf-agent", cmd)
+}
+
+/// A bridge in its own namespace, the lab's and tests' shared segment.
+pub struct Switch {
+    pub ns: Netns,
+}
+
+impl Switch {
+    pub fn new(prefix: &str) -> Self {
+        Self::with(Netns::new(prefix))
+    }
+
+    /// A switch in a namespace with exactly this name (the lab's).
+    pub fn named(name: &str) -> Self {
+        Self::with(Netns::named(name))
+    }
+
+    fn with(ns: Netns) -> Self {
+        ns.ip(&["link", "add", "br0", "type", "bridge"]);
+        ns.ip(&["link", "set", "br0", "up"]);
+        Switch { ns }
+    }
+
+    /// Plugs `node` in: its `ifname` gets `addrs`, the bridge side is called `port` (unique per switch).
+    pub fn attach(&self, node: &Netns, ifname: &str, addrs: &[&str], port: &str) {
+        veth(node, ifname, addrs, &self.ns, port, &[]);
+        self.ns.ip(&["link", "set", port, "master", "br0"]);
+    }
+}
+
+/// Runs `f` on a thread inside the namespace (network namespaces are per thread) and returns its
+/// result; a panic in `f` is resumed here.
+pub fn in_netns<R: Send>(ns: &Netns, f: impl FnOnce() -> R + Send) -> R {
+    let path = format!("/var/run/netns/{}", ns.name);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: valid namespace fd; setns changes only this thread, which ends after `f`.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// A TCP service in `ns` on `port` that answers each connection with `name` (who served the VIP).
+pub fn spawn_responder(ns: &Netns, port: u16, name: &str) -> Proc {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',{port}))\ns.listen(64)\nprint('listening',flush=True)\nwhile True:\n  c,_=s.accept()\n  c.sendall(b'{name}\\n')\n  c.close()\n"
+    );
+    let mut cmd = ns.command("python3");
+    cmd.arg("-c").arg(script);
+    let p = Proc::spawn("responder", cmd);
+    wait_for("the responder to listen", Duration::from_secs(10), || {
+        p.lines().iter().any(|l| l == "listening").then_some(())
+    });
+    p
+}
+
+/// From inside `client`, connects to `addr:port` and returns the first line served, if any.
+pub fn fetch_name(client: &Netns, addr: std::net::IpAddr, port: u16) -> Option<String> {
+    in_netns(client, move || {
+        use std::io::Read as _;
+        let mut s = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::new(addr, port),
+            Duration::from_millis(300),
+        )
+        .ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        Some(buf.trim().to_owned())
+    })
+}
+
+/// Addresses on `ifname` in `ns` (`ip -j addr`), as strings without prefix.
+pub fn addresses(ns: &Netns, ifname: &str) -> Vec<String> {
+    let out = ns.ip(&["-j", "addr", "show", "dev", ifname]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str().map(str::to_owned))
+        .collect()
 }

@@ -1,17 +1,18 @@
-//! The local lab: VRRP routers (real keepalived) and an ipf node in network namespaces on one bridge,
-//! shown live. Until ipf's election engine lands, the ipf node runs the datapath in monitor mode: it
-//! shows who is master for the VIP group as the XDP program sees it, and every change.
+//! The local lab: N ipf-agent nodes (default 3) in network namespaces on one bridge, each with a VIP
+//! group and a tiny TCP service that answers with the node's name, plus a client namespace that keeps
+//! reaching the VIP. Shows live who holds the VIP and who answers the client; nodes can be stopped,
+//! killed and restored. Everything is removed on exit, Ctrl-C included.
 //!
-//! Topology (all addresses exist only inside the lab's namespaces):
 //! ```text
-//!   ipf-lab-r1 (192.0.2.11, keepalived prio 150) ─┐
-//!   ipf-lab-r2 (192.0.2.12, keepalived prio 100) ─┼─ br0 in ipf-lab-sw
-//!   ipf-lab-n1 (192.0.2.21, ipf-agent monitor)   ─┘
+//!   ipf-lab-n1 192.0.2.11 (priority 150) ─┐
+//!   ipf-lab-n2 192.0.2.12 (priority 120) ─┼─ br0 (ipf-lab-sw) ─ ipf-lab-client 192.0.2.50
+//!   ipf-lab-n3 192.0.2.13 (priority 100) ─┘        VIP 192.0.2.100, port 8080
 //! ```
 
 use std::{
     io::BufRead as _,
-    path::Path,
+    net::IpAddr,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -21,290 +22,219 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use ipf_testbed::{Keepalived, Netns, Proc, spawn_monitor, try_wait_for, veth};
-use serde_json::Value;
+use ipf_testbed::{Netns, Proc, Switch, addresses, fetch_name, spawn_responder, try_wait_for};
 
 use crate::util;
 
-const VRID: u8 = 51;
-const VIP: &str = "192.0.2.100/24";
+const VIP: &str = "192.0.2.100";
+const PORT: u16 = 8080;
 
 #[derive(clap::Args)]
 pub struct LabArgs {
-    /// Run a scripted failover (kill, restore, graceful stop) and exit; non-zero if any step fails.
+    /// Run a scripted failover (kill, restore, graceful stop), print the timings and exit; non-zero if
+    /// a step does not happen.
     #[arg(long)]
     demo: bool,
-    /// Advertisement interval of the lab's routers, in milliseconds.
+    /// Number of ipf nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=9))]
+    nodes: u8,
+    /// Advertisement interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     interval_ms: u32,
 }
 
-struct Router {
-    name: &'static str,
-    addr: &'static str,
+struct Node {
+    name: String,
     priority: u8,
+    agent: Option<Proc>,
+    _responder: Proc,
     ns: Netns,
-    keepalived: Option<Keepalived>,
 }
 
 struct Lab {
-    // Processes first: they are dropped (killed) before the namespaces are deleted.
-    monitor: Proc,
-    routers: Vec<Router>,
-    _node: Netns,
-    _switch: Netns,
+    // Field order: processes (in nodes) go before the namespaces they run in.
+    nodes: Vec<Node>,
+    client: Netns,
+    _switch: Switch,
+    agent_bin: PathBuf,
     interval_ms: u32,
     started: Instant,
 }
 
-fn keepalived_conf(r: &Router, interval_ms: u32) -> String {
-    format!(
-        "global_defs {{\n  router_id {name}\n  vrrp_version 3\n}}\nvrrp_instance LAB {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {VRID}\n  priority {prio}\n  advert_int {int}\n  virtual_ipaddress {{\n    {VIP}\n  }}\n}}\n",
-        name = r.name,
-        prio = r.priority,
-        int = f64::from(interval_ms) / 1000.0,
-    )
+/// What the lab shows: who holds the VIP and who answered the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct View {
+    holders: Vec<String>,
+    answered_by: Option<String>,
 }
 
 impl Lab {
-    fn build(agent: &Path, interval_ms: u32) -> Result<Lab> {
-        let switch = Netns::named("ipf-lab-sw");
-        switch.ip(&["link", "add", "br0", "type", "bridge"]);
-        switch.ip(&["link", "set", "br0", "up"]);
-        let attach = |ns: &Netns, port: &str, addr: &str| {
-            veth(ns, "eth0", &[addr], &switch, port, &[]);
-            switch.ip(&["link", "set", port, "master", "br0"]);
-        };
-        let mut routers = Vec::new();
-        for (name, addr, priority) in [("r1", "192.0.2.11", 150u8), ("r2", "192.0.2.12", 100)] {
+    fn build(agent_bin: &Path, n: u8, interval_ms: u32) -> Result<Lab> {
+        let switch = Switch::named("ipf-lab-sw");
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let name = format!("n{i}");
             let ns = Netns::named(&format!("ipf-lab-{name}"));
-            attach(&ns, name, &format!("{addr}/24"));
-            routers.push(Router {
+            switch.attach(&ns, "eth0", &[&format!("192.0.2.{}/24", 10 + i)], &name);
+            let responder = spawn_responder(&ns, PORT, &name);
+            nodes.push(Node {
+                priority: 150u8.saturating_sub((i - 1) * 30).max(1),
                 name,
-                addr,
-                priority,
+                agent: None,
+                _responder: responder,
                 ns,
-                keepalived: None,
             });
         }
-        let node = Netns::named("ipf-lab-n1");
-        attach(&node, "n1", "192.0.2.21/24");
-        let vrid = format!("{VRID},interval={interval_ms}");
-        let monitor = spawn_monitor(
-            &node,
-            agent,
-            &[
-                "-i",
-                "eth0",
-                "--vrid",
-                &vrid,
-                "--vip",
-                "192.0.2.100",
-                "--report-interval-ms",
-                "250",
-            ],
-        );
-        let ready = try_wait_for(Duration::from_secs(10), || {
-            monitor
-                .json_lines()
-                .into_iter()
-                .find(|v| v["type"] == "ready")
-        })
-        .context("ipf-agent did not start")?;
-        println!(
-            "lab: ipf-agent on ipf-lab-n1/eth0, datapath {}",
-            ready["datapath"]["mode"]
-        );
+        let client = Netns::named("ipf-lab-client");
+        switch.attach(&client, "eth0", &["192.0.2.50/24"], "client");
         Ok(Lab {
-            monitor,
-            routers,
-            _node: node,
+            nodes,
+            client,
             _switch: switch,
+            agent_bin: agent_bin.to_owned(),
             interval_ms,
             started: Instant::now(),
         })
     }
 
-    fn router(&mut self, name: &str) -> Result<&mut Router> {
-        self.routers
+    fn node(&mut self, name: &str) -> Result<&mut Node> {
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        self.nodes
             .iter_mut()
-            .find(|r| r.name == name)
-            .with_context(|| format!("no router {name:?} (r1, r2)"))
+            .find(|n| n.name == name)
+            .with_context(|| format!("no node {name:?} ({})", names.join(", ")))
     }
 
     fn start(&mut self, name: &str) -> Result<()> {
+        let bin = self.agent_bin.clone();
         let interval = self.interval_ms;
-        let r = self.router(name)?;
-        if r.keepalived.is_none() {
-            r.keepalived = Some(Keepalived::start(&r.ns, &keepalived_conf(r, interval)));
+        let node = self.node(name)?;
+        if node.agent.is_none() {
+            let instance = format!(
+                "name=VI_51,vrid=51,priority={},interval={interval},vip={VIP}/24",
+                node.priority
+            );
+            let mut cmd = node.ns.command(&bin);
+            cmd.args(["run", "-i", "eth0", "--instance", &instance]);
+            node.agent = Some(Proc::spawn(&format!("ipf-agent {name}"), cmd));
             println!(
-                "lab: started keepalived on {name} ({}, priority {})",
-                r.addr, r.priority
+                "lab: started ipf-agent on {name} (priority {})",
+                node.priority
             );
         }
         Ok(())
     }
 
     fn kill(&mut self, name: &str) -> Result<()> {
-        if let Some(k) = self.router(name)?.keepalived.take() {
-            // Dropping the guard SIGKILLs it: no priority-0 advert, the peers must time the master out.
-            drop(k);
-            println!("lab: killed keepalived on {name} (SIGKILL)");
+        if let Some(p) = self.node(name)?.agent.take() {
+            drop(p); // SIGKILL: no priority 0; the VIP lease runs out on its own.
+            println!("lab: killed ipf-agent on {name} (SIGKILL)");
         }
         Ok(())
     }
 
     fn stop(&mut self, name: &str) -> Result<()> {
-        if let Some(mut k) = self.router(name)?.keepalived.take() {
-            k.stop();
-            println!("lab: stopped keepalived on {name} (SIGTERM: priority 0 advert)");
+        if let Some(mut p) = self.node(name)?.agent.take() {
+            p.signal(libc::SIGTERM);
+            let status = p.wait_exit(Duration::from_secs(5));
+            println!("lab: stopped ipf-agent on {name} (SIGTERM, {status})");
         }
         Ok(())
     }
 
-    fn events(&self) -> Vec<Value> {
-        self.monitor
-            .json_lines()
-            .into_iter()
-            .filter(|v| v["type"] == "event")
-            .map(|v| v["event"].clone())
-            .collect()
-    }
-
-    fn name_of(&self, addr: &str) -> &'static str {
-        self.routers
+    fn view(&self) -> View {
+        let holders = self
+            .nodes
             .iter()
-            .find(|r| r.addr == addr)
-            .map_or("?", |r| r.name)
-    }
-
-    fn describe(&self, e: &Value) -> String {
-        let addr = e["addr"].as_str().unwrap_or("?");
-        format!(
-            "[{:6.2}s] {} vrid {}: master {} ({}) priority {} interval {} ms",
-            self.started.elapsed().as_secs_f64(),
-            e["kinds"],
-            e["vrid"],
-            addr,
-            self.name_of(addr),
-            e["priority"],
-            e["adver_int_ms"]
-        )
-    }
-
-    /// Waits for a new event matching `pred` (after the first `seen` events) and prints it.
-    fn expect_event(
-        &self,
-        what: &str,
-        seen: usize,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Result<usize> {
-        let found = try_wait_for(Duration::from_secs(15), || {
-            let events = self.events();
-            events
-                .iter()
-                .skip(seen)
-                .position(&pred)
-                .map(|i| (seen + i, events[seen + i].clone()))
-        });
-        match found {
-            Some((i, e)) => {
-                println!("{}", self.describe(&e));
-                Ok(i + 1)
-            }
-            None => bail!("lab: no event for {what} within 15 s"),
+            .filter(|n| addresses(&n.ns, "eth0").iter().any(|a| a == VIP))
+            .map(|n| n.name.clone())
+            .collect();
+        let vip: IpAddr = VIP.parse().unwrap_or(IpAddr::from([192, 0, 2, 100]));
+        View {
+            holders,
+            answered_by: fetch_name(&self.client, vip, PORT),
         }
     }
 
-    /// Waits until the datapath has seen `adverts` more adverts from `addr` as master; returns the
-    /// number of events so far (later waits look only at newer ones).
-    fn wait_stable_master(&self, addr: &str, adverts: u64) -> Result<usize> {
-        let report_master = || {
-            let r = self
-                .monitor
-                .json_lines()
-                .into_iter()
-                .rev()
-                .find(|v| v["type"] == "report")?;
-            let s = &r["vrids"][0];
-            Some((
-                s["master_addr"].as_str()? == addr,
-                s["adverts_rx"].as_u64()?,
-            ))
-        };
-        let first = try_wait_for(Duration::from_secs(15), || {
-            report_master().filter(|(is, _)| *is).map(|(_, n)| n)
-        })
-        .with_context(|| format!("lab: {addr} never seen as master"))?;
-        try_wait_for(Duration::from_secs(15), || {
-            report_master().filter(|(is, n)| *is && *n >= first + adverts)
-        })
-        .with_context(|| format!("lab: {addr} not stable as master"))?;
-        Ok(self.events().len())
-    }
-
-    fn status(&self) -> String {
-        let Some(r) = self
-            .monitor
-            .json_lines()
-            .into_iter()
-            .rev()
-            .find(|v| v["type"] == "report")
-        else {
-            return "no report yet".into();
-        };
-        let s = &r["vrids"][0];
-        let addr = s["master_addr"].as_str().unwrap_or("none");
+    fn show(&self, v: &View) -> String {
         format!(
-            "vrid {VRID}: master {addr} ({}) priority {}, {} adverts seen, {} events; routers: {}",
-            self.name_of(addr),
-            s["master_priority"],
-            s["adverts_rx"],
-            s["events"],
-            self.routers
+            "[{:7.3}s] VIP {VIP} held by [{}], client reaches {}; agents: {}",
+            self.started.elapsed().as_secs_f64(),
+            v.holders.join(", "),
+            v.answered_by.as_deref().unwrap_or("nobody"),
+            self.nodes
                 .iter()
-                .map(|r| format!(
+                .map(|n| format!(
                     "{}={}",
-                    r.name,
-                    if r.keepalived.is_some() { "up" } else { "down" }
+                    n.name,
+                    if n.agent.is_some() { "up" } else { "down" }
                 ))
                 .collect::<Vec<_>>()
                 .join(" ")
         )
     }
-}
 
-fn master_is(addr: &'static str, priority: u64) -> impl Fn(&Value) -> bool {
-    move |e| e["addr"] == addr && e["priority"] == priority
+    /// Waits until the client reaches the VIP on `name`, then until `name` alone holds it (a killed
+    /// node's VIP lease has to run out); returns both times.
+    fn wait_served_by(&self, name: &str) -> Result<(Duration, Duration)> {
+        let start = Instant::now();
+        let fail = || {
+            format!(
+                "lab: {name} did not take the VIP within 20 s ({})",
+                self.show(&self.view())
+            )
+        };
+        let vip: IpAddr = VIP.parse().unwrap_or(IpAddr::from([192, 0, 2, 100]));
+        try_wait_for(Duration::from_secs(20), || {
+            (fetch_name(&self.client, vip, PORT).as_deref() == Some(name)).then_some(())
+        })
+        .with_context(fail)?;
+        let reached = start.elapsed();
+        let view = try_wait_for(Duration::from_secs(20), || {
+            let v = self.view();
+            (v.holders == [name] && v.answered_by.as_deref() == Some(name)).then_some(v)
+        })
+        .with_context(fail)?;
+        println!("{}", self.show(&view));
+        Ok((reached, start.elapsed()))
+    }
 }
 
 fn demo(lab: &mut Lab) -> Result<()> {
-    println!("demo: both routers up; r1 (priority 150) must be master");
-    lab.start("r1")?;
-    lab.start("r2")?;
-    lab.expect_event("r1 as master", 0, master_is("192.0.2.11", 150))?;
-    let seen = lab.wait_stable_master("192.0.2.11", 5)?;
-    println!("demo: SIGKILL r1; r2 must take over after Master_Down_Interval");
-    lab.kill("r1")?;
-    let seen = lab.expect_event("r2 taking over", seen, master_is("192.0.2.12", 100))?;
-    println!("demo: restore r1; it preempts r2");
-    lab.start("r1")?;
-    lab.expect_event("r1 preempting", seen, master_is("192.0.2.11", 150))?;
-    let seen = lab.wait_stable_master("192.0.2.11", 5)?;
-    println!("demo: graceful stop of r1 (priority 0), r2 takes over after Skew_Time");
-    lab.stop("r1")?;
-    let seen = lab.expect_event("r1 releasing", seen, master_is("192.0.2.11", 0))?;
-    lab.expect_event("r2 taking over", seen, master_is("192.0.2.12", 100))?;
-    println!("demo: {}", lab.status());
+    let names: Vec<String> = lab.nodes.iter().map(|n| n.name.clone()).collect();
+    for n in &names {
+        lab.start(n)?;
+    }
+    lab.wait_served_by("n1")?;
+    println!("demo: SIGKILL n1: n2 takes over after Master_Down_Interval");
+    lab.kill("n1")?;
+    let (reached, alone) = lab.wait_served_by("n2")?;
+    println!(
+        "demo: the client reaches n2 {:.0} ms after n1 was killed; n1's VIP lease ran out after {:.1} s",
+        reached.as_secs_f64() * 1000.0,
+        alone.as_secs_f64()
+    );
+    println!("demo: restore n1: it preempts n2");
+    lab.start("n1")?;
+    lab.wait_served_by("n1")?;
+    println!("demo: graceful stop of n1 (priority 0): n2 takes over after Skew_Time");
+    lab.stop("n1")?;
+    let (reached, _) = lab.wait_served_by("n2")?;
+    println!(
+        "demo: the client reaches n2 {:.0} ms after n1 stopped",
+        reached.as_secs_f64() * 1000.0
+    );
     println!("demo: done");
     Ok(())
 }
 
 fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
-    lab.start("r1")?;
-    lab.start("r2")?;
+    let names: Vec<String> = lab.nodes.iter().map(|n| n.name.clone()).collect();
+    for n in &names {
+        lab.start(n)?;
+    }
     println!(
-        "lab: commands: kill r1|r2, stop r1|r2, start r1|r2, status, quit (Ctrl-C also quits and cleans up)"
+        "lab: commands: kill NODE, stop NODE, start NODE, quit (Ctrl-C also quits and cleans up)"
     );
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -314,29 +244,20 @@ fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
             }
         }
     });
-    let mut shown = 0;
-    let mut last_status = Instant::now();
+    let mut last: Option<View> = None;
     while !interrupted.load(Ordering::SeqCst) {
-        let events = lab.events();
-        for e in events.iter().skip(shown) {
-            println!("{}", lab.describe(e));
-        }
-        shown = events.len();
-        if last_status.elapsed() > Duration::from_secs(5) {
-            println!("status: {}", lab.status());
-            last_status = Instant::now();
+        let v = lab.view();
+        if last.as_ref() != Some(&v) {
+            println!("{}", lab.show(&v));
+            last = Some(v);
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) => {
                 let words: Vec<&str> = line.split_whitespace().collect();
                 let result = match words.as_slice() {
-                    ["kill", r] => lab.kill(r),
-                    ["stop", r] => lab.stop(r),
-                    ["start", r] => lab.start(r),
-                    ["status"] => {
-                        println!("status: {}", lab.status());
-                        Ok(())
-                    }
+                    ["kill", n] => lab.kill(n),
+                    ["stop", n] => lab.stop(n),
+                    ["start", n] => lab.start(n),
                     ["quit"] | ["exit"] => break,
                     [] => Ok(()),
                     _ => {
@@ -347,9 +268,9 @@ fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
                 if let Err(e) = result {
                     println!("{e:#}");
                 }
+                last = None;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // stdin closed: keep running until Ctrl-C.
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 std::thread::sleep(Duration::from_millis(100))
             }
@@ -365,11 +286,14 @@ pub fn run(args: LabArgs) -> Result<()> {
         util::cargo(&["build", "-p", "ipf-agent"]),
     )?;
     let agent = util::workspace_root()?.join("target/debug/ipf-agent");
+    if !agent.exists() {
+        bail!("{} missing after the build", agent.display());
+    }
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
-    let mut lab = Lab::build(&agent, args.interval_ms)?;
+    let mut lab = Lab::build(&agent, args.nodes, args.interval_ms)?;
     let result = if args.demo {
         demo(&mut lab)
     } else {

@@ -1,0 +1,532 @@
+//! `ipf-agent run`: the datapath, one VRRP state machine per instance, and their side effects
+//! (adverts, VIPs through rtnetlink, gratuitous ARP / unsolicited NA), until SIGTERM / SIGINT.
+
+use std::{
+    cell::RefCell,
+    net::IpAddr,
+    rc::Rc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use ipf_common::{
+    maps::FAMILY_V6,
+    vrrp::{AdvertFields, MCAST_V4, MCAST_V6, encode_advert},
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    datapath::{
+        Datapath, DatapathOptions, Family, VridSpec, XdpModeArg, ip_from_wire, raw::monotonic_ns,
+        wire_addr,
+    },
+    network::{AddressManager, AdvertSender, Announcer, Vip},
+    vrrp::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State},
+};
+
+/// One configured VRRP instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub vrid: u8,
+    pub family: Family,
+    pub version: u8,
+    pub priority: u8,
+    pub adver_int: Duration,
+    pub preempt: Preempt,
+    pub vips: Vec<Vip>,
+    pub unicast_peers: Vec<IpAddr>,
+    /// Source address for adverts; detected from the interface when `None`.
+    pub src: Option<IpAddr>,
+    pub auth_pass: Option<String>,
+}
+
+/// Everything `run` needs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub interface: String,
+    pub xdp_mode: XdpModeArg,
+    pub instances: Vec<InstanceSpec>,
+    /// Gratuitous ARP / NA: packets per burst, and the delay of the second burst (keepalived's
+    /// vrrp_garp_master_repeat 5 and vrrp_garp_master_delay 5).
+    pub garp_repeat: u32,
+    pub garp_delay: Duration,
+    /// Lifetime of a VIP on the interface, renewed while Master (`None`: permanent, as keepalived).
+    /// A killed agent's VIPs disappear after at most this long.
+    pub vip_lease: Option<Duration>,
+}
+
+/// Most addresses one advert carries; the rest are still owned, just not advertised (keepalived
+/// moves them to virtual_ipaddress_excluded the same way).
+pub const MAX_ADVERTISED: usize = 20;
+
+impl AgentConfig {
+    /// Checks what can be checked without touching the system; errors name the field and value.
+    pub fn validate(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for i in &self.instances {
+            if !seen.insert((i.family, i.vrid)) {
+                bail!(
+                    "instance {}: vrid {} ({:?}) is used twice on {}",
+                    i.name,
+                    i.vrid,
+                    i.family,
+                    self.interface
+                );
+            }
+            if i.priority == 0 {
+                bail!("instance {}: priority 0 is invalid (1..255)", i.name);
+            }
+            for v in &i.vips {
+                if Family::of(&v.addr) != i.family {
+                    bail!(
+                        "instance {}: VIP {} is not {:?} like the instance",
+                        i.name,
+                        v.addr,
+                        i.family
+                    );
+                }
+            }
+            self.vrid_spec(i, None)
+                .validate()
+                .with_context(|| format!("instance {}", i.name))?;
+        }
+        Ok(())
+    }
+
+    fn vrid_spec(&self, i: &InstanceSpec, primary: Option<IpAddr>) -> VridSpec {
+        VridSpec {
+            family: i.family,
+            vrid: i.vrid,
+            version: i.version,
+            priority: i.priority,
+            adver_int: i.adver_int,
+            primary_addr: primary.or(i.src),
+            unicast_peers: i.unicast_peers.clone(),
+            auth_pass: i.auth_pass.clone(),
+            expected_addrs: None,
+            master: false,
+        }
+    }
+}
+
+/// Ordered VIP and announcement work, done by one task so netlink calls happen in the order the state
+/// machine asked for them.
+#[derive(Debug)]
+enum VipOp {
+    Add(Vec<Vip>),
+    /// Renews the leases of `vips` unless the instance left Master since (`epoch` changed).
+    Renew {
+        vips: Vec<Vip>,
+        epoch: u64,
+        epoch_now: Arc<AtomicU64>,
+    },
+    Remove(Vec<Vip>),
+    /// Announce `vips` unless the instance left Master since (`epoch` changed).
+    Announce {
+        vips: Vec<Vip>,
+        epoch: u64,
+        epoch_now: Arc<AtomicU64>,
+        burst: u32,
+        second_after: Duration,
+    },
+}
+
+struct RealEffects {
+    name: String,
+    family: Family,
+    vrid: u8,
+    version: u8,
+    adver_int_cs: u16,
+    src: IpAddr,
+    dsts: Vec<IpAddr>,
+    advertised: Vec<u8>,
+    auth_pass: Option<[u8; 8]>,
+    vips: Vec<Vip>,
+    sender: Rc<AdvertSender>,
+    ops: mpsc::UnboundedSender<VipOp>,
+    datapath: Rc<RefCell<Datapath>>,
+    /// Incremented on every Master entry and exit: stale delayed announcements are skipped.
+    master_epoch: Arc<AtomicU64>,
+    garp_repeat: u32,
+    garp_delay: Duration,
+    vip_lease: Option<Duration>,
+    state: Rc<RefCell<State>>,
+}
+
+impl Effects for RealEffects {
+    fn send_advert(&mut self, priority: u8) {
+        let mut buf = [0u8; 1100];
+        for dst in &self.dsts {
+            let fields = AdvertFields {
+                version: self.version,
+                family: self.family.wire(),
+                vrid: self.vrid,
+                priority,
+                adver_int_cs: self.adver_int_cs,
+                addrs: &self.advertised,
+                auth_pass: self.auth_pass,
+                src: wire_addr(&self.src),
+                dst: wire_addr(dst),
+            };
+            match encode_advert(&fields, &mut buf) {
+                Ok(n) => {
+                    if let Err(e) = self.sender.send(*dst, &buf[..n]) {
+                        tracing::warn!(instance = %self.name, "sending advert to {dst}: {e}");
+                    }
+                }
+                Err(e) => tracing::error!(instance = %self.name, "encoding advert: {e:?}"),
+            }
+        }
+    }
+
+    fn add_vips(&mut self) {
+        let epoch = self.master_epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.ops.send(VipOp::Add(self.vips.clone()));
+        if let Some(lease) = self.vip_lease {
+            // Renewals go through the same ordered queue, so none can land after a removal; a weak
+            // sender lets the queue close at shutdown.
+            let ops = self.ops.downgrade();
+            let vips = self.vips.clone();
+            let epoch_now = self.master_epoch.clone();
+            tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(lease / 4);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(ops) = ops.upgrade() else { break };
+                    if epoch_now.load(Ordering::SeqCst) != epoch
+                        || ops
+                            .send(VipOp::Renew {
+                                vips: vips.clone(),
+                                epoch,
+                                epoch_now: epoch_now.clone(),
+                            })
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    fn remove_vips(&mut self) {
+        self.master_epoch.fetch_add(1, Ordering::SeqCst);
+        let _ = self.ops.send(VipOp::Remove(self.vips.clone()));
+    }
+
+    fn announce(&mut self) {
+        let _ = self.ops.send(VipOp::Announce {
+            vips: self.vips.clone(),
+            epoch: self.master_epoch.load(Ordering::SeqCst),
+            epoch_now: self.master_epoch.clone(),
+            burst: self.garp_repeat,
+            second_after: self.garp_delay,
+        });
+    }
+
+    fn set_role(&mut self, master: bool, priority: u8) {
+        if let Err(e) =
+            self.datapath
+                .borrow_mut()
+                .set_role(self.family, self.vrid, master, priority)
+        {
+            tracing::warn!(instance = %self.name, "datapath role: {e}");
+        }
+    }
+
+    fn state_changed(&mut self, _from: State, to: State, reason: &str) {
+        *self.state.borrow_mut() = to;
+        // keepalived's wording, which existing tooling greps for.
+        tracing::info!(
+            reason,
+            "({}) Entering {} STATE",
+            self.name,
+            to.keepalived_name()
+        );
+    }
+
+    fn last_advert(&self) -> Option<LastAdvert> {
+        let st = self
+            .datapath
+            .borrow()
+            .vrid_state(self.family, self.vrid)
+            .ok()?;
+        if st.last_seen_ns == 0 {
+            return None;
+        }
+        let now = monotonic_ns()?;
+        Some(LastAdvert {
+            age: Duration::from_nanos(now.saturating_sub(st.last_seen_ns)),
+            src: ip_from_wire(self.family.wire(), &st.master_addr),
+            priority: st.master_priority,
+            adver_int: Duration::from_millis(u64::from(st.adver_int_cs) * 10),
+        })
+    }
+}
+
+async fn vip_worker(
+    mut rx: mpsc::UnboundedReceiver<VipOp>,
+    addrs: Rc<AddressManager>,
+    announcer: Rc<Announcer>,
+    ifindex: u32,
+    mac: [u8; 6],
+    lease: Option<Duration>,
+) {
+    let add = async |v: &Vip| match lease {
+        Some(l) => addrs.add_leased(ifindex, v, l).await,
+        None => addrs.add(ifindex, v).await,
+    };
+    while let Some(op) = rx.recv().await {
+        match op {
+            VipOp::Add(vips) => {
+                for v in &vips {
+                    if let Err(e) = add(v).await {
+                        tracing::error!("adding VIP {v}: {e}");
+                    }
+                }
+            }
+            VipOp::Renew {
+                vips,
+                epoch,
+                epoch_now,
+            } => {
+                if epoch_now.load(Ordering::SeqCst) == epoch {
+                    for v in &vips {
+                        if let Err(e) = add(v).await {
+                            tracing::error!("renewing VIP {v}: {e}");
+                        }
+                    }
+                }
+            }
+            VipOp::Remove(vips) => {
+                for v in &vips {
+                    if let Err(e) = addrs.remove(ifindex, v).await {
+                        tracing::error!("removing VIP {v}: {e}");
+                    }
+                }
+            }
+            VipOp::Announce {
+                vips,
+                epoch,
+                epoch_now,
+                burst,
+                second_after,
+            } => {
+                announce(&announcer, &vips, mac, burst);
+                let announcer = announcer.clone();
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep(second_after).await;
+                    if epoch_now.load(Ordering::SeqCst) == epoch {
+                        announce(&announcer, &vips, mac, burst);
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn announce(announcer: &Announcer, vips: &[Vip], mac: [u8; 6], burst: u32) {
+    for _ in 0..burst {
+        for v in vips {
+            let r = match v.addr {
+                IpAddr::V4(a) => announcer.gratuitous_arp(a, mac),
+                IpAddr::V6(a) => announcer.unsolicited_na(a, mac),
+            };
+            if let Err(e) = r {
+                tracing::warn!("announcing {}: {e}", v.addr);
+            }
+        }
+    }
+}
+
+/// Runs the agent until SIGTERM / SIGINT. Must be called on a current-thread runtime inside a
+/// `LocalSet` (the state machines and their effects are single-threaded).
+pub async fn run(cfg: AgentConfig) -> Result<()> {
+    cfg.validate()?;
+    let ifindex = crate::datapath::interface_index(&cfg.interface)?;
+    let mac = crate::datapath::interface_mac(&cfg.interface);
+    let addrs = Rc::new(AddressManager::new().context("rtnetlink")?);
+    let all_vips: Vec<IpAddr> = cfg
+        .instances
+        .iter()
+        .flat_map(|i| i.vips.iter().map(|v| v.addr))
+        .collect();
+
+    // Sources first: an error here must leave the system untouched.
+    let mut sources = Vec::new();
+    for i in &cfg.instances {
+        let src = match i.src {
+            Some(s) => s,
+            None => addrs
+                .primary_address(ifindex, i.family, &all_vips)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "instance {}: {} has no {:?} address to advertise from",
+                        i.name, cfg.interface, i.family
+                    )
+                })?,
+        };
+        sources.push(src);
+    }
+
+    // Addresses this configuration manages, left by a crash: not owned until elected.
+    for i in &cfg.instances {
+        for v in &i.vips {
+            addrs
+                .remove(ifindex, v)
+                .await
+                .with_context(|| format!("removing stale VIP {v}"))?;
+        }
+    }
+
+    let opts = DatapathOptions::new(&cfg.interface, cfg.xdp_mode);
+    let (dp, mut events) = Datapath::start(&opts)?;
+    let datapath = Rc::new(RefCell::new(dp));
+    for (i, src) in cfg.instances.iter().zip(&sources) {
+        let spec = cfg.vrid_spec(i, Some(*src));
+        datapath.borrow_mut().set_vrid(&spec)?;
+        for v in &i.vips {
+            datapath.borrow_mut().add_vip(&v.addr)?;
+        }
+    }
+    let announcer = Rc::new(Announcer::new(&cfg.interface)?);
+    let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+    let worker = tokio::task::spawn_local(vip_worker(
+        ops_rx,
+        addrs.clone(),
+        announcer,
+        ifindex,
+        mac,
+        cfg.vip_lease,
+    ));
+
+    let (merged_tx, mut merged_rx) = mpsc::unbounded_channel::<(usize, Input)>();
+    let mut instances = Vec::new();
+    for (idx, (i, src)) in cfg.instances.iter().zip(&sources).enumerate() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let fwd = merged_tx.clone();
+        tokio::spawn(async move {
+            while let Some(input) = rx.recv().await {
+                if fwd.send((idx, input)).is_err() {
+                    break;
+                }
+            }
+        });
+        let sender = Rc::new(AdvertSender::new(&cfg.interface, i.family, *src)?);
+        let dsts = if i.unicast_peers.is_empty() {
+            vec![if i.family == Family::V6 {
+                IpAddr::from(MCAST_V6)
+            } else {
+                IpAddr::from(MCAST_V4)
+            }]
+        } else {
+            i.unicast_peers.clone()
+        };
+        let addr_len = if i.family == Family::V6 { 16 } else { 4 };
+        let advertised = i
+            .vips
+            .iter()
+            .take(MAX_ADVERTISED)
+            .flat_map(|v| wire_addr(&v.addr)[..addr_len].to_vec())
+            .collect();
+        let auth_pass = i.auth_pass.as_ref().map(|p| {
+            let mut a = [0u8; 8];
+            let n = p.len().min(8);
+            a[..n].copy_from_slice(&p.as_bytes()[..n]);
+            a
+        });
+        let effects = RealEffects {
+            name: i.name.clone(),
+            family: i.family,
+            vrid: i.vrid,
+            version: i.version,
+            adver_int_cs: (i.adver_int.as_millis() / 10) as u16,
+            src: *src,
+            dsts,
+            advertised,
+            auth_pass,
+            vips: i.vips.clone(),
+            sender,
+            ops: ops_tx.clone(),
+            datapath: datapath.clone(),
+            master_epoch: Arc::new(AtomicU64::new(0)),
+            garp_repeat: cfg.garp_repeat,
+            garp_delay: cfg.garp_delay,
+            vip_lease: cfg.vip_lease,
+            state: Rc::new(RefCell::new(State::Initialize)),
+        };
+        let icfg = InstanceConfig {
+            name: i.name.clone(),
+            vrid: i.vrid,
+            family: i.family,
+            version: i.version,
+            priority: i.priority,
+            adver_int: i.adver_int,
+            preempt: i.preempt,
+            primary_addr: *src,
+        };
+        let mut inst = Instance::new(icfg, effects, tx);
+        tracing::info!(
+            "({}) vrid {} on {} from {src}, priority {}",
+            i.name,
+            i.vrid,
+            cfg.interface,
+            i.priority
+        );
+        inst.handle(Input::Startup);
+        instances.push(inst);
+    }
+    drop(ops_tx);
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("SIGINT handler")?;
+    loop {
+        tokio::select! {
+            Some((idx, input)) = merged_rx.recv() => {
+                if let Some(inst) = instances.get_mut(idx) {
+                    inst.handle(input);
+                }
+            }
+            ev = events.recv() => {
+                let Some(ev) = ev else { bail!("datapath event stream ended") };
+                if ev.kind & ipf_common::maps::event_kind::VIP_CONFLICT != 0 {
+                    tracing::warn!("VIP {} claimed by {}", ip_from_wire(ev.family, &ev.addr), crate::datapath::format_mac(&ev.mac));
+                    continue;
+                }
+                let family = if ev.family == FAMILY_V6 { Family::V6 } else { Family::V4 };
+                for inst in instances.iter_mut().filter(|i| i.config().vrid == ev.vrid && i.config().family == family) {
+                    inst.handle(Input::Advert {
+                        src: ip_from_wire(ev.family, &ev.addr),
+                        priority: ev.priority,
+                        adver_int: Duration::from_millis(u64::from(ev.adver_int_cs) * 10),
+                    });
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    // Graceful stop: priority 0 from every Master, VIPs removed, then the datapath detaches.
+    for inst in &mut instances {
+        inst.handle(Input::Shutdown);
+    }
+    drop(instances);
+    if tokio::time::timeout(Duration::from_millis(800), worker)
+        .await
+        .is_err()
+    {
+        tracing::error!("VIP removal did not finish within 800 ms");
+    }
+    drop(datapath);
+    tracing::info!("stopped");
+    Ok(())
+}

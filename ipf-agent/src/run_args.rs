@@ -1,0 +1,195 @@
+//! Command-line form of the agent configuration (the environment and keepalived.conf front ends come
+//! with the drop-in configuration work).
+
+use std::{net::IpAddr, str::FromStr, time::Duration};
+
+use crate::{
+    agent::{AgentConfig, InstanceSpec},
+    datapath::{Family, XdpModeArg},
+    network::Vip,
+    vrrp::Preempt,
+};
+
+/// `--instance` value: comma-separated `key=value`: name, vrid (1..255), priority (1..255), version
+/// (2|3), interval (ms), vip (ADDR[/PREFIX], repeatable), peer (repeatable), src, pass,
+/// preempt (yes|no|DELAY_SECONDS).
+#[derive(Clone, Debug)]
+pub struct InstanceArg(pub InstanceSpec);
+
+fn field<T: FromStr>(key: &str, value: &str, what: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{key}={value:?}: {what}"))
+}
+
+/// `ADDR[/PREFIX]`; without a prefix, a host address (/32, /128) as keepalived does.
+pub fn parse_vip(text: &str) -> Result<Vip, String> {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let addr: IpAddr = field("vip", addr, "not an IP address")?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match prefix {
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("vip={text:?}: prefix must be 0..{max}"))?,
+        None => max,
+    };
+    Ok(Vip {
+        addr,
+        prefix_len,
+        broadcast: None,
+        scope: None,
+        label: None,
+    })
+}
+
+impl FromStr for InstanceArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut spec = InstanceSpec {
+            name: String::new(),
+            vrid: 0,
+            family: Family::V4,
+            version: 3,
+            priority: 100,
+            adver_int: Duration::from_secs(1),
+            preempt: Preempt::Yes,
+            vips: Vec::new(),
+            unicast_peers: Vec::new(),
+            src: None,
+            auth_pass: None,
+        };
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not key=value"))?;
+            match k {
+                "name" => spec.name = v.to_owned(),
+                "vrid" => {
+                    spec.vrid = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("vrid={v:?}: must be 1..255"))?
+                }
+                "priority" => {
+                    spec.priority = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("priority={v:?}: must be 1..255"))?
+                }
+                "version" => {
+                    spec.version = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n == 2 || *n == 3)
+                        .ok_or_else(|| format!("version={v:?}: must be 2 or 3"))?
+                }
+                "interval" => {
+                    spec.adver_int = Duration::from_millis(field(k, v, "milliseconds expected")?)
+                }
+                "vip" => spec.vips.push(parse_vip(v)?),
+                "peer" => spec.unicast_peers.push(field(k, v, "not an IP address")?),
+                "src" => spec.src = Some(field(k, v, "not an IP address")?),
+                "pass" => spec.auth_pass = Some(v.to_owned()),
+                "preempt" => {
+                    spec.preempt = match v {
+                        "yes" | "true" => Preempt::Yes,
+                        "no" | "false" => Preempt::No,
+                        d => Preempt::Delay(Duration::from_secs(field(
+                            k,
+                            d,
+                            "yes, no or a delay in seconds",
+                        )?)),
+                    }
+                }
+                _ => return Err(format!("unknown key {k:?}")),
+            }
+        }
+        if spec.vrid == 0 {
+            return Err("vrid is required".into());
+        }
+        if spec.name.is_empty() {
+            spec.name = format!("VI_{}", spec.vrid);
+        }
+        if let Some(first) = spec.vips.first() {
+            spec.family = Family::of(&first.addr);
+        }
+        Ok(InstanceArg(spec))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Interface the instances run on.
+    #[arg(long, short = 'i', env = "IPF_INTERFACE")]
+    pub interface: String,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value = "auto", env = "IPF_XDP_MODE")]
+    pub xdp_mode: XdpModeArg,
+    /// A VRRP instance: `vrid=N,priority=P,vip=ADDR/PREFIX[,vip=...][,version=2|3][,interval=MS][,peer=ADDR]...`.
+    #[arg(long = "instance", required = true)]
+    pub instances: Vec<InstanceArg>,
+    /// Gratuitous ARP / NA packets per burst on becoming Master.
+    #[arg(long, default_value_t = 5)]
+    pub garp_repeat: u32,
+    /// Delay of the second gratuitous ARP / NA burst, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub garp_delay_secs: u64,
+    /// Lifetime of a VIP on the interface in seconds, renewed by the Master every quarter of it; a
+    /// killed agent's VIPs vanish after at most this long. 0: permanent addresses (keepalived's way).
+    #[arg(long, default_value_t = 4, env = "IPF_VIP_LEASE_SECS")]
+    pub vip_lease_secs: u64,
+}
+
+impl RunArgs {
+    pub fn config(self) -> AgentConfig {
+        AgentConfig {
+            interface: self.interface,
+            xdp_mode: self.xdp_mode,
+            instances: self.instances.into_iter().map(|i| i.0).collect(),
+            garp_repeat: self.garp_repeat,
+            garp_delay: Duration::from_secs(self.garp_delay_secs),
+            vip_lease: (self.vip_lease_secs > 0).then(|| Duration::from_secs(self.vip_lease_secs)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field_and_value() {
+        for (text, needle) in [
+            ("vrid=0", "vrid=\"0\""),
+            ("vrid=256", "vrid=\"256\""),
+            ("vrid=5,priority=0", "priority=\"0\""),
+            ("vrid=5,priority=300", "priority=\"300\""),
+            ("vrid=5,version=4", "version=\"4\""),
+            ("vrid=5,vip=10.0.0.300", "vip=\"10.0.0.300\""),
+            ("vrid=5,vip=192.0.2.1/33", "vip=\"192.0.2.1/33\""),
+            ("vrid=5,bogus=1", "bogus"),
+        ] {
+            let err = text.parse::<InstanceArg>().expect_err(text);
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn family_follows_the_vips() {
+        let i = "vrid=7,vip=2001:db8::1/64"
+            .parse::<InstanceArg>()
+            .expect("valid")
+            .0;
+        assert_eq!(i.family, Family::V6);
+        assert_eq!(i.vips[0].prefix_len, 64);
+        assert_eq!(i.name, "VI_7");
+    }
+}
