@@ -39,10 +39,19 @@ pub struct InstanceSpec {
     pub adver_int: Duration,
     pub preempt: Preempt,
     pub vips: Vec<Vip>,
+    /// Owned like `vips` but never advertised (keepalived's virtual_ipaddress_excluded).
+    pub excluded: Vec<Vip>,
     pub unicast_peers: Vec<IpAddr>,
     /// Source address for adverts; detected from the interface when `None`.
     pub src: Option<IpAddr>,
     pub auth_pass: Option<String>,
+}
+
+impl InstanceSpec {
+    /// Every address the instance owns when Master: advertised and excluded.
+    pub fn owned(&self) -> impl Iterator<Item = &Vip> {
+        self.vips.iter().chain(&self.excluded)
+    }
 }
 
 /// Everything `run` needs.
@@ -55,10 +64,15 @@ pub struct AgentConfig {
     /// vrrp_garp_master_repeat 5 and vrrp_garp_master_delay 5).
     pub garp_repeat: u32,
     pub garp_delay: Duration,
+    /// Periodic gratuitous ARP / NA while Master (keepalived's vrrp_garp_master_refresh); `None`: off.
+    pub garp_refresh: Option<Duration>,
     /// Lifetime of a VIP on the interface, renewed while Master (`None`: permanent, as keepalived).
     /// A killed agent's VIPs disappear after at most this long.
     pub vip_lease: Option<Duration>,
 }
+
+/// How long to wait for the interface to have a usable source address.
+const SOURCE_WAIT: Duration = Duration::from_secs(10);
 
 /// Most addresses one advert carries; the rest are still owned, just not advertised (keepalived
 /// moves them to virtual_ipaddress_excluded the same way).
@@ -81,7 +95,7 @@ impl AgentConfig {
             if i.priority == 0 {
                 bail!("instance {}: priority 0 is invalid (1..255)", i.name);
             }
-            for v in &i.vips {
+            for v in i.owned() {
                 if Family::of(&v.addr) != i.family {
                     bail!(
                         "instance {}: VIP {} is not {:?} like the instance",
@@ -126,13 +140,12 @@ enum VipOp {
         epoch_now: Arc<AtomicU64>,
     },
     Remove(Vec<Vip>),
-    /// Announce `vips` unless the instance left Master since (`epoch` changed).
+    /// Announce `vips` `burst` times unless the instance left Master since (`epoch` changed).
     Announce {
         vips: Vec<Vip>,
         epoch: u64,
         epoch_now: Arc<AtomicU64>,
         burst: u32,
-        second_after: Duration,
     },
 }
 
@@ -154,6 +167,7 @@ struct RealEffects {
     master_epoch: Arc<AtomicU64>,
     garp_repeat: u32,
     garp_delay: Duration,
+    garp_refresh: Option<Duration>,
     vip_lease: Option<Duration>,
     state: Rc<RefCell<State>>,
 }
@@ -221,12 +235,46 @@ impl Effects for RealEffects {
     }
 
     fn announce(&mut self) {
-        let _ = self.ops.send(VipOp::Announce {
+        let epoch = self.master_epoch.load(Ordering::SeqCst);
+        let op = |burst| VipOp::Announce {
             vips: self.vips.clone(),
-            epoch: self.master_epoch.load(Ordering::SeqCst),
+            epoch,
             epoch_now: self.master_epoch.clone(),
-            burst: self.garp_repeat,
-            second_after: self.garp_delay,
+            burst,
+        };
+        let _ = self.ops.send(op(self.garp_repeat));
+        // keepalived's second burst after vrrp_garp_master_delay, then the optional periodic refresh
+        // (vrrp_garp_master_refresh), for as long as this Master epoch lasts.
+        let second = op(self.garp_repeat);
+        let refresh = self.garp_refresh.map(|every| (every, op(1)));
+        let (delay, ops, epoch_now) = (
+            self.garp_delay,
+            self.ops.downgrade(),
+            self.master_epoch.clone(),
+        );
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(delay).await;
+            let Some(tx) = ops.upgrade() else { return };
+            if epoch_now.load(Ordering::SeqCst) != epoch || tx.send(second).is_err() {
+                return;
+            }
+            drop(tx);
+            let Some((every, VipOp::Announce { vips, burst, .. })) = refresh else {
+                return;
+            };
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(tx) = ops.upgrade() else { return };
+                let op = VipOp::Announce {
+                    vips: vips.clone(),
+                    epoch,
+                    epoch_now: epoch_now.clone(),
+                    burst,
+                };
+                if epoch_now.load(Ordering::SeqCst) != epoch || tx.send(op).is_err() {
+                    return;
+                }
+            }
         });
     }
 
@@ -316,16 +364,10 @@ async fn vip_worker(
                 epoch,
                 epoch_now,
                 burst,
-                second_after,
             } => {
-                announce(&announcer, &vips, mac, burst);
-                let announcer = announcer.clone();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep(second_after).await;
-                    if epoch_now.load(Ordering::SeqCst) == epoch {
-                        announce(&announcer, &vips, mac, burst);
-                    }
-                });
+                if epoch_now.load(Ordering::SeqCst) == epoch {
+                    announce(&announcer, &vips, mac, burst);
+                }
             }
         }
     }
@@ -355,7 +397,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let all_vips: Vec<IpAddr> = cfg
         .instances
         .iter()
-        .flat_map(|i| i.vips.iter().map(|v| v.addr))
+        .flat_map(|i| i.owned().map(|v| v.addr))
         .collect();
 
     // Sources first: an error here must leave the system untouched.
@@ -363,22 +405,33 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     for i in &cfg.instances {
         let src = match i.src {
             Some(s) => s,
-            None => addrs
-                .primary_address(ifindex, i.family, &all_vips)
-                .await?
-                .with_context(|| {
-                    format!(
-                        "instance {}: {} has no {:?} address to advertise from",
-                        i.name, cfg.interface, i.family
-                    )
-                })?,
+            None => {
+                // A link-local address is unusable until duplicate address detection ends (about a
+                // second after the link comes up): wait for it rather than fail at boot.
+                let deadline = tokio::time::Instant::now() + SOURCE_WAIT;
+                loop {
+                    if let Some(a) = addrs.primary_address(ifindex, i.family, &all_vips).await? {
+                        break a;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        bail!(
+                            "instance {}: {} has no usable {:?} address to advertise from (waited {:?})",
+                            i.name,
+                            cfg.interface,
+                            i.family,
+                            SOURCE_WAIT
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         };
         sources.push(src);
     }
 
     // Addresses this configuration manages, left by a crash: not owned until elected.
     for i in &cfg.instances {
-        for v in &i.vips {
+        for v in i.owned() {
             addrs
                 .remove(ifindex, v)
                 .await
@@ -392,7 +445,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     for (i, src) in cfg.instances.iter().zip(&sources) {
         let spec = cfg.vrid_spec(i, Some(*src));
         datapath.borrow_mut().set_vrid(&spec)?;
-        for v in &i.vips {
+        for v in i.owned() {
             datapath.borrow_mut().add_vip(&v.addr)?;
         }
     }
@@ -452,13 +505,14 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             dsts,
             advertised,
             auth_pass,
-            vips: i.vips.clone(),
+            vips: i.owned().cloned().collect(),
             sender,
             ops: ops_tx.clone(),
             datapath: datapath.clone(),
             master_epoch: Arc::new(AtomicU64::new(0)),
             garp_repeat: cfg.garp_repeat,
             garp_delay: cfg.garp_delay,
+            garp_refresh: cfg.garp_refresh,
             vip_lease: cfg.vip_lease,
             state: Rc::new(RefCell::new(State::Initialize)),
         };

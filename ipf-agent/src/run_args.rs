@@ -11,7 +11,8 @@ use crate::{
 };
 
 /// `--instance` value: comma-separated `key=value`: name, vrid (1..255), priority (1..255), version
-/// (2|3), interval (ms), vip (ADDR[/PREFIX], repeatable), peer (repeatable), src, pass,
+/// (2|3), interval (ms), vip (ADDR[/PREFIX], repeatable), excluded (owned, not advertised;
+/// repeatable), peer (repeatable), src, pass,
 /// preempt (yes|no|DELAY_SECONDS).
 #[derive(Clone, Debug)]
 pub struct InstanceArg(pub InstanceSpec);
@@ -60,6 +61,7 @@ impl FromStr for InstanceArg {
             adver_int: Duration::from_secs(1),
             preempt: Preempt::Yes,
             vips: Vec::new(),
+            excluded: Vec::new(),
             unicast_peers: Vec::new(),
             src: None,
             auth_pass: None,
@@ -95,6 +97,7 @@ impl FromStr for InstanceArg {
                     spec.adver_int = Duration::from_millis(field(k, v, "milliseconds expected")?)
                 }
                 "vip" => spec.vips.push(parse_vip(v)?),
+                "excluded" => spec.excluded.push(parse_vip(v)?),
                 "peer" => spec.unicast_peers.push(field(k, v, "not an IP address")?),
                 "src" => spec.src = Some(field(k, v, "not an IP address")?),
                 "pass" => spec.auth_pass = Some(v.to_owned()),
@@ -142,6 +145,9 @@ pub struct RunArgs {
     /// Delay of the second gratuitous ARP / NA burst, in seconds.
     #[arg(long, default_value_t = 5)]
     pub garp_delay_secs: u64,
+    /// Gratuitous ARP / NA refresh while Master, in seconds (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub garp_refresh_secs: u64,
     /// Lifetime of a VIP on the interface in seconds, renewed by the Master every quarter of it; a
     /// killed agent's VIPs vanish after at most this long. 0: permanent addresses (keepalived's way).
     #[arg(long, default_value_t = 4, env = "IPF_VIP_LEASE_SECS")]
@@ -156,6 +162,8 @@ impl RunArgs {
             instances: self.instances.into_iter().map(|i| i.0).collect(),
             garp_repeat: self.garp_repeat,
             garp_delay: Duration::from_secs(self.garp_delay_secs),
+            garp_refresh: (self.garp_refresh_secs > 0)
+                .then(|| Duration::from_secs(self.garp_refresh_secs)),
             vip_lease: (self.vip_lease_secs > 0).then(|| Duration::from_secs(self.vip_lease_secs)),
         }
     }

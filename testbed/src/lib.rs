@@ -370,10 +370,11 @@ pub fn in_netns<R: Send>(ns: &Netns, f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
-/// A TCP service in `ns` on `port` that answers each connection with `name` (who served the VIP).
+/// A tiny HTTP service in `ns` on `port` (IPv4 and IPv6) whose body is `name`: who served the VIP.
 pub fn spawn_responder(ns: &Netns, port: u16, name: &str) -> Proc {
     let script = format!(
-        "import socket\ns=socket.socket(socket.AF_INET)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',{port}))\ns.listen(64)\nprint('listening',flush=True)\nwhile True:\n  c,_=s.accept()\n  c.sendall(b'{name}\\n')\n  c.close()\n"
+        "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('::',{port}))\ns.listen(64)\nprint('listening',flush=True)\nwhile True:\n  c,_=s.accept()\n  try:\n    c.settimeout(1)\n    c.recv(4096)\n    c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: {len}\\r\\n\\r\\n{name}\\n')\n  except OSError:\n    pass\n  c.close()\n",
+        len = name.len() + 1
     );
     let mut cmd = ns.command("python3");
     cmd.arg("-c").arg(script);
@@ -384,19 +385,22 @@ pub fn spawn_responder(ns: &Netns, port: u16, name: &str) -> Proc {
     p
 }
 
-/// From inside `client`, connects to `addr:port` and returns the first line served, if any.
+/// From inside `client`, GETs `http://addr:port/` and returns the body (the serving node's name).
 pub fn fetch_name(client: &Netns, addr: std::net::IpAddr, port: u16) -> Option<String> {
     in_netns(client, move || {
-        use std::io::Read as _;
+        use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect_timeout(
             &std::net::SocketAddr::new(addr, port),
             Duration::from_millis(300),
         )
         .ok()?;
         s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
-        Some(buf.trim().to_owned())
+        let (head, body) = buf.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200")
+            .then(|| body.trim().to_owned())
     })
 }
 
