@@ -23,8 +23,7 @@ fn main() -> anyhow::Result<()> {
         .as_str()
         .to_owned();
     println!("cargo:rerun-if-env-changed=IPF_EBPF_TOOLCHAIN");
-    let toolchain =
-        std::env::var("IPF_EBPF_TOOLCHAIN").unwrap_or_else(|_| EBPF_TOOLCHAIN.to_owned());
+    let toolchain = std::env::var("IPF_EBPF_TOOLCHAIN").unwrap_or_else(|_| EBPF_TOOLCHAIN.to_owned());
     // The linked toolchain is a stable rustc: bootstrap mode lets it build `core` for the BPF target
     // (aya-build then passes -Z build-std=core).
     // SAFETY: build scripts are single-threaded at this point.
@@ -37,7 +36,5 @@ fn main() -> anyhow::Result<()> {
         }],
         Toolchain::Custom(&toolchain),
     )
-    .with_context(|| {
-        format!("building the XDP program with toolchain `{toolchain}` (run `cargo xtask setup`)")
-    })
+    .with_context(|| format!("building the XDP program with toolchain `{toolchain}` (run `cargo xtask setup`)"))
 }

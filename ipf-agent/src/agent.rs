@@ -20,10 +20,7 @@ use ipf_common::{
 use tokio::sync::mpsc;
 
 use crate::{
-    datapath::{
-        Datapath, DatapathOptions, Family, VridSpec, XdpModeArg, ip_from_wire, raw::monotonic_ns,
-        wire_addr,
-    },
+    datapath::{Datapath, DatapathOptions, Family, VridSpec, XdpModeArg, ip_from_wire, raw::monotonic_ns, wire_addr},
     network::{AddressManager, AdvertSender, Announcer, Vip},
     vrrp::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State},
 };
@@ -247,11 +244,7 @@ impl Effects for RealEffects {
         // (vrrp_garp_master_refresh), for as long as this Master epoch lasts.
         let second = op(self.garp_repeat);
         let refresh = self.garp_refresh.map(|every| (every, op(1)));
-        let (delay, ops, epoch_now) = (
-            self.garp_delay,
-            self.ops.downgrade(),
-            self.master_epoch.clone(),
-        );
+        let (delay, ops, epoch_now) = (self.garp_delay, self.ops.downgrade(), self.master_epoch.clone());
         tokio::task::spawn_local(async move {
             tokio::time::sleep(delay).await;
             let Some(tx) = ops.upgrade() else { return };
@@ -279,10 +272,10 @@ impl Effects for RealEffects {
     }
 
     fn set_role(&mut self, master: bool, priority: u8) {
-        if let Err(e) =
-            self.datapath
-                .borrow_mut()
-                .set_role(self.family, self.vrid, master, priority)
+        if let Err(e) = self
+            .datapath
+            .borrow_mut()
+            .set_role(self.family, self.vrid, master, priority)
         {
             tracing::warn!(instance = %self.name, "datapath role: {e}");
         }
@@ -291,20 +284,11 @@ impl Effects for RealEffects {
     fn state_changed(&mut self, _from: State, to: State, reason: &str) {
         *self.state.borrow_mut() = to;
         // keepalived's wording, which existing tooling greps for.
-        tracing::info!(
-            reason,
-            "({}) Entering {} STATE",
-            self.name,
-            to.keepalived_name()
-        );
+        tracing::info!(reason, "({}) Entering {} STATE", self.name, to.keepalived_name());
     }
 
     fn last_advert(&self) -> Option<LastAdvert> {
-        let st = self
-            .datapath
-            .borrow()
-            .vrid_state(self.family, self.vrid)
-            .ok()?;
+        let st = self.datapath.borrow().vrid_state(self.family, self.vrid).ok()?;
         if st.last_seen_ns == 0 {
             return None;
         }
@@ -339,11 +323,7 @@ async fn vip_worker(
                     }
                 }
             }
-            VipOp::Renew {
-                vips,
-                epoch,
-                epoch_now,
-            } => {
+            VipOp::Renew { vips, epoch, epoch_now } => {
                 if epoch_now.load(Ordering::SeqCst) == epoch {
                     for v in &vips {
                         if let Err(e) = add(v).await {
@@ -394,11 +374,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let ifindex = crate::datapath::interface_index(&cfg.interface)?;
     let mac = crate::datapath::interface_mac(&cfg.interface);
     let addrs = Rc::new(AddressManager::new().context("rtnetlink")?);
-    let all_vips: Vec<IpAddr> = cfg
-        .instances
-        .iter()
-        .flat_map(|i| i.owned().map(|v| v.addr))
-        .collect();
+    let all_vips: Vec<IpAddr> = cfg.instances.iter().flat_map(|i| i.owned().map(|v| v.addr)).collect();
 
     // Sources first: an error here must leave the system untouched.
     let mut sources = Vec::new();
@@ -539,10 +515,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     }
     drop(ops_tx);
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("SIGINT handler")?;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut sigint =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
     loop {
         tokio::select! {
             Some((idx, input)) = merged_rx.recv() => {
@@ -574,10 +550,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         inst.handle(Input::Shutdown);
     }
     drop(instances);
-    if tokio::time::timeout(Duration::from_millis(800), worker)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_millis(800), worker).await.is_err() {
         tracing::error!("VIP removal did not finish within 800 ms");
     }
     drop(datapath);

@@ -4,8 +4,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr at `default_level` unless `RUST_LOG` says otherwise.
 pub fn init(default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // try_init: tests may have installed a subscriber already.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

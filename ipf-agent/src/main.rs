@@ -1,11 +1,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "ipf-agent",
-    version,
-    about = "eBPF/XDP-accelerated VRRP failover agent"
-)]
+#[command(name = "ipf-agent", version, about = "eBPF/XDP-accelerated VRRP failover agent")]
 struct Cli {
     /// Log level (overridden by RUST_LOG).
     #[arg(long, global = true, default_value = "info", env = "IPF_LOG_LEVEL")]
@@ -25,10 +21,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     ipf_agent::logging::init(&cli.log_level);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: tokio runtime: {e}");

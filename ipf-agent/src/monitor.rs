@@ -6,9 +6,7 @@ use std::{net::IpAddr, str::FromStr, time::Duration};
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use crate::datapath::{
-    Datapath, DatapathOptions, EventView, Family, StateView, VridSpec, XdpModeArg,
-};
+use crate::datapath::{Datapath, DatapathOptions, EventView, Family, StateView, VridSpec, XdpModeArg};
 
 /// `--vrid` value: `VRID[,key=value...]` with keys version (2|3), family (ipv4|ipv6), interval (ms),
 /// priority, pass, peer (repeatable), addr (repeatable; enables the address-list check), primary.
@@ -62,22 +60,13 @@ impl FromStr for VridArg {
                     }
                 }
                 "interval" => {
-                    spec.adver_int = Duration::from_millis(
-                        v.parse()
-                            .map_err(|_| format!("interval={v:?} is not milliseconds"))?,
-                    )
+                    spec.adver_int =
+                        Duration::from_millis(v.parse().map_err(|_| format!("interval={v:?} is not milliseconds"))?)
                 }
-                "priority" => {
-                    spec.priority = v
-                        .parse()
-                        .map_err(|_| format!("priority={v:?} is not 0..255"))?
-                }
+                "priority" => spec.priority = v.parse().map_err(|_| format!("priority={v:?} is not 0..255"))?,
                 "pass" => spec.auth_pass = Some(v.to_owned()),
                 "peer" => spec.unicast_peers.push(addr(k, v)?),
-                "addr" => spec
-                    .expected_addrs
-                    .get_or_insert_with(Vec::new)
-                    .push(addr(k, v)?),
+                "addr" => spec.expected_addrs.get_or_insert_with(Vec::new).push(addr(k, v)?),
                 "primary" => spec.primary_addr = Some(addr(k, v)?),
                 _ => return Err(format!("unknown key {k:?}")),
             }
@@ -115,25 +104,24 @@ pub struct MonitorArgs {
 pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let mut opts = DatapathOptions::new(&args.interface, args.xdp_mode);
     opts.kernel_log_level = args.kernel_log_level;
-    let (mut dp, mut events) = Datapath::start(&opts)
-        .with_context(|| format!("starting the datapath on {}", args.interface))?;
+    let (mut dp, mut events) =
+        Datapath::start(&opts).with_context(|| format!("starting the datapath on {}", args.interface))?;
     for VridArg(spec) in &args.vrids {
         dp.set_vrid(spec)
             .with_context(|| format!("configuring VRID {}", spec.vrid))?;
     }
     for vip in &args.vips {
-        dp.add_vip(vip)
-            .with_context(|| format!("registering VIP {vip}"))?;
+        dp.add_vip(vip).with_context(|| format!("registering VIP {vip}"))?;
     }
     print_line(
         args.json,
         &json!({"type": "ready", "interface": args.interface, "datapath": dp.mode()}),
         &format!("datapath on {}: {}", args.interface, dp.mode()),
     );
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
-    let mut report = (args.report_interval_ms > 0)
-        .then(|| tokio::time::interval(Duration::from_millis(args.report_interval_ms)));
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut report =
+        (args.report_interval_ms > 0).then(|| tokio::time::interval(Duration::from_millis(args.report_interval_ms)));
     loop {
         tokio::select! {
             ev = events.recv() => {
@@ -175,13 +163,7 @@ fn print_report(dp: &Datapath, as_json: bool) -> anyhow::Result<()> {
         .map(|s| {
             format!(
                 "vrid {} {:?}: master {:?} priority {} interval {} ms, {} adverts, {} events",
-                s.vrid,
-                s.family,
-                s.master_addr,
-                s.master_priority,
-                s.adver_int_ms,
-                s.adverts_rx,
-                s.events
+                s.vrid, s.family, s.master_addr, s.master_priority, s.adver_int_ms, s.adverts_rx, s.events
             )
         })
         .chain(std::iter::once(format!(

@@ -29,9 +29,7 @@ use ipf_common::{
 use rtnetlink::AddressMessageBuilder;
 use rtnetlink::packet_route::{
     AddressFamily,
-    address::{
-        AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope, CacheInfo,
-    },
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope, CacheInfo},
     link::LinkAttribute,
 };
 use tokio::task::JoinHandle;
@@ -192,8 +190,7 @@ impl AddressManager {
     pub fn new() -> Result<Self, NetError> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| NetError::NoRuntime)?;
         // Registering the socket with tokio needs the runtime context, hence the check above.
-        let (connection, handle, _unsolicited) =
-            rtnetlink::new_connection().map_err(NetError::Connect)?;
+        let (connection, handle, _unsolicited) = rtnetlink::new_connection().map_err(NetError::Connect)?;
         Ok(AddressManager {
             handle,
             connection: rt.spawn(connection),
@@ -209,21 +206,11 @@ impl AddressManager {
     /// Adds `vip` with a lifetime, or renews it: the kernel removes the address by itself when the
     /// lease runs out, so a VIP cannot outlive a killed agent by more than `lease` (whole seconds,
     /// at least one).
-    pub async fn add_leased(
-        &self,
-        ifindex: u32,
-        vip: &Vip,
-        lease: Duration,
-    ) -> Result<(), NetError> {
+    pub async fn add_leased(&self, ifindex: u32, vip: &Vip, lease: Duration) -> Result<(), NetError> {
         self.add_with_lease(ifindex, vip, Some(lease)).await
     }
 
-    async fn add_with_lease(
-        &self,
-        ifindex: u32,
-        vip: &Vip,
-        lease: Option<Duration>,
-    ) -> Result<(), NetError> {
+    async fn add_with_lease(&self, ifindex: u32, vip: &Vip, lease: Option<Duration>) -> Result<(), NetError> {
         vip.validate()?;
         if vip.addr.is_ipv4() {
             self.promote_secondaries(ifindex).await;
@@ -242,8 +229,7 @@ impl AddressManager {
             msg.attributes.push(AddressAttribute::CacheInfo(info));
         }
         // rtnetlink's builder adds a computed broadcast below /31; only a configured one is wanted.
-        msg.attributes
-            .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+        msg.attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
         if let Some(b) = vip.broadcast {
             msg.attributes.push(AddressAttribute::Broadcast(b));
         }
@@ -256,8 +242,7 @@ impl AddressManager {
         if vip.addr.is_ipv6() {
             // Both places: the header byte for old kernels, the attribute for current ones.
             msg.header.flags.insert(AddressHeaderFlags::Nodad);
-            msg.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         let source = match req.execute().await {
             Ok(()) => return Ok(()),
@@ -308,8 +293,7 @@ impl AddressManager {
                 .address(a, vip.prefix_len)
                 .build(),
         };
-        msg.attributes
-            .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+        msg.attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
         match self.handle.address().del(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if matches!(errno(&e), Some(libc::EADDRNOTAVAIL | libc::ENOENT)) => Ok(()),
@@ -347,8 +331,7 @@ impl AddressManager {
             let addr = address_of(m)?;
             let flags = flags_of(m);
             let usable = !flags.contains(AddressFlags::Dadfailed)
-                && (!flags.contains(AddressFlags::Tentative)
-                    || flags.contains(AddressFlags::Optimistic));
+                && (!flags.contains(AddressFlags::Tentative) || flags.contains(AddressFlags::Optimistic));
             let wanted = match addr {
                 IpAddr::V4(_) => m.header.scope == AddressScope::Universe,
                 IpAddr::V6(a) => a.is_unicast_link_local(),
@@ -357,11 +340,7 @@ impl AddressManager {
         }))
     }
 
-    async fn dump(
-        &self,
-        ifindex: u32,
-        family: Option<Family>,
-    ) -> Result<Vec<AddressMessage>, NetError> {
+    async fn dump(&self, ifindex: u32, family: Option<Family>) -> Result<Vec<AddressMessage>, NetError> {
         let mut req = self.handle.address().get().set_link_index_filter(ifindex);
         // The kernel dumps only the requested family; the index is filtered by rtnetlink.
         req.message_mut().header.family = match family {
@@ -429,9 +408,7 @@ impl AddressManager {
 
     fn promoted(&self) -> MutexGuard<'_, HashMap<u32, Option<Promoted>>> {
         // Plain map operations cannot leave it inconsistent; a poisoned lock is still usable.
-        self.promoted
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.promoted.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -572,22 +549,18 @@ impl AdvertSender {
                     imr_address: libc::in_addr { s_addr: 0 },
                     imr_ifindex: ifindex as libc::c_int,
                 };
-                setsockopt(&fd, IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
-                    .map_err(err("IP_MULTICAST_IF"))?;
+                setsockopt(&fd, IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn).map_err(err("IP_MULTICAST_IF"))?;
             }
             Family::V6 => {
                 use libc::{
-                    IPPROTO_IPV6, IPV6_MULTICAST_HOPS, IPV6_MULTICAST_IF, IPV6_MULTICAST_LOOP,
-                    IPV6_TCLASS, IPV6_UNICAST_HOPS,
+                    IPPROTO_IPV6, IPV6_MULTICAST_HOPS, IPV6_MULTICAST_IF, IPV6_MULTICAST_LOOP, IPV6_TCLASS,
+                    IPV6_UNICAST_HOPS,
                 };
                 // IPV6_CHECKSUM stays off (the default for protocols other than ICMPv6): the message
                 // carries its own checksum.
-                set_int(&fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl)
-                    .map_err(err("IPV6_UNICAST_HOPS"))?;
-                set_int(&fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl)
-                    .map_err(err("IPV6_MULTICAST_HOPS"))?;
-                set_int(&fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 0)
-                    .map_err(err("IPV6_MULTICAST_LOOP"))?;
+                set_int(&fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl).map_err(err("IPV6_UNICAST_HOPS"))?;
+                set_int(&fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl).map_err(err("IPV6_MULTICAST_HOPS"))?;
+                set_int(&fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 0).map_err(err("IPV6_MULTICAST_LOOP"))?;
                 set_int(&fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, ifindex as libc::c_int)
                     .map_err(err("IPV6_MULTICAST_IF"))?;
                 set_int(&fd, IPPROTO_IPV6, IPV6_TCLASS, tos).map_err(err("IPV6_TCLASS"))?;
@@ -697,9 +670,8 @@ impl Announcer {
         if rc != 0 {
             return Err(err("binding the packet socket")(io::Error::last_os_error()));
         }
-        let router =
-            std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{ifname}/forwarding"))
-                .is_ok_and(|v| v.trim() != "0");
+        let router = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{ifname}/forwarding"))
+            .is_ok_and(|v| v.trim() != "0");
         Ok(Announcer {
             fd,
             iface: ifname.to_owned(),
@@ -732,13 +704,7 @@ impl Announcer {
         self.send_frame(ETH_P_IPV6, &frame, "sending a neighbour advert", ip.into())
     }
 
-    fn send_frame(
-        &self,
-        ether_type: u16,
-        frame: &[u8],
-        op: &'static str,
-        ip: IpAddr,
-    ) -> Result<(), NetError> {
+    fn send_frame(&self, ether_type: u16, frame: &[u8], op: &'static str, ip: IpAddr) -> Result<(), NetError> {
         let mut dst = [0u8; 6];
         dst.copy_from_slice(&frame[..6]);
         // The protocol sets the skb's protocol for the device and taps; the frame is sent as is.

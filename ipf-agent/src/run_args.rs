@@ -18,9 +18,7 @@ use crate::{
 pub struct InstanceArg(pub InstanceSpec);
 
 fn field<T: FromStr>(key: &str, value: &str, what: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{key}={value:?}: {what}"))
+    value.parse().map_err(|_| format!("{key}={value:?}: {what}"))
 }
 
 /// `ADDR[/PREFIX]`; without a prefix, a host address (/32, /128) as keepalived does.
@@ -93,9 +91,7 @@ impl FromStr for InstanceArg {
                         .filter(|n| *n == 2 || *n == 3)
                         .ok_or_else(|| format!("version={v:?}: must be 2 or 3"))?
                 }
-                "interval" => {
-                    spec.adver_int = Duration::from_millis(field(k, v, "milliseconds expected")?)
-                }
+                "interval" => spec.adver_int = Duration::from_millis(field(k, v, "milliseconds expected")?),
                 "vip" => spec.vips.push(parse_vip(v)?),
                 "excluded" => spec.excluded.push(parse_vip(v)?),
                 "peer" => spec.unicast_peers.push(field(k, v, "not an IP address")?),
@@ -105,11 +101,7 @@ impl FromStr for InstanceArg {
                     spec.preempt = match v {
                         "yes" | "true" => Preempt::Yes,
                         "no" | "false" => Preempt::No,
-                        d => Preempt::Delay(Duration::from_secs(field(
-                            k,
-                            d,
-                            "yes, no or a delay in seconds",
-                        )?)),
+                        d => Preempt::Delay(Duration::from_secs(field(k, d, "yes, no or a delay in seconds")?)),
                     }
                 }
                 _ => return Err(format!("unknown key {k:?}")),
@@ -162,8 +154,7 @@ impl RunArgs {
             instances: self.instances.into_iter().map(|i| i.0).collect(),
             garp_repeat: self.garp_repeat,
             garp_delay: Duration::from_secs(self.garp_delay_secs),
-            garp_refresh: (self.garp_refresh_secs > 0)
-                .then(|| Duration::from_secs(self.garp_refresh_secs)),
+            garp_refresh: (self.garp_refresh_secs > 0).then(|| Duration::from_secs(self.garp_refresh_secs)),
             vip_lease: (self.vip_lease_secs > 0).then(|| Duration::from_secs(self.vip_lease_secs)),
         }
     }
@@ -192,10 +183,7 @@ mod tests {
 
     #[test]
     fn family_follows_the_vips() {
-        let i = "vrid=7,vip=2001:db8::1/64"
-            .parse::<InstanceArg>()
-            .expect("valid")
-            .0;
+        let i = "vrid=7,vip=2001:db8::1/64".parse::<InstanceArg>().expect("valid").0;
         assert_eq!(i.family, Family::V6);
         assert_eq!(i.vips[0].prefix_len, 64);
         assert_eq!(i.name, "VI_7");

@@ -16,13 +16,7 @@ const NS_PER_CS: u64 = 10_000_000;
 
 /// Updates `state` with a valid advert seen at `now_ns` and returns the event bits it causes.
 #[inline(always)]
-pub fn observe_advert(
-    state: &mut VridState,
-    cfg: &VridConfig,
-    ip: &IpMeta,
-    adv: &Advert,
-    now_ns: u64,
-) -> u32 {
+pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv: &Advert, now_ns: u64) -> u32 {
     let mut kind = 0;
     let first = state.last_seen_ns == 0;
     if first || state.master_addr != ip.src {
@@ -43,8 +37,7 @@ pub fn observe_advert(
     // primary address, must become Backup. Reported on every such advert until userspace clears MASTER.
     if cfg.has(vrid_flags::MASTER)
         && adv.priority != 0
-        && (adv.priority > cfg.priority
-            || (adv.priority == cfg.priority && ip.src > cfg.primary_addr))
+        && (adv.priority > cfg.priority || (adv.priority == cfg.priority && ip.src > cfg.primary_addr))
     {
         kind |= event_kind::PREEMPTED;
     }
@@ -81,9 +74,7 @@ pub fn conflict_due(
         i += 1;
     }
     vip.conflicts += 1;
-    if vip.last_conflict_ns != 0
-        && now_ns.saturating_sub(vip.last_conflict_ns) < iface.conflict_interval_ns
-    {
+    if vip.last_conflict_ns != 0 && now_ns.saturating_sub(vip.last_conflict_ns) < iface.conflict_interval_ns {
         return false;
     }
     vip.last_conflict_ns = now_ns;
@@ -145,10 +136,7 @@ mod tests {
             observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(2)),
             event_kind::PRIORITY_CHANGE
         );
-        assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(3)),
-            0
-        );
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(3)), 0);
         assert_eq!(
             observe_advert(&mut st, &cfg, &ip(1), &adv(90, 50), t(4)),
             event_kind::INTERVAL_CHANGE

@@ -75,10 +75,7 @@ mod tests {
 
     #[test]
     fn odd_length_pads_with_zero() {
-        assert_eq!(
-            sum(&[0x12, 0x34, 0x56], 0),
-            sum(&[0x12, 0x34, 0x56, 0x00], 0)
-        );
+        assert_eq!(sum(&[0x12, 0x34, 0x56], 0), sum(&[0x12, 0x34, 0x56, 0x00], 0));
         assert_eq!(sum(&[0xab], 0), 0xab00);
     }
 

@@ -15,7 +15,5 @@ pub mod maps;
 pub mod vrrp;
 
 pub use advert::observe_advert;
-pub use maps::{
-    Counter, DatapathEvent, EventKind, IfaceConfig, VipKey, VipState, VridConfig, VridState,
-};
+pub use maps::{Counter, DatapathEvent, EventKind, IfaceConfig, VipKey, VipState, VridConfig, VridState};
 pub use vrrp::{Advert, IpMeta, RxError, VridLookup, validate_advert};

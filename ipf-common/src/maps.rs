@@ -279,11 +279,7 @@ mod tests {
     fn counter_names_are_unique_snake_case() {
         for (i, a) in Counter::ALL.iter().enumerate() {
             assert_eq!(*a as u32, i as u32);
-            assert!(
-                a.name()
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'_')
-            );
+            assert!(a.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
             for b in &Counter::ALL[i + 1..] {
                 assert_ne!(a.name(), b.name());
             }

@@ -151,11 +151,7 @@ pub fn address_digest(addrs: &[u8]) -> u32 {
 /// Validates a received VRRP message (`msg` is the IP payload) against the receive rules of RFC 3768
 /// §7.1 and RFC 5798 §7.1, in the order the RFCs give, and returns the advert on success.
 #[inline(always)]
-pub fn validate_advert<L: VridLookup>(
-    ip: &IpMeta,
-    msg: &[u8],
-    lookup: &L,
-) -> Result<Advert, RxError> {
+pub fn validate_advert<L: VridLookup>(ip: &IpMeta, msg: &[u8], lookup: &L) -> Result<Advert, RxError> {
     if ip.ttl != VRRP_TTL {
         return Err(RxError::IpTtl);
     }
@@ -222,8 +218,7 @@ pub fn validate_advert<L: VridLookup>(
     };
     if cfg.has(vrid_flags::CHECK_ADDRS)
         && priority != 255
-        && (count != cfg.addr_count
-            || lookup.ones_sum(&msg[HEADER_LEN..addrs_end]) as u32 != cfg.addr_digest)
+        && (count != cfg.addr_count || lookup.ones_sum(&msg[HEADER_LEN..addrs_end]) as u32 != cfg.addr_digest)
     {
         return Err(RxError::AddrList);
     }
@@ -306,11 +301,7 @@ pub fn encode_advert(f: &AdvertFields<'_>, buf: &mut [u8]) -> Result<usize, Enco
     out[2] = f.priority;
     out[3] = count;
     if f.version == 2 {
-        out[4] = if f.auth_pass.is_some() {
-            AUTH_PASS
-        } else {
-            AUTH_NONE
-        };
+        out[4] = if f.auth_pass.is_some() { AUTH_PASS } else { AUTH_NONE };
         out[5] = (f.adver_int_cs / 100) as u8;
     } else {
         out[4..6].copy_from_slice(&f.adver_int_cs.to_be_bytes());

@@ -11,9 +11,7 @@ mod xdp;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {
-    eprintln!(
-        "ipf-xdp is an eBPF program: it is built for bpfel-unknown-none by ipf-agent's build script"
-    );
+    eprintln!("ipf-xdp is an eBPF program: it is built for bpfel-unknown-none by ipf-agent's build script");
 }
 
 #[cfg(target_arch = "bpf")]

@@ -13,13 +13,10 @@ use ipf_common::{
     Counter, DatapathEvent, IfaceConfig, VipKey, VipState, VridConfig, VridState,
     advert::{conflict_due, observe_advert},
     frame::{
-        ArpEthIpv4, ETH_HDR_LEN, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthHdr, IPPROTO_ICMPV6,
-        IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, NeighborAdvert, arp_claim, ipv4_vrrp, ipv6_vrrp, na_claim,
+        ArpEthIpv4, ETH_HDR_LEN, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthHdr, IPPROTO_ICMPV6, IPV6_HDR_LEN, Ipv4Hdr,
+        Ipv6Hdr, NeighborAdvert, arp_claim, ipv4_vrrp, ipv6_vrrp, na_claim,
     },
-    maps::{
-        EVENT_RING_BYTES, MAX_PEERS, MAX_VIPS, MAX_VRRP_LEN, PeerKey, VRID_SLOTS, event_kind,
-        vrid_slot,
-    },
+    maps::{EVENT_RING_BYTES, MAX_PEERS, MAX_VIPS, MAX_VRRP_LEN, PeerKey, VRID_SLOTS, event_kind, vrid_slot},
     vrrp::{IPPROTO_VRRP, IpMeta, RxError, VridLookup, validate_advert},
 };
 
@@ -205,14 +202,7 @@ fn on_vrrp(ctx: &XdpContext, ip: &IpMeta, offset: usize, src_mac: &[u8; 6]) -> R
     // SAFETY: per-CPU scratch, used only by this invocation (XDP runs with preemption disabled).
     let scratch = unsafe { &mut *scratch };
     // SAFETY: helper call with a pointer into a map value of MAX_VRRP_LEN bytes and 0 < len <= MAX_VRRP_LEN.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            offset as u32,
-            scratch.as_mut_ptr() as *mut _,
-            len as u32,
-        )
-    };
+    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, offset as u32, scratch.as_mut_ptr() as *mut _, len as u32) };
     if rc != 0 {
         // The frame is shorter than the IP header says.
         return Err(Error::Truncated);

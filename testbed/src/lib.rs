@@ -28,8 +28,7 @@ pub fn require_root() {
 
 /// Polls `cond` until it returns `Some` or `timeout` passes; panics with `what` on time-out.
 pub fn wait_for<T>(what: &str, timeout: Duration, cond: impl FnMut() -> Option<T>) -> T {
-    try_wait_for(timeout, cond)
-        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+    try_wait_for(timeout, cond).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Polls `cond` every 20 ms until it returns `Some` or `timeout` passes.
@@ -58,9 +57,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -84,15 +81,11 @@ impl Netns {
     pub fn named(name: &str) -> Self {
         require_root();
         let name = name.to_owned();
-        if Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .is_ok_and(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .any(|l| l.split_whitespace().next() == Some(name.as_str()))
-            })
-        {
+        if Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name.as_str()))
+        }) {
             drop(Netns { name: name.clone() });
         }
         run(Command::new("ip").args(["netns", "add", &name]));
@@ -127,10 +120,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
                     // SAFETY: plain syscall.
@@ -138,9 +128,7 @@ impl Drop for Netns {
                 }
             }
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
@@ -194,12 +182,8 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> Self {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         if let Some(out) = child.stdout.take() {
@@ -268,11 +252,7 @@ impl Drop for Proc {
         // Shown only when the test failed, to explain it.
         if std::thread::panicking() {
             eprintln!("---- {} (pid {}) output ----", self.name, self.child.id());
-            for line in self
-                .lines()
-                .iter()
-                .chain(self.stderr.lock().unwrap().iter())
-            {
+            for line in self.lines().iter().chain(self.stderr.lock().unwrap().iter()) {
                 eprintln!("{line}");
             }
         }
@@ -308,6 +288,19 @@ impl Keepalived {
     pub fn reload(&self, config: &str) {
         std::fs::write(self.dir.path().join("keepalived.conf"), config).unwrap();
         self.proc.signal(libc::SIGHUP);
+    }
+
+    /// SIGKILL of every keepalived process (the parent alone would not do: its VRRP child is told of
+    /// the parent's death and shuts down gracefully, sending priority 0).
+    pub fn kill(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("vrrp.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        self.proc.signal(libc::SIGKILL);
+        self.proc.wait_exit(Duration::from_secs(10));
     }
 
     /// Graceful stop: keepalived sends priority 0 and exits.
@@ -360,8 +353,7 @@ pub fn in_netns<R: Send>(ns: &Netns, f: impl FnOnce() -> R + Send) -> R {
         s.spawn(|| {
             let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             // SAFETY: valid namespace fd; setns changes only this thread, which ends after `f`.
-            let rc =
-                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
             f()
         })
@@ -389,18 +381,15 @@ pub fn spawn_responder(ns: &Netns, port: u16, name: &str) -> Proc {
 pub fn fetch_name(client: &Netns, addr: std::net::IpAddr, port: u16) -> Option<String> {
     in_netns(client, move || {
         use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::new(addr, port),
-            Duration::from_millis(300),
-        )
-        .ok()?;
+        let mut s =
+            std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(addr, port), Duration::from_millis(300))
+                .ok()?;
         s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         let (head, body) = buf.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.0 200")
-            .then(|| body.trim().to_owned())
+        head.starts_with("HTTP/1.0 200").then(|| body.trim().to_owned())
     })
 }
 

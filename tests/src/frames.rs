@@ -49,11 +49,7 @@ impl Advert {
     }
 
     fn family(&self) -> u8 {
-        if self.src.is_ipv6() {
-            FAMILY_V6
-        } else {
-            FAMILY_V4
-        }
+        if self.src.is_ipv6() { FAMILY_V6 } else { FAMILY_V4 }
     }
 
     fn dst_addr(&self) -> IpAddr {
@@ -86,13 +82,7 @@ impl Advert {
 
     /// The whole Ethernet frame.
     pub fn frame(&self) -> Vec<u8> {
-        ip_frame(
-            &self.src,
-            &self.dst_addr(),
-            IPPROTO_VRRP,
-            self.ttl,
-            &self.message(),
-        )
+        ip_frame(&self.src, &self.dst_addr(), IPPROTO_VRRP, self.ttl, &self.message())
     }
 }
 

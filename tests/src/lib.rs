@@ -18,11 +18,7 @@ pub fn agent_bin() -> std::path::PathBuf {
     }
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> → target/<profile>/ipf-agent
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("ipf-agent");
+    let path = exe.parent().and_then(|d| d.parent()).unwrap().join("ipf-agent");
     assert!(
         path.exists(),
         "{} not found: build it first (`cargo build -p ipf-agent`; cargo xtask test does)",

@@ -25,11 +25,7 @@ impl TestProgram {
         let tables = XdpTables::take(&mut ebpf).unwrap();
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
         ipf_agent::datapath::xdp::load_program(&mut ebpf).unwrap();
-        let mut p = TestProgram {
-            ebpf,
-            tables,
-            events,
-        };
+        let mut p = TestProgram { ebpf, tables, events };
         p.tables
             .set_iface(IfaceConfig {
                 conflict_interval_ns: 1_000_000_000,

@@ -4,9 +4,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use ipf_testbed::{
-    Keepalived, Netns, Proc, Switch, addresses, fetch_name, spawn_responder, wait_for,
-};
+use ipf_testbed::{Keepalived, Netns, Proc, Switch, addresses, fetch_name, spawn_responder, wait_for};
 use ipf_tests::agent_bin;
 
 const T: Duration = Duration::from_secs(20);
@@ -72,10 +70,7 @@ impl Lab {
 
     fn holders(&self) -> Vec<&'static str> {
         let mut h = Vec::new();
-        if addresses(&self.ipf.ns, "eth0")
-            .iter()
-            .any(|a| a == self.vip)
-        {
+        if addresses(&self.ipf.ns, "eth0").iter().any(|a| a == self.vip) {
             h.push("ipf");
         }
         if addresses(&self.ka.ns, "eth0").iter().any(|a| a == self.vip) {
@@ -95,16 +90,12 @@ impl Lab {
             (self.holders() == [who]).then_some(())
         });
         let vip: IpAddr = self.vip.parse().unwrap();
-        wait_for(
-            &format!("the client to reach {} on {who}", self.vip),
-            T,
-            || {
-                // A node's responder answers with its namespace name's prefix.
-                fetch_name(&self.client, vip, PORT)
-                    .filter(|n| served_by.starts_with(n.as_str()))
-                    .map(|_| ())
-            },
-        );
+        wait_for(&format!("the client to reach {} on {who}", self.vip), T, || {
+            // A node's responder answers with its namespace name's prefix.
+            fetch_name(&self.client, vip, PORT)
+                .filter(|n| served_by.starts_with(n.as_str()))
+                .map(|_| ())
+        });
     }
 }
 
@@ -198,12 +189,7 @@ fn bad_configuration_exits_non_zero_and_touches_nothing() {
             "vrid=\"0\"",
         ),
         (
-            vec![
-                "-i",
-                "eth0",
-                "--instance",
-                "vrid=51,priority=256,vip=192.0.2.100/24",
-            ],
+            vec!["-i", "eth0", "--instance", "vrid=51,priority=256,vip=192.0.2.100/24"],
             "priority=\"256\"",
         ),
         (
@@ -229,25 +215,14 @@ fn bad_configuration_exits_non_zero_and_touches_nothing() {
             "2001:db8::100",
         ),
     ] {
-        let out = lab
-            .ipf
-            .ns
-            .command(agent_bin())
-            .arg("run")
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = lab.ipf.ns.command(agent_bin()).arg("run").args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(
             stderr.contains(needle),
             "{args:?}: the error does not name {needle}: {stderr}"
         );
-        assert_eq!(
-            addresses(&lab.ipf.ns, "eth0"),
-            before,
-            "{args:?} changed addresses"
-        );
+        assert_eq!(addresses(&lab.ipf.ns, "eth0"), before, "{args:?} changed addresses");
         assert!(!lab.ipf.ns.has_xdp("eth0"), "{args:?} left XDP attached");
     }
 }

@@ -40,10 +40,7 @@ fn events(p: &Proc, vrid: u64) -> Vec<Value> {
 }
 
 fn last_report(p: &Proc) -> Option<Value> {
-    p.json_lines()
-        .into_iter()
-        .rev()
-        .find(|v| v["type"] == "report")
+    p.json_lines().into_iter().rev().find(|v| v["type"] == "report")
 }
 
 fn vrid_state(report: &Value, vrid: u64, family: &str) -> Value {
@@ -78,14 +75,7 @@ fn keepalived_conf(version: u8, instances: &str) -> String {
     format!("global_defs {{\n  router_id ipf-test\n  vrrp_version {version}\n}}\n{instances}")
 }
 
-fn instance(
-    name: &str,
-    vrid: u8,
-    priority: u8,
-    interval: &str,
-    extra: &str,
-    vips: &[&str],
-) -> String {
+fn instance(name: &str, vrid: u8, priority: u8, interval: &str, extra: &str, vips: &[&str]) -> String {
     format!(
         "vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int {interval}\n{extra}\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
         vips.join("\n    ")
@@ -127,12 +117,7 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     assert_eq!(st["master_priority"], 150);
     assert_eq!(st["adver_int_ms"], 1000);
     let ev = events(&mon, 51);
-    assert_eq!(
-        ev.len(),
-        1,
-        "one event for {} adverts: {ev:?}",
-        st["adverts_rx"]
-    );
+    assert_eq!(ev.len(), 1, "one event for {} adverts: {ev:?}", st["adverts_rx"]);
     assert_eq!(ev[0]["kinds"], serde_json::json!(["new_master"]));
     assert_eq!(ev[0]["priority"], 150);
 
@@ -142,10 +127,7 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
         &instance("V2", 51, 120, "1", auth, &["192.0.2.100/24"]),
     ));
     wait_for("the priority change event", T, || {
-        events(&mon, 51)
-            .iter()
-            .any(|e| e["priority"] == 120)
-            .then_some(())
+        events(&mon, 51).iter().any(|e| e["priority"] == 120).then_some(())
     });
     let seen = vrid_state(&last_report(&mon).unwrap(), 51, "ipv4")["adverts_rx"]
         .as_u64()
@@ -180,10 +162,7 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     assert_eq!(st["adver_int_ms"], 50);
     let st6 = vrid_state(&r6, 53, "ipv6");
     assert_eq!(st6["master_priority"], 210);
-    assert!(
-        st6["master_addr"].as_str().unwrap().starts_with("fe80::"),
-        "{st6}"
-    );
+    assert!(st6["master_addr"].as_str().unwrap().starts_with("fe80::"), "{st6}");
     assert_eq!(events(&mon, 52).len(), 1, "{:?}", events(&mon, 52));
     assert_eq!(events(&mon, 53).len(), 1, "{:?}", events(&mon, 53));
     for c in [
@@ -199,9 +178,8 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     // A graceful stop sends priority 0: one more event per VRID.
     ka.stop();
     wait_for("priority 0 events", T, || {
-        (events(&mon, 52).iter().any(|e| e["priority"] == 0)
-            && events(&mon, 53).iter().any(|e| e["priority"] == 0))
-        .then_some(())
+        (events(&mon, 52).iter().any(|e| e["priority"] == 0) && events(&mon, 53).iter().any(|e| e["priority"] == 0))
+            .then_some(())
     });
 }
 
@@ -221,20 +199,12 @@ fn keepalived_v3_unicast_only_from_configured_peers() {
         ],
     );
     wait_ready(&mon);
-    let unicast =
-        |src: &str| format!("  unicast_src_ip {src}\n  unicast_peer {{\n    192.0.2.2\n  }}");
+    let unicast = |src: &str| format!("  unicast_src_ip {src}\n  unicast_peer {{\n    192.0.2.2\n  }}");
     let _ka = Keepalived::start(
         &lab.peer,
         &keepalived_conf(
             3,
-            &instance(
-                "U",
-                61,
-                150,
-                "0.05",
-                &unicast("192.0.2.1"),
-                &["192.0.2.110/24"],
-            ),
+            &instance("U", 61, 150, "0.05", &unicast("192.0.2.1"), &["192.0.2.110/24"]),
         ),
     );
     let r = wait_adverts(&mon, 61, "ipv4", 40);
@@ -247,14 +217,7 @@ fn keepalived_v3_unicast_only_from_configured_peers() {
         &lab.peer,
         &keepalived_conf(
             3,
-            &instance(
-                "U",
-                61,
-                250,
-                "0.05",
-                &unicast("192.0.2.9"),
-                &["192.0.2.111/24"],
-            ),
+            &instance("U", 61, 250, "0.05", &unicast("192.0.2.9"), &["192.0.2.111/24"]),
         ),
     );
     wait_for("peer_unknown drops", T, || {
@@ -298,10 +261,7 @@ fn raw_socket_path_reports_the_same_events() {
     assert_eq!(st["master_addr"], "192.0.2.1");
     assert_eq!(st["master_priority"], 200);
     assert_eq!(events(&mon, 52).len(), 1);
-    assert_eq!(
-        counter(&r, "adverts_rx"),
-        st["adverts_rx"].as_u64().unwrap()
-    );
+    assert_eq!(counter(&r, "adverts_rx"), st["adverts_rx"].as_u64().unwrap());
 }
 
 #[test]

@@ -39,19 +39,13 @@ where
 }
 
 /// Polls `f` until it returns `Some`, for at most `T`.
-async fn eventually<R, Fut: Future<Output = Option<R>>>(
-    what: &str,
-    mut f: impl FnMut() -> Fut,
-) -> R {
+async fn eventually<R, Fut: Future<Output = Option<R>>>(what: &str, mut f: impl FnMut() -> Fut) -> R {
     let deadline = Instant::now() + T;
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {T:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {T:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -62,13 +56,7 @@ fn link_line(ns: &Netns, ifname: &str) -> String {
 }
 
 fn link_index(ns: &Netns, ifname: &str) -> u32 {
-    link_line(ns, ifname)
-        .split(':')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    link_line(ns, ifname).split(':').next().unwrap().trim().parse().unwrap()
 }
 
 fn link_mac(ns: &Netns, ifname: &str) -> [u8; 6] {
@@ -112,18 +100,8 @@ impl Capture {
         in_netns(ns, || {
             let proto = (libc::ETH_P_ALL as u16).to_be();
             // SAFETY: plain syscall.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    i32::from(proto),
-                )
-            };
-            assert!(
-                fd >= 0,
-                "packet socket: {}",
-                std::io::Error::last_os_error()
-            );
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) };
+            assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
             // SAFETY: fd was just returned by socket() and is owned by nobody else.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
@@ -168,12 +146,7 @@ impl Capture {
     }
 
     /// Calls `poke` (which sends) every 250 ms until `pick` accepts a received frame.
-    fn wait<R>(
-        &self,
-        what: &str,
-        mut poke: impl FnMut(),
-        mut pick: impl FnMut(&[u8]) -> Option<R>,
-    ) -> R {
+    fn wait<R>(&self, what: &str, mut poke: impl FnMut(), mut pick: impl FnMut(&[u8]) -> Option<R>) -> R {
         let deadline = Instant::now() + T;
         let mut next_poke = Instant::now();
         let mut buf = vec![0u8; 65536];
@@ -213,24 +186,11 @@ fn vips_add_list_remove_idempotent_and_primary_address() {
     let a = Netns::new("ipf-va");
     let b = Netns::new("ipf-vb");
     // A starts without IPv4, so the first VIP lands before its own address in the kernel's list.
-    veth(
-        &a,
-        "eth0",
-        &["2001:db8::1/64"],
-        &b,
-        "eth0",
-        &["2001:db8::2/64"],
-    );
+    veth(&a, "eth0", &["2001:db8::1/64"], &b, "eth0", &["2001:db8::2/64"]);
     // New namespaces inherit IPv4 settings from the host (often 1 here, via systemd): start from the
     // kernel default so the test shows the manager turning it on.
-    a.exec(
-        "sysctl",
-        &["-qw", "net.ipv4.conf.all.promote_secondaries=0"],
-    );
-    a.exec(
-        "sysctl",
-        &["-qw", "net.ipv4.conf.eth0.promote_secondaries=0"],
-    );
+    a.exec("sysctl", &["-qw", "net.ipv4.conf.all.promote_secondaries=0"]);
+    a.exec("sysctl", &["-qw", "net.ipv4.conf.eth0.promote_secondaries=0"]);
     let ifindex = link_index(&a, "eth0");
 
     let vip4 = Vip {
@@ -313,17 +273,11 @@ fn vips_add_list_remove_idempotent_and_primary_address() {
         assert_eq!(count(vip6_ll.addr, 64).await, 1);
         for line in a.ip(&["-6", "-o", "addr", "show", "dev", "eth0"]).lines() {
             if line.contains("2001:db8::100/64") || line.contains("fe80::100/64") {
-                assert!(
-                    line.contains("nodad") && !line.contains("tentative"),
-                    "{line}"
-                );
+                assert!(line.contains("nodad") && !line.contains("tentative"), "{line}");
             }
         }
         // Same address, other prefix: not the VIP asked for.
-        let err = mgr
-            .add(ifindex, &Vip::new(vip6.addr, 96))
-            .await
-            .unwrap_err();
+        let err = mgr.add(ifindex, &Vip::new(vip6.addr, 96)).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -339,9 +293,7 @@ fn vips_add_list_remove_idempotent_and_primary_address() {
         let exclude = [vip6.addr, vip6_ll.addr];
         let exclude = &exclude;
         let ll = eventually("a usable link-local address", || async move {
-            mgr.primary_address(ifindex, Family::V6, exclude)
-                .await
-                .unwrap()
+            mgr.primary_address(ifindex, Family::V6, exclude).await.unwrap()
         })
         .await;
         let IpAddr::V6(ll6) = ll else {
@@ -359,13 +311,7 @@ fn vips_add_list_remove_idempotent_and_primary_address() {
         mgr.remove(ifindex, &vip4).await.unwrap();
         mgr.remove(ifindex, &vip4).await.unwrap();
         let left = mgr.list(ifindex).await.unwrap();
-        for kept in [
-            (vip4b.addr, 24),
-            (own4, 24),
-            (own6, 64),
-            (vip6.addr, 64),
-            (ll, 64),
-        ] {
+        for kept in [(vip4b.addr, 24), (own4, 24), (own6, 64), (vip6.addr, 64), (ll, 64)] {
             assert!(left.contains(&kept), "{kept:?} gone: {left:?}");
         }
         assert!(!left.iter().any(|(a, _)| *a == vip4.addr), "{left:?}");
@@ -454,11 +400,7 @@ fn adverts_leave_with_ttl_255_and_validate_on_the_peer() {
         let mgr = AddressManager::new().unwrap();
         let mgr = &mgr;
         let ifindex = link_index(&a, "eth0");
-        let src4 = mgr
-            .primary_address(ifindex, Family::V4, &[])
-            .await
-            .unwrap()
-            .unwrap();
+        let src4 = mgr.primary_address(ifindex, Family::V4, &[]).await.unwrap().unwrap();
         let src6 = eventually("a usable link-local address", || async move {
             mgr.primary_address(ifindex, Family::V6, &[]).await.unwrap()
         })
@@ -501,21 +443,14 @@ fn adverts_leave_with_ttl_255_and_validate_on_the_peer() {
         primary_addr: wire_addr(&v4("192.0.2.2")),
         ..VridConfig::default()
     };
-    assert_eq!(
-        validate_advert(&ip, got, &OneVrid(51, cfg)),
-        Ok(expected(FAMILY_V4))
-    );
+    assert_eq!(validate_advert(&ip, got, &OneVrid(51, cfg)), Ok(expected(FAMILY_V4)));
 
     // IPv6: ff02::12 at 33:33:00:00:00:12 from A's link-local address, hop limit 255.
     let dst6 = IpAddr::from(MCAST_V6);
     let msg = encode(FAMILY_V6, s6.src(), dst6, v6("2001:db8::100"));
     let (frame, ip, offset) = capture_advert(&cap, &s6, dst6, &msg);
     assert_eq!(&frame[0..6], &[0x33, 0x33, 0, 0, 0, 0x12]);
-    assert_eq!(
-        ((frame[14] & 0x0f) << 4) | (frame[15] >> 4),
-        0xc0,
-        "traffic class"
-    );
+    assert_eq!(((frame[14] & 0x0f) << 4) | (frame[15] >> 4), 0xc0, "traffic class");
     assert_eq!(frame[14 + 6], 112, "next header");
     assert_eq!(frame[14 + 7], 255, "hop limit");
     assert_eq!(ip.dst, MCAST_V6);
@@ -530,10 +465,7 @@ fn adverts_leave_with_ttl_255_and_validate_on_the_peer() {
         primary_addr: wire_addr(&v6("fe80::2")),
         ..cfg
     };
-    assert_eq!(
-        validate_advert(&ip, got, &OneVrid(51, cfg)),
-        Ok(expected(FAMILY_V6))
-    );
+    assert_eq!(validate_advert(&ip, got, &OneVrid(51, cfg)), Ok(expected(FAMILY_V6)));
 }
 
 #[test]
@@ -559,10 +491,7 @@ fn gratuitous_arp_and_unsolicited_na_move_the_peers_neighbour_entries() {
     }
     let cap = Capture::open(&b, "eth0");
     let ann = in_netns(&a, || Announcer::new("eth0").unwrap());
-    assert!(
-        !ann.router_flag(),
-        "IPv6 forwarding is off in a new namespace"
-    );
+    assert!(!ann.router_flag(), "IPv6 forwarding is off in a new namespace");
 
     let frame = cap.wait(
         "the gratuitous ARP",
@@ -604,17 +533,10 @@ fn gratuitous_arp_and_unsolicited_na_move_the_peers_neighbour_entries() {
     );
     let icmp = &frame[54..];
     assert_eq!(icmp[4], 0x20, "Override only");
-    assert_eq!(
-        &icmp[24..32],
-        &[2, 1, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]
-    );
+    assert_eq!(&icmp[24..32], &[2, 1, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
     let mut acc = checksum::sum(&frame[14 + 8..14 + 40], 0);
     acc += icmp.len() as u32 + u32::from(IPPROTO_ICMPV6);
-    assert_eq!(
-        checksum::fold(checksum::sum(icmp, acc)),
-        0,
-        "ICMPv6 checksum"
-    );
+    assert_eq!(checksum::fold(checksum::sum(icmp, acc)), 0, "ICMPv6 checksum");
 
     // B's kernel took both (it checks the NA's hop limit and checksum).
     let want = mac_text(&mac);

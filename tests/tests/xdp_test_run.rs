@@ -43,11 +43,7 @@ fn mutated(adv: &Advert, keep_checksum: bool, mutate: impl FnOnce(&mut Vec<u8>))
         msg[6] = 0;
         msg[7] = 0;
         let dst: IpAddr = adv.dst.unwrap_or(IpAddr::from(MCAST_V4));
-        let family = if adv.src.is_ipv6() {
-            FAMILY_V6
-        } else {
-            FAMILY_V4
-        };
+        let family = if adv.src.is_ipv6() { FAMILY_V6 } else { FAMILY_V4 };
         let c = ipf_common::checksum::vrrp_checksum(
             adv.version,
             family,
@@ -57,25 +53,14 @@ fn mutated(adv: &Advert, keep_checksum: bool, mutate: impl FnOnce(&mut Vec<u8>))
         );
         msg[6..8].copy_from_slice(&c.to_be_bytes());
     }
-    ip_frame(
-        &adv.src,
-        &adv.dst.unwrap_or(IpAddr::from(MCAST_V4)),
-        112,
-        adv.ttl,
-        &msg,
-    )
+    ip_frame(&adv.src, &adv.dst.unwrap_or(IpAddr::from(MCAST_V4)), 112, adv.ttl, &msg)
 }
 
 /// Asserts that `frame` is dropped and counted under exactly `counter`.
 fn assert_dropped(p: &mut TestProgram, frame: &[u8], counter: Counter) {
     p.drain_events();
     let before = p.counters();
-    assert_eq!(
-        p.run(frame),
-        XDP_DROP,
-        "expected XDP_DROP for {}",
-        counter.name()
-    );
+    assert_eq!(p.run(frame), XDP_DROP, "expected XDP_DROP for {}", counter.name());
     let after = p.counters();
     for c in Counter::ALL {
         let delta = after[*c as usize] - before[*c as usize];
@@ -88,10 +73,7 @@ fn assert_dropped(p: &mut TestProgram, frame: &[u8], counter: Counter) {
             counter.name()
         );
     }
-    assert!(
-        p.drain_events().is_empty(),
-        "a dropped packet raised an event"
-    );
+    assert!(p.drain_events().is_empty(), "a dropped packet raised an event");
 }
 
 #[test]
@@ -110,11 +92,7 @@ fn pass_through_traffic_is_passed_untouched() {
     }
     let c = p.counters();
     assert_eq!(c[Counter::ArpRx as usize], 1);
-    assert_eq!(
-        c.iter().sum::<u64>(),
-        1,
-        "only the ARP packet is counted: {c:?}"
-    );
+    assert_eq!(c.iter().sum::<u64>(), 1, "only the ARP packet is counted: {c:?}");
     assert!(p.drain_events().is_empty());
 }
 
@@ -206,10 +184,7 @@ fn v3_ipv6_advert() {
 fn every_drop_reason_is_counted() {
     let mut p = TestProgram::load();
     let mut s3 = spec(51, 3, Family::V4);
-    s3.expected_addrs = Some(vec![
-        "192.0.2.100".parse().unwrap(),
-        "192.0.2.101".parse().unwrap(),
-    ]);
+    s3.expected_addrs = Some(vec!["192.0.2.100".parse().unwrap(), "192.0.2.101".parse().unwrap()]);
     p.configure(&s3);
     let mut s2 = spec(52, 2, Family::V4);
     s2.auth_pass = Some("pw".into());
@@ -219,50 +194,18 @@ fn every_drop_reason_is_counted() {
     p.configure(&uni);
 
     let good = Advert::v3(51, 100, "192.0.2.1", &["192.0.2.101", "192.0.2.100"]);
-    assert_eq!(
-        p.run(&good.frame()),
-        XDP_PASS,
-        "address order does not matter"
-    );
+    assert_eq!(p.run(&good.frame()), XDP_PASS, "address order does not matter");
 
     let mut ttl = good.clone();
     ttl.ttl = 254;
     assert_dropped(&mut p, &ttl.frame(), Counter::IpTtlErr);
-    assert_dropped(
-        &mut p,
-        &mutated(&good, false, |m| m[0] = 0x21),
-        Counter::VersionErr,
-    );
-    assert_dropped(
-        &mut p,
-        &mutated(&good, false, |m| m[0] = 0x41),
-        Counter::VersionErr,
-    );
-    assert_dropped(
-        &mut p,
-        &mutated(&good, false, |m| m[0] = 0x32),
-        Counter::InvalidType,
-    );
-    assert_dropped(
-        &mut p,
-        &mutated(&good, false, |m| m[1] = 99),
-        Counter::VridUnknown,
-    );
-    assert_dropped(
-        &mut p,
-        &mutated(&good, false, |m| m[3] = 3),
-        Counter::PacketLenErr,
-    );
-    assert_dropped(
-        &mut p,
-        &mutated(&good, false, |m| m.truncate(6)),
-        Counter::PacketLenErr,
-    );
-    assert_dropped(
-        &mut p,
-        &mutated(&good, true, |m| m[2] ^= 0x10),
-        Counter::ChecksumErr,
-    );
+    assert_dropped(&mut p, &mutated(&good, false, |m| m[0] = 0x21), Counter::VersionErr);
+    assert_dropped(&mut p, &mutated(&good, false, |m| m[0] = 0x41), Counter::VersionErr);
+    assert_dropped(&mut p, &mutated(&good, false, |m| m[0] = 0x32), Counter::InvalidType);
+    assert_dropped(&mut p, &mutated(&good, false, |m| m[1] = 99), Counter::VridUnknown);
+    assert_dropped(&mut p, &mutated(&good, false, |m| m[3] = 3), Counter::PacketLenErr);
+    assert_dropped(&mut p, &mutated(&good, false, |m| m.truncate(6)), Counter::PacketLenErr);
+    assert_dropped(&mut p, &mutated(&good, true, |m| m[2] ^= 0x10), Counter::ChecksumErr);
     let other_addrs = Advert::v3(51, 100, "192.0.2.1", &["192.0.2.100", "192.0.2.102"]);
     assert_dropped(&mut p, &other_addrs.frame(), Counter::AddrListErr);
     let fewer_addrs = Advert::v3(51, 100, "192.0.2.1", &["192.0.2.100"]);
@@ -345,20 +288,11 @@ fn foreign_claims_of_our_vips_raise_rate_limited_conflicts() {
     p.add_vip("192.0.2.100");
     p.add_vip("2001:db8::100");
     // Our own gratuitous ARP: no conflict.
-    assert_eq!(
-        p.run(&arp_frame(1, OWN_MAC, "192.0.2.100", "192.0.2.100")),
-        XDP_PASS
-    );
+    assert_eq!(p.run(&arp_frame(1, OWN_MAC, "192.0.2.100", "192.0.2.100")), XDP_PASS);
     assert!(p.drain_events().is_empty());
     // Someone else's, twice in a row: one event (rate limit 1 s), traffic still passes.
-    assert_eq!(
-        p.run(&arp_frame(2, PEER_MAC, "192.0.2.100", "192.0.2.1")),
-        XDP_PASS
-    );
-    assert_eq!(
-        p.run(&arp_frame(1, PEER_MAC, "192.0.2.100", "192.0.2.100")),
-        XDP_PASS
-    );
+    assert_eq!(p.run(&arp_frame(2, PEER_MAC, "192.0.2.100", "192.0.2.1")), XDP_PASS);
+    assert_eq!(p.run(&arp_frame(1, PEER_MAC, "192.0.2.100", "192.0.2.100")), XDP_PASS);
     let events = p.drain_events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, event_kind::VIP_CONFLICT);
@@ -368,10 +302,7 @@ fn foreign_claims_of_our_vips_raise_rate_limited_conflicts() {
     p.run(&arp_frame(1, PEER_MAC, "192.0.2.7", "192.0.2.7"));
     assert!(p.drain_events().is_empty());
     // Unsolicited NA for our IPv6 VIP from a foreign MAC.
-    assert_eq!(
-        p.run(&na_frame(PEER_MAC, "fe80::1", "2001:db8::100")),
-        XDP_PASS
-    );
+    assert_eq!(p.run(&na_frame(PEER_MAC, "fe80::1", "2001:db8::100")), XDP_PASS);
     let events = p.drain_events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].family, FAMILY_V6);

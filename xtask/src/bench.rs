@@ -8,6 +8,9 @@ use crate::util;
 pub enum Bench {
     /// XDP program ns/packet (pass-through and adverts) and ring-buffer events per 10,000 adverts.
     Datapath,
+    /// Failover time, ipf-agent against keepalived (IPF_BENCH_TRIALS, default 20; IPF_BENCH_FAST_ONLY=1
+    /// for the 10 ms case only).
+    Failover,
 }
 
 pub fn run(which: Bench) -> Result<()> {
@@ -25,5 +28,26 @@ pub fn run(which: Bench) -> Result<()> {
                 "bench-datapath",
             ]),
         ),
+        Bench::Failover => {
+            // Agents in release mode, as deployed.
+            util::step(
+                "build ipf-agent (release)",
+                util::cargo(&["build", "--release", "-p", "ipf-agent"]),
+            )?;
+            let mut c = util::cargo(&[
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "ipf-tests",
+                "--bin",
+                "bench-failover",
+            ]);
+            c.env(
+                "IPF_AGENT_BIN",
+                util::workspace_root()?.join("target/release/ipf-agent"),
+            );
+            util::step("bench failover", c)
+        }
     }
 }

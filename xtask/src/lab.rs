@@ -117,10 +117,7 @@ impl Lab {
             let mut cmd = node.ns.command(&bin);
             cmd.args(["run", "-i", "eth0", "--instance", &instance]);
             node.agent = Some(Proc::spawn(&format!("ipf-agent {name}"), cmd));
-            println!(
-                "lab: started ipf-agent on {name} (priority {})",
-                node.priority
-            );
+            println!("lab: started ipf-agent on {name} (priority {})", node.priority);
         }
         Ok(())
     }
@@ -164,11 +161,7 @@ impl Lab {
             v.answered_by.as_deref().unwrap_or("nobody"),
             self.nodes
                 .iter()
-                .map(|n| format!(
-                    "{}={}",
-                    n.name,
-                    if n.agent.is_some() { "up" } else { "down" }
-                ))
+                .map(|n| format!("{}={}", n.name, if n.agent.is_some() { "up" } else { "down" }))
                 .collect::<Vec<_>>()
                 .join(" ")
         )
@@ -233,9 +226,7 @@ fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
     for n in &names {
         lab.start(n)?;
     }
-    println!(
-        "lab: commands: kill NODE, stop NODE, start NODE, quit (Ctrl-C also quits and cleans up)"
-    );
+    println!("lab: commands: kill NODE, stop NODE, start NODE, quit (Ctrl-C also quits and cleans up)");
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -271,9 +262,7 @@ fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
                 last = None;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
     Ok(())
@@ -281,18 +270,14 @@ fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
 
 pub fn run(args: LabArgs) -> Result<()> {
     util::require_root("the lab creates network namespaces and attaches XDP")?;
-    util::step(
-        "build ipf-agent",
-        util::cargo(&["build", "-p", "ipf-agent"]),
-    )?;
+    util::step("build ipf-agent", util::cargo(&["build", "-p", "ipf-agent"]))?;
     let agent = util::workspace_root()?.join("target/debug/ipf-agent");
     if !agent.exists() {
         bail!("{} missing after the build", agent.display());
     }
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     let mut lab = Lab::build(&agent, args.nodes, args.interval_ms)?;
     let result = if args.demo {
         demo(&mut lab)

@@ -64,24 +64,11 @@ fn test(args: TestArgs) -> Result<()> {
         util::step("format check", util::cargo(&["fmt", "--all", "--check"]))?;
         util::step(
             "clippy (host crates)",
-            util::cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]),
+            util::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
         )?;
-        util::step(
-            "clippy (eBPF crate, bpfel-unknown-none)",
-            setup::ebpf_clippy(),
-        )?;
+        util::step("clippy (eBPF crate, bpfel-unknown-none)", setup::ebpf_clippy())?;
     }
-    util::step(
-        "build ipf-agent",
-        util::cargo(&["build", "-p", "ipf-agent"]),
-    )?;
+    util::step("build ipf-agent", util::cargo(&["build", "-p", "ipf-agent"]))?;
     let agent = util::workspace_root()?.join("target/debug/ipf-agent");
     // --all-targets: unit, integration and bin tests; no doctests (there are none).
     let mut test = util::cargo(&["test", "--workspace", "--all-targets", "--no-fail-fast"]);

@@ -6,13 +6,8 @@ use anyhow::{Context as _, Result, bail};
 pub fn step(what: &str, mut cmd: Command) -> Result<()> {
     eprintln!("==> {what}: {}", display(&cmd));
     let start = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {}", display(&cmd)))?;
-    eprintln!(
-        "<== {what}: {status} in {:.1}s",
-        start.elapsed().as_secs_f64()
-    );
+    let status = cmd.status().with_context(|| format!("starting {}", display(&cmd)))?;
+    eprintln!("<== {what}: {status} in {:.1}s", start.elapsed().as_secs_f64());
     if !status.success() {
         bail!("{what} failed ({status})");
     }
@@ -21,9 +16,7 @@ pub fn step(what: &str, mut cmd: Command) -> Result<()> {
 
 /// Runs a command quietly and returns its stdout, or the error with its stderr.
 pub fn output(mut cmd: Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("starting {}", display(&cmd)))?;
+    let out = cmd.output().with_context(|| format!("starting {}", display(&cmd)))?;
     if !out.status.success() {
         bail!(
             "{} failed: {}",
@@ -103,10 +96,7 @@ pub fn run_tests(mut cmd: Command) -> Result<(u64, u64)> {
         }
     }
     let status = child.wait()?;
-    eprintln!(
-        "<== tests: {status} in {:.1}s",
-        start.elapsed().as_secs_f64()
-    );
+    eprintln!("<== tests: {status} in {:.1}s", start.elapsed().as_secs_f64());
     if !status.success() && failed == 0 {
         bail!("cargo test failed ({status}) before running tests");
     }

@@ -176,10 +176,7 @@ impl VridSpec {
             return err(format!("vrid {}: must be 1..255", self.vrid));
         }
         if self.version != 2 && self.version != 3 {
-            return err(format!(
-                "vrid {}: version {} (must be 2 or 3)",
-                self.vrid, self.version
-            ));
+            return err(format!("vrid {}: version {} (must be 2 or 3)", self.vrid, self.version));
         }
         if self.version == 2 && self.family == Family::V6 {
             return err(format!("vrid {}: VRRPv2 has no IPv6", self.vrid));
@@ -207,17 +204,11 @@ impl VridSpec {
             .chain(self.primary_addr.iter());
         for a in all {
             if Family::of(a) != self.family {
-                return err(format!(
-                    "vrid {}: address {a} is not {:?}",
-                    self.vrid, self.family
-                ));
+                return err(format!("vrid {}: address {a} is not {:?}", self.vrid, self.family));
             }
         }
         if self.expected_addrs.as_ref().is_some_and(|a| a.len() > 255) {
-            return err(format!(
-                "vrid {}: more than 255 advertised addresses",
-                self.vrid
-            ));
+            return err(format!("vrid {}: more than 255 advertised addresses", self.vrid));
         }
         Ok(())
     }
@@ -241,10 +232,7 @@ impl VridSpec {
             Some(addrs) => {
                 flags |= vrid_flags::CHECK_ADDRS;
                 let len = if self.family == Family::V6 { 16 } else { 4 };
-                let bytes: Vec<u8> = addrs
-                    .iter()
-                    .flat_map(|a| wire_addr(a)[..len].to_vec())
-                    .collect();
+                let bytes: Vec<u8> = addrs.iter().flat_map(|a| wire_addr(a)[..len].to_vec()).collect();
                 (addrs.len().min(255) as u8, address_digest(&bytes))
             }
             None => (0, 0),
@@ -258,11 +246,7 @@ impl VridSpec {
             _pad: [0; 2],
             addr_digest,
             auth_pass,
-            primary_addr: self
-                .primary_addr
-                .as_ref()
-                .map(wire_addr)
-                .unwrap_or_default(),
+            primary_addr: self.primary_addr.as_ref().map(wire_addr).unwrap_or_default(),
         }
     }
 
@@ -337,14 +321,10 @@ enum Backend {
 }
 
 /// Registers an owned descriptor (socket, map) with the tokio reactor for readability.
-pub(crate) fn readable_fd<T: std::os::fd::AsRawFd>(
-    inner: T,
-) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
+pub(crate) fn readable_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
     // SAFETY: every `T` passed here owns its descriptor (OwnedFd, aya map or logger), which stays open
     // and unchanged until the AsyncFd, which owns `T`, is dropped.
-    Ok(unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
-    }?)
+    Ok(unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }?)
 }
 
 /// Receiver of datapath events.
@@ -453,13 +433,7 @@ impl Datapath {
     }
 
     /// Changes only our role and priority (what the preemption check needs) for a configured VRID.
-    pub fn set_role(
-        &mut self,
-        family: Family,
-        vrid: u8,
-        master: bool,
-        priority: u8,
-    ) -> Result<(), DatapathError> {
+    pub fn set_role(&mut self, family: Family, vrid: u8, master: bool, priority: u8) -> Result<(), DatapathError> {
         let slot = vrid_slot(family.wire(), vrid);
         let Some(spec) = self.vrids.get_mut(&slot) else {
             return Err(DatapathError::Spec(format!(
@@ -526,11 +500,7 @@ fn last_lines(text: &str, n: usize) -> String {
     if lines.len() <= n {
         return lines.join(" | ");
     }
-    format!(
-        "{} | ... | {}",
-        lines[0],
-        lines[lines.len() - n..].join(" | ")
-    )
+    format!("{} | ... | {}", lines[0], lines[lines.len() - n..].join(" | "))
 }
 
 fn vip_key(addr: &IpAddr) -> VipKey {
@@ -542,8 +512,7 @@ fn vip_key(addr: &IpAddr) -> VipKey {
 }
 
 pub(crate) fn interface_index(name: &str) -> Result<u32, DatapathError> {
-    let c = std::ffi::CString::new(name)
-        .map_err(|_| DatapathError::NoSuchInterface(name.to_owned()))?;
+    let c = std::ffi::CString::new(name).map_err(|_| DatapathError::NoSuchInterface(name.to_owned()))?;
     // SAFETY: valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
@@ -610,10 +579,7 @@ impl From<&DatapathEvent> for EventView {
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Advert state in the form logs and JSON output use.

@@ -61,11 +61,7 @@ impl RawState {
                 self.count(e.counter());
                 None
             }
-            Frame::Vrrp {
-                ip,
-                offset,
-                src_mac,
-            } => {
+            Frame::Vrrp { ip, offset, src_mac } => {
                 let Some(msg) = vrrp_message(frame, &ip, offset) else {
                     self.count(Counter::PacketLenErr);
                     return None;
@@ -75,10 +71,7 @@ impl RawState {
                     Err(e) => {
                         self.count(e.counter());
                         if e != RxError::OwnAdvert {
-                            tracing::debug!(
-                                counter = e.counter().name(),
-                                "raw path: VRRP packet ignored"
-                            );
+                            tracing::debug!(counter = e.counter().name(), "raw path: VRRP packet ignored");
                         }
                         return None;
                     }
@@ -150,9 +143,7 @@ impl RawTables {
 
     fn lock(&self) -> MutexGuard<'_, RawState> {
         // A panic while holding the lock cannot leave the tables inconsistent (plain stores).
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -177,12 +168,7 @@ impl Tables for RawTables {
     }
 
     fn state(&self, slot: u32) -> Result<VridState, DatapathError> {
-        Ok(self
-            .lock()
-            .states
-            .get(slot as usize)
-            .copied()
-            .unwrap_or_default())
+        Ok(self.lock().states.get(slot as usize).copied().unwrap_or_default())
     }
 
     fn insert_peer(&mut self, key: PeerKey) -> Result<(), DatapathError> {
@@ -343,8 +329,7 @@ impl RawHandle {
                         // Our own transmissions are not received adverts.
                         Ok((_, true)) => continue,
                         Ok((n, false)) => {
-                            let now =
-                                monotonic_ns().unwrap_or_else(|| epoch.elapsed().as_nanos() as u64);
+                            let now = monotonic_ns().unwrap_or_else(|| epoch.elapsed().as_nanos() as u64);
                             let event = shared.lock().handle_frame(&buf[..n], now);
                             if let Some(event) = event
                                 && tx.send(event).await.is_err()
@@ -371,10 +356,7 @@ impl RawHandle {
 
 /// CLOCK_MONOTONIC in ns, the clock `bpf_ktime_get_ns` uses, so both paths report comparable times.
 pub fn monotonic_ns() -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid timespec out-parameter.
     if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
         return None;

@@ -5,9 +5,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{Xdp, xdp::XdpMode},
 };
-use ipf_common::{
-    Counter, DatapathEvent, IfaceConfig, VipKey, VipState, VridConfig, VridState, maps::PeerKey,
-};
+use ipf_common::{Counter, DatapathEvent, IfaceConfig, VipKey, VipState, VridConfig, VridState, maps::PeerKey};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{ActiveMode, DatapathError, DatapathOptions, Tables};
@@ -42,10 +40,7 @@ pub struct XdpTables {
     counters: PerCpuArray<MapData, u64>,
 }
 
-fn map_err(
-    op: &'static str,
-    map: &'static str,
-) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
+fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { op, map, source }
 }
 
@@ -75,9 +70,7 @@ pub fn load(level: log::LevelFilter) -> Result<Ebpf, DatapathError> {
 pub fn load_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
-        .ok_or_else(|| {
-            DatapathError::Load(format!("program {PROGRAM_NAME} missing from the object").into())
-        })?
+        .ok_or_else(|| DatapathError::Load(format!("program {PROGRAM_NAME} missing from the object").into()))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| DatapathError::Load(Box::new(e)))?;
     prog.load().map_err(|e| DatapathError::Load(Box::new(e)))?;
@@ -91,9 +84,9 @@ impl XdpTables {
             ebpf: &mut Ebpf,
             name: &'static str,
         ) -> Result<T, DatapathError> {
-            let map = ebpf.take_map(name).ok_or_else(|| {
-                DatapathError::Load(format!("map {name} missing from the object").into())
-            })?;
+            let map = ebpf
+                .take_map(name)
+                .ok_or_else(|| DatapathError::Load(format!("map {name} missing from the object").into()))?;
             T::try_from(map).map_err(map_err("open", name))
         }
         Ok(XdpTables {
@@ -109,9 +102,7 @@ impl XdpTables {
 
 impl Tables for XdpTables {
     fn set_iface(&mut self, cfg: IfaceConfig) -> Result<(), DatapathError> {
-        self.iface
-            .set(0, cfg, 0)
-            .map_err(map_err("set", "IFACE_CONFIG"))
+        self.iface.set(0, cfg, 0).map_err(map_err("set", "IFACE_CONFIG"))
     }
 
     fn set_config(&mut self, slot: u32, cfg: VridConfig) -> Result<(), DatapathError> {
@@ -127,15 +118,11 @@ impl Tables for XdpTables {
     }
 
     fn state(&self, slot: u32) -> Result<VridState, DatapathError> {
-        self.vrid_state
-            .get(&slot, 0)
-            .map_err(map_err("get", "VRID_STATE"))
+        self.vrid_state.get(&slot, 0).map_err(map_err("get", "VRID_STATE"))
     }
 
     fn insert_peer(&mut self, key: PeerKey) -> Result<(), DatapathError> {
-        self.peers
-            .insert(key, 1, 0)
-            .map_err(map_err("insert", "PEERS"))
+        self.peers.insert(key, 1, 0).map_err(map_err("insert", "PEERS"))
     }
 
     fn remove_peer(&mut self, key: &PeerKey) -> Result<(), DatapathError> {
@@ -162,10 +149,7 @@ impl Tables for XdpTables {
         Counter::ALL
             .iter()
             .map(|c| {
-                let per_cpu = self
-                    .counters
-                    .get(&(*c as u32), 0)
-                    .map_err(map_err("get", "COUNTERS"))?;
+                let per_cpu = self.counters.get(&(*c as u32), 0).map_err(map_err("get", "COUNTERS"))?;
                 Ok(per_cpu.iter().sum())
             })
             .collect()
@@ -224,9 +208,7 @@ impl XdpHandle {
             }
         }
         let Some(mode) = attached else {
-            return Err(
-                last_err.unwrap_or_else(|| DatapathError::Spec("no XDP mode to try".into()))
-            );
+            return Err(last_err.unwrap_or_else(|| DatapathError::Spec("no XDP mode to try".into())));
         };
         let mut ring = super::readable_fd(ring).map_err(|source| DatapathError::RawSocket {
             iface: opts.interface.clone(),

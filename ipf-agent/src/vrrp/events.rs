@@ -83,9 +83,7 @@ impl<E: Effects> Instance<E> {
                     self.effects.send_advert(self.priority);
                     let int = self.cfg.adver_int;
                     self.arm(TimerKind::Adver, int);
-                } else if priority > self.priority
-                    || (priority == self.priority && src > self.cfg.primary_addr)
-                {
+                } else if priority > self.priority || (priority == self.priority && src > self.cfg.primary_addr) {
                     // §6.4.3: a better Master exists.
                     self.master_adver_int = adver_int;
                     self.change_state(State::Backup, "higher priority advert received");
@@ -137,9 +135,7 @@ impl<E: Effects> Instance<E> {
     fn on_fault(&mut self, faulty: bool) {
         self.faulty = faulty;
         match (faulty, self.state) {
-            (true, State::Backup | State::Master) => {
-                self.change_state(State::Fault, "health check failed")
-            }
+            (true, State::Backup | State::Master) => self.change_state(State::Fault, "health check failed"),
             (false, State::Fault) => {
                 if self.priority == 255 {
                     self.change_state(State::Master, "health restored, address owner");
@@ -170,9 +166,7 @@ impl<E: Effects> Instance<E> {
 
     fn preempt_delay_left(&self) -> Duration {
         match self.cfg.preempt {
-            Preempt::Delay(d) => {
-                (self.started_at + d).saturating_duration_since(tokio::time::Instant::now())
-            }
+            Preempt::Delay(d) => (self.started_at + d).saturating_duration_since(tokio::time::Instant::now()),
             _ => Duration::ZERO,
         }
     }

@@ -180,12 +180,7 @@ impl<E: Effects> Instance<E> {
     pub(super) fn arm(&mut self, kind: TimerKind, after: Duration) {
         self.generation += 1;
         let deadline = Instant::now() + after;
-        self.timer = Some(Timer::start(
-            kind,
-            self.generation,
-            deadline,
-            self.tx.clone(),
-        ));
+        self.timer = Some(Timer::start(kind, self.generation, deadline, self.tx.clone()));
     }
 
     pub(super) fn disarm(&mut self) {
@@ -223,10 +218,7 @@ impl<E: Effects> Instance<E> {
             }
         }
         if to == State::Backup {
-            self.master_adver_int = self
-                .effects
-                .last_advert()
-                .map_or(self.cfg.adver_int, |a| a.adver_int);
+            self.master_adver_int = self.effects.last_advert().map_or(self.cfg.adver_int, |a| a.adver_int);
             let mdi = self.master_down_interval();
             self.arm(TimerKind::MasterDown, mdi);
         }

@@ -249,11 +249,7 @@ impl Sim {
             }
         }
         // Handling may have produced more adverts (a Master answering priority 0).
-        if self
-            .nodes
-            .values()
-            .any(|n| !n.inst.effects().outbox.is_empty())
-        {
+        if self.nodes.values().any(|n| !n.inst.effects().outbox.is_empty()) {
             self.deliver();
         }
     }

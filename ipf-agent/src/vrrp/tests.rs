@@ -17,10 +17,7 @@ fn secs(s: f64) -> Duration {
 /// Asserts `t` is within 2 ms after `want` (the simulation steps time by 1 ms).
 fn assert_at(what: &str, t: Option<Duration>, want: Duration) {
     let t = t.unwrap_or_else(|| panic!("{what}: never happened"));
-    assert!(
-        t >= want && t <= want + 2 * MS,
-        "{what}: at {t:?}, expected {want:?}"
-    );
+    assert!(t >= want && t <= want + 2 * MS, "{what}: at {t:?}, expected {want:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -76,10 +73,7 @@ async fn higher_priority_wins_and_backup_is_not_woken_per_advert() {
     assert_eq!(sim.entered("low", State::Master), None);
     // ~56 adverts reached the backup; it woke for the first one and for its master-down checks only.
     let wakeups = sim.node("low").wakeups;
-    assert!(
-        wakeups <= 20,
-        "backup woke {wakeups} times in 60 s of 1 s adverts"
-    );
+    assert!(wakeups <= 20, "backup woke {wakeups} times in 60 s of 1 s adverts");
 }
 
 #[tokio::test(start_paused = true)]
@@ -94,11 +88,7 @@ async fn killed_master_is_replaced_after_master_down_interval() {
     sim.kill("b");
     sim.run_for(secs(10.0)).await;
     let mdi_a = secs(3.0) + Duration::from_secs(1) * 156 / 256;
-    assert_at(
-        "a takes over",
-        sim.entered("a", State::Master),
-        last_advert + mdi_a,
-    );
+    assert_at("a takes over", sim.entered("a", State::Master), last_advert + mdi_a);
 }
 
 #[tokio::test(start_paused = true)]
@@ -219,11 +209,7 @@ async fn fault_releases_with_priority_zero_and_recovery_preempts_back() {
         sim.entered("a", State::Master),
         t + Duration::from_secs(1) * 156 / 256,
     );
-    assert_eq!(
-        sim.state("b"),
-        State::Fault,
-        "no part in elections while faulty"
-    );
+    assert_eq!(sim.state("b"), State::Fault, "no part in elections while faulty");
     sim.input("b", Input::Fault(false));
     assert_eq!(sim.state("b"), State::Backup);
     sim.run_for(secs(10.0)).await;

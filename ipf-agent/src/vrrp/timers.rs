@@ -25,12 +25,7 @@ pub struct Timer {
 }
 
 impl Timer {
-    pub fn start(
-        kind: TimerKind,
-        generation: u64,
-        deadline: Instant,
-        tx: mpsc::UnboundedSender<Input>,
-    ) -> Self {
+    pub fn start(kind: TimerKind, generation: u64, deadline: Instant, tx: mpsc::UnboundedSender<Input>) -> Self {
         let task = tokio::spawn(async move {
             tokio::time::sleep_until(deadline).await;
             // The instance may be gone (shutting down): nothing to do then.

@@ -82,14 +82,9 @@ fn main() {
         ("valid VRRPv3 IPv6 advert", v6.frame()),
         ("VRRPv3 advert, bad checksum (dropped)", bad_sum),
     ];
-    println!(
-        "XDP program cost per packet (BPF_PROG_TEST_RUN, {REPEAT} repeats, best of {ROUNDS} rounds):"
-    );
+    println!("XDP program cost per packet (BPF_PROG_TEST_RUN, {REPEAT} repeats, best of {ROUNDS} rounds):");
     for (name, frame) in &cases {
-        let best = (0..ROUNDS)
-            .map(|_| p.run_repeat(frame, REPEAT).1)
-            .min()
-            .unwrap();
+        let best = (0..ROUNDS).map(|_| p.run_repeat(frame, REPEAT).1).min().unwrap();
         println!("  {name:<42} {best:>4} ns/packet");
     }
     p.drain_events();
