@@ -119,11 +119,12 @@ fn start(node: &mut Node, imp: Impl, version: u8, interval_ms: u32, bin: &std::p
 }
 
 fn stop(node: &mut Node, how: Stop) {
-    if let Some(mut p) = node.agent.take() {
-        if how == Stop::Graceful {
-            p.signal(libc::SIGTERM);
-            p.wait_exit(Duration::from_secs(5));
-        }
+    // Dropping a Proc SIGKILLs it.
+    if let Some(mut p) = node.agent.take()
+        && how == Stop::Graceful
+    {
+        p.signal(libc::SIGTERM);
+        p.wait_exit(Duration::from_secs(5));
     }
     if let Some(mut k) = node.keepalived.take() {
         match how {
