@@ -404,3 +404,86 @@ pub fn addresses(ns: &Netns, ifname: &str) -> Vec<String> {
         .filter_map(|a| a["local"].as_str().map(str::to_owned))
         .collect()
 }
+
+/// FRR's zebra and vrrpd (Debian package) in a namespace, running one VRRPv3 IPv4 instance on a
+/// macvlan with the virtual MAC, as FRR requires; FRR's Backup state is `protodown on` of that macvlan.
+pub struct Frr {
+    // Processes first: they die before the run directory goes.
+    _vrrpd: Proc,
+    _zebra: Proc,
+    run_dir: PathBuf,
+    _dir: TempDir,
+    pub macvlan: String,
+}
+
+impl Frr {
+    /// Starts FRR in `ns` on `parent` for `vrid` with `vip` (CIDR).
+    pub fn start(ns: &Netns, parent: &str, vrid: u8, priority: u8, interval_ms: u32, vip: &str) -> Self {
+        let macvlan = format!("vrrp4-{vrid}");
+        let vmac = format!("00:00:5e:00:01:{vrid:02x}");
+        ns.ip(&[
+            "link", "add", &macvlan, "link", parent, "type", "macvlan", "mode", "bridge",
+        ]);
+        ns.ip(&["link", "set", &macvlan, "address", &vmac]);
+        ns.ip(&["addr", "add", vip, "dev", &macvlan]);
+        ns.ip(&["link", "set", &macvlan, "up"]);
+        let dir = TempDir::new("ipf-frr");
+        let addr = vip.split('/').next().unwrap_or(vip);
+        std::fs::write(dir.path().join("zebra.conf"), "hostname ipf-test\n").unwrap();
+        std::fs::write(
+            dir.path().join("vrrpd.conf"),
+            format!(
+                "hostname ipf-test\ninterface {parent}\n vrrp {vrid} version 3\n vrrp {vrid} priority {priority}\n vrrp {vrid} advertisement-interval {interval_ms}\n vrrp {vrid} ip {addr}\n"
+            ),
+        )
+        .unwrap();
+        // FRR drops privileges to the frr user: its files and its per-pathspace run directory must be
+        // writable by it.
+        let run_dir = PathBuf::from(format!("/var/run/frr/{}", ns.name));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        for p in [dir.path(), run_dir.as_path()] {
+            run(Command::new("chown").args(["-R", "frr:frr"]).arg(p));
+        }
+        let daemon = |name: &str| {
+            let mut cmd = ns.command(format!("/usr/lib/frr/{name}"));
+            cmd.args(["-N", &ns.name, "--log", "stdout"])
+                .arg("-f")
+                .arg(dir.path().join(format!("{name}.conf")))
+                .arg("-i")
+                .arg(dir.path().join(format!("{name}.pid")));
+            Proc::spawn(name, cmd)
+        };
+        let zebra = daemon("zebra");
+        wait_for("zebra to start", Duration::from_secs(10), || {
+            zebra.lines().iter().any(|l| l.contains("starting")).then_some(())
+        });
+        let vrrpd = daemon("vrrpd");
+        Frr {
+            _vrrpd: vrrpd,
+            _zebra: zebra,
+            run_dir,
+            _dir: dir,
+            macvlan,
+        }
+    }
+
+    /// Whether FRR currently serves `vip` (address on the macvlan, and the macvlan not protodown).
+    pub fn holds(&self, ns: &Netns, vip: &str) -> bool {
+        let out = ns.ip(&["-j", "-d", "link", "show", "dev", &self.macvlan]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+        let link = &v[0];
+        let up = link["operstate"] == "UP" && link["proto_down"] != true;
+        up && addresses(ns, &self.macvlan).iter().any(|a| a == vip)
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        // Stop the daemons before their run directory goes (fields drop after this body).
+        for p in [&mut self._vrrpd, &mut self._zebra] {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}

@@ -28,6 +28,8 @@ const PACKAGES: &[&str] = &[
     "libzstd-dev",
     "iproute2",
     "keepalived",
+    "frr",
+    "python3",
 ];
 
 pub fn run() -> Result<()> {

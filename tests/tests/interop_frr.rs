@@ -1,0 +1,128 @@
+//! ipf-agent against FRR's vrrpd (Debian package), and a three-node mixed cluster of ipf, keepalived
+//! and FRR on one bridge, with a client that reaches the VIP. Needs root.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::{net::IpAddr, time::Duration};
+
+use ipf_testbed::{Frr, Keepalived, Netns, Proc, Switch, addresses, fetch_name, spawn_responder, wait_for};
+use ipf_tests::agent_bin;
+
+const T: Duration = Duration::from_secs(20);
+const VIP: &str = "192.0.2.100";
+const PORT: u16 = 8080;
+
+struct Node {
+    ns: Netns,
+    _responder: Proc,
+}
+
+fn node(switch: &Switch, prefix: &str, addr: &str, port: &str) -> Node {
+    let ns = Netns::new(prefix);
+    switch.attach(&ns, "eth0", &[addr], port);
+    let responder = spawn_responder(&ns, PORT, prefix);
+    Node {
+        ns,
+        _responder: responder,
+    }
+}
+
+fn agent(ns: &Netns, priority: u8) -> Proc {
+    let mut cmd = ns.command(agent_bin());
+    cmd.args([
+        "run",
+        "-i",
+        "eth0",
+        "--instance",
+        &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip={VIP}/24"),
+    ]);
+    Proc::spawn("ipf-agent", cmd)
+}
+
+fn ipf_holds(ns: &Netns) -> bool {
+    addresses(ns, "eth0").iter().any(|a| a == VIP)
+}
+
+/// Waits until `who` is the only holder among `holders` and the client reaches the VIP there.
+fn wait_owner(client: &Netns, who: &str, holders: &[(&str, &dyn Fn() -> bool)]) {
+    wait_for(&format!("{who} to be the only holder of {VIP}"), T, || {
+        let held: Vec<&str> = holders.iter().filter(|(_, h)| h()).map(|(n, _)| *n).collect();
+        (held == [who]).then_some(())
+    });
+    let vip: IpAddr = VIP.parse().unwrap();
+    wait_for(&format!("the client to reach {VIP} on {who}"), T, || {
+        fetch_name(client, vip, PORT).filter(|n| n.starts_with(who)).map(|_| ())
+    });
+}
+
+#[test]
+fn with_frr_vrrpv3() {
+    let switch = Switch::new("ipf-fs");
+    let ipf = node(&switch, "ipf-fi", "192.0.2.1/24", "p1");
+    let frr_node = node(&switch, "ipf-ff", "192.0.2.3/24", "p3");
+    let client = Netns::new("ipf-fc");
+    switch.attach(&client, "eth0", &["192.0.2.50/24"], "pc");
+    let frr = Frr::start(&frr_node.ns, "eth0", 51, 150, 100, &format!("{VIP}/24"));
+    let holders: [(&str, &dyn Fn() -> bool); 2] = [
+        ("ipf-fi", &|| ipf_holds(&ipf.ns)),
+        ("ipf-ff", &|| frr.holds(&frr_node.ns, VIP)),
+    ];
+    wait_owner(&client, "ipf-ff", &holders);
+
+    // ipf with a higher priority preempts; FRR goes Backup (protodown).
+    let a = agent(&ipf.ns, 200);
+    wait_owner(&client, "ipf-fi", &holders);
+    // SIGKILL: FRR takes over; the dead agent's VIP lease runs out.
+    drop(a);
+    wait_owner(&client, "ipf-ff", &holders);
+    // Back and preempting, then a graceful stop.
+    let mut a = agent(&ipf.ns, 200);
+    wait_owner(&client, "ipf-fi", &holders);
+    a.signal(libc::SIGTERM);
+    assert!(a.wait_exit(Duration::from_secs(1)).success());
+    wait_owner(&client, "ipf-ff", &holders);
+    // ipf with a lower priority stays Backup.
+    let a = agent(&ipf.ns, 100);
+    wait_for("ipf to enter BACKUP", T, || {
+        a.stderr_lines()
+            .iter()
+            .any(|l| l.contains("(VI_51) Entering BACKUP STATE"))
+            .then_some(())
+    });
+    wait_owner(&client, "ipf-ff", &holders);
+    drop(a);
+    drop(frr);
+}
+
+#[test]
+fn three_node_mixed_cluster_ipf_keepalived_frr() {
+    let switch = Switch::new("ipf-ms");
+    let ipf = node(&switch, "ipf-mi", "192.0.2.1/24", "p1");
+    let ka_node = node(&switch, "ipf-mk", "192.0.2.2/24", "p2");
+    let frr_node = node(&switch, "ipf-mf", "192.0.2.3/24", "p3");
+    let client = Netns::new("ipf-mc");
+    switch.attach(&client, "eth0", &["192.0.2.50/24"], "pc");
+    let conf = format!(
+        "global_defs {{\n  router_id ka\n  vrrp_version 3\n}}\nvrrp_instance VI_51 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 150\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+    );
+    let frr = Frr::start(&frr_node.ns, "eth0", 51, 100, 100, &format!("{VIP}/24"));
+    let mut ka = Some(Keepalived::start(&ka_node.ns, &conf));
+    let a = agent(&ipf.ns, 200);
+    let holders: [(&str, &dyn Fn() -> bool); 3] = [
+        ("ipf-mi", &|| ipf_holds(&ipf.ns)),
+        ("ipf-mk", &|| ipf_holds(&ka_node.ns)),
+        ("ipf-mf", &|| frr.holds(&frr_node.ns, VIP)),
+    ];
+    // The highest priority (ipf, 200) wins among three implementations.
+    wait_owner(&client, "ipf-mi", &holders);
+    // ipf killed: keepalived (150) takes over, FRR (100) stays Backup.
+    drop(a);
+    wait_owner(&client, "ipf-mk", &holders);
+    // keepalived stopped: FRR takes over.
+    if let Some(mut k) = ka.take() {
+        k.stop();
+    }
+    wait_owner(&client, "ipf-mf", &holders);
+    // ipf back: it preempts FRR.
+    let _a = agent(&ipf.ns, 200);
+    wait_owner(&client, "ipf-mi", &holders);
+}
