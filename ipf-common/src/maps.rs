@@ -200,6 +200,46 @@ pub struct DatapathEvent {
 }
 const _: () = assert!(size_of::<DatapathEvent>() == 48);
 
+impl DatapathEvent {
+    /// The event for a valid advert that changed something (`kind` from `observe_advert`).
+    #[inline(always)]
+    pub fn advert(
+        kind: u32,
+        ip: &crate::vrrp::IpMeta,
+        advert: &crate::vrrp::Advert,
+        src_mac: [u8; 6],
+        now_ns: u64,
+    ) -> Self {
+        DatapathEvent {
+            timestamp_ns: now_ns,
+            kind,
+            family: ip.family,
+            vrid: advert.vrid,
+            priority: advert.priority,
+            version: advert.version,
+            adver_int_cs: advert.adver_int_cs,
+            addr_count: advert.addr_count,
+            _pad: 0,
+            addr: ip.src,
+            mac: src_mac,
+            _pad2: [0; 2],
+        }
+    }
+
+    /// The event for a foreign claim of one of our VIPs.
+    #[inline(always)]
+    pub fn conflict(claim: &crate::frame::Claim, now_ns: u64) -> Self {
+        DatapathEvent {
+            timestamp_ns: now_ns,
+            kind: event_kind::VIP_CONFLICT,
+            family: claim.family,
+            addr: claim.addr,
+            mac: claim.mac,
+            ..DatapathEvent::default()
+        }
+    }
+}
+
 macro_rules! counters {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal ),+ $(,)?) => {
         /// Index of the per-CPU `COUNTERS` array. Names follow keepalived's statistics and RFC 6527.

@@ -16,7 +16,7 @@ use ipf_common::{
         ArpEthIpv4, ETH_HDR_LEN, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, EthHdr, IPPROTO_ICMPV6, IPV6_HDR_LEN, Ipv4Hdr,
         Ipv6Hdr, NeighborAdvert, arp_claim, ipv4_vrrp, ipv6_vrrp, na_claim,
     },
-    maps::{EVENT_RING_BYTES, MAX_PEERS, MAX_VIPS, MAX_VRRP_LEN, PeerKey, VRID_SLOTS, event_kind, vrid_slot},
+    maps::{EVENT_RING_BYTES, MAX_PEERS, MAX_VIPS, MAX_VRRP_LEN, PeerKey, VRID_SLOTS, vrid_slot},
     vrrp::{IPPROTO_VRRP, IpMeta, RxError, VridLookup, validate_advert},
 };
 
@@ -219,20 +219,7 @@ fn on_vrrp(ctx: &XdpContext, ip: &IpMeta, offset: usize, src_mac: &[u8; 6]) -> R
     let now = unsafe { bpf_ktime_get_ns() };
     let kind = observe_advert(state, cfg, ip, &advert, now);
     if kind != 0 {
-        emit(&DatapathEvent {
-            timestamp_ns: now,
-            kind,
-            family: ip.family,
-            vrid: advert.vrid,
-            priority: advert.priority,
-            version: advert.version,
-            adver_int_cs: advert.adver_int_cs,
-            addr_count: advert.addr_count,
-            _pad: 0,
-            addr: ip.src,
-            mac: *src_mac,
-            _pad2: [0; 2],
-        });
+        emit(&DatapathEvent::advert(kind, ip, &advert, *src_mac, now));
     }
     Ok(())
 }
@@ -254,14 +241,7 @@ fn on_claim(_ctx: &XdpContext, claim: &ipf_common::frame::Claim) -> Result<(), E
     let now = unsafe { bpf_ktime_get_ns() };
     if conflict_due(vip, iface, &claim.mac, now) {
         count(Counter::VipConflicts);
-        emit(&DatapathEvent {
-            timestamp_ns: now,
-            kind: event_kind::VIP_CONFLICT,
-            family: claim.family,
-            addr: claim.addr,
-            mac: claim.mac,
-            ..DatapathEvent::default()
-        });
+        emit(&DatapathEvent::conflict(claim, now));
     }
     Ok(())
 }

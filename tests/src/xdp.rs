@@ -11,6 +11,28 @@ use ipf_common::{Counter, DatapathEvent, IfaceConfig, VipKey, VridState, maps::v
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 
+/// A VRID as the tests configure it: priority 100, 1 s adverts, our primary address 192.0.2.2 or
+/// fe80::2 (adverts from it are our own), no peers, no authentication.
+pub fn vrid_spec(vrid: u8, version: u8, family: ipf_agent::datapath::Family) -> VridSpec {
+    use ipf_agent::datapath::Family;
+    VridSpec {
+        family,
+        vrid,
+        version,
+        priority: 100,
+        adver_int: std::time::Duration::from_secs(1),
+        primary_addr: Some(if family == Family::V6 {
+            std::net::IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 2])
+        } else {
+            std::net::IpAddr::from([192, 0, 2, 2])
+        }),
+        unicast_peers: Vec::new(),
+        auth_pass: None,
+        expected_addrs: None,
+        master: false,
+    }
+}
+
 /// A loaded (not attached) instance of the program with its own maps.
 pub struct TestProgram {
     ebpf: Ebpf,

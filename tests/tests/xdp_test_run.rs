@@ -2,9 +2,9 @@
 //! crafted frames, without any interface. Needs root.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-use std::{net::IpAddr, time::Duration};
+use std::net::IpAddr;
 
-use ipf_agent::datapath::{Family, VridSpec};
+use ipf_agent::datapath::Family;
 use ipf_common::{
     Counter,
     maps::{FAMILY_V4, FAMILY_V6, event_kind},
@@ -12,27 +12,8 @@ use ipf_common::{
 };
 use ipf_tests::{
     frames::{Advert, OWN_MAC, PEER_MAC, arp_frame, ip_frame, na_frame, udp_frame},
-    xdp::{TestProgram, XDP_DROP, XDP_PASS},
+    xdp::{TestProgram, XDP_DROP, XDP_PASS, vrid_spec as spec},
 };
-
-fn spec(vrid: u8, version: u8, family: Family) -> VridSpec {
-    VridSpec {
-        family,
-        vrid,
-        version,
-        priority: 100,
-        adver_int: Duration::from_secs(1),
-        primary_addr: Some(if family == Family::V6 {
-            "fe80::2".parse().unwrap()
-        } else {
-            "192.0.2.2".parse().unwrap()
-        }),
-        unicast_peers: Vec::new(),
-        auth_pass: None,
-        expected_addrs: None,
-        master: false,
-    }
-}
 
 /// The frame of `adv` with its VRRP message changed by `mutate`; the checksum is recomputed unless
 /// `keep_checksum`.

@@ -14,7 +14,7 @@ use ipf_common::{
     Counter, DatapathEvent, IfaceConfig, VipKey, VipState, VridConfig, VridState,
     advert::{conflict_due, observe_advert},
     frame::{Frame, classify, vrrp_message},
-    maps::{PeerKey, VRID_SLOTS, event_kind, vrid_slot},
+    maps::{PeerKey, VRID_SLOTS, vrid_slot},
     vrrp::{RxError, VridLookup, validate_advert},
 };
 use tokio::{sync::mpsc, task::JoinHandle};
@@ -81,19 +81,7 @@ impl RawState {
                 let cfg = *self.configs.get(slot)?;
                 let state = self.states.get_mut(slot)?;
                 let kind = observe_advert(state, &cfg, &ip, &advert, now_ns);
-                (kind != 0).then_some(DatapathEvent {
-                    timestamp_ns: now_ns,
-                    kind,
-                    family: ip.family,
-                    vrid: advert.vrid,
-                    priority: advert.priority,
-                    version: advert.version,
-                    adver_int_cs: advert.adver_int_cs,
-                    addr_count: advert.addr_count,
-                    addr: ip.src,
-                    mac: src_mac,
-                    ..DatapathEvent::default()
-                })
+                (kind != 0).then(|| DatapathEvent::advert(kind, &ip, &advert, src_mac, now_ns))
             }
             Frame::Claim(claim) => {
                 self.count(if claim.family == ipf_common::maps::FAMILY_V6 {
@@ -112,14 +100,7 @@ impl RawState {
                     return None;
                 }
                 self.count(Counter::VipConflicts);
-                Some(DatapathEvent {
-                    timestamp_ns: now_ns,
-                    kind: event_kind::VIP_CONFLICT,
-                    family: claim.family,
-                    addr: claim.addr,
-                    mac: claim.mac,
-                    ..DatapathEvent::default()
-                })
+                Some(DatapathEvent::conflict(&claim, now_ns))
             }
         }
     }

@@ -2,13 +2,11 @@
 //! and ring-buffer events per 10,000 adverts. Prints figures; asserts nothing about speed.
 #![allow(clippy::unwrap_used, reason = "benchmark binary")]
 
-use std::time::Duration;
-
 use ipf_agent::datapath::{Family, VridSpec};
 use ipf_common::Counter;
 use ipf_tests::{
     frames::{Advert, arp_frame, ip_frame, udp_frame},
-    xdp::TestProgram,
+    xdp::{TestProgram, vrid_spec},
 };
 
 const REPEAT: u32 = 1_000_000;
@@ -16,16 +14,8 @@ const ROUNDS: usize = 5;
 
 fn spec(vrid: u8, version: u8, family: Family) -> VridSpec {
     VridSpec {
-        family,
-        vrid,
-        version,
-        priority: 100,
-        adver_int: Duration::from_secs(1),
-        primary_addr: None,
-        unicast_peers: Vec::new(),
         auth_pass: (version == 2).then(|| "secret".to_owned()),
-        expected_addrs: None,
-        master: false,
+        ..vrid_spec(vrid, version, family)
     }
 }
 
