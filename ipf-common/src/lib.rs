@@ -5,13 +5,15 @@
 //! the kernel (on a copy of the packet in a map) and in userspace (raw-socket fallback, tests, fuzzing).
 #![no_std]
 
-#[cfg(feature = "user")]
+#[cfg(any(feature = "user", feature = "testing"))]
 extern crate std;
 
 pub mod advert;
 pub mod checksum;
 pub mod frame;
 pub mod maps;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vrrp;
 
 pub use advert::observe_advert;

@@ -6,7 +6,7 @@
     reason = "test support: a failed set-up step should panic with a backtrace"
 )]
 
-pub mod frames;
+pub use ipf_common::testing as frames;
 pub mod xdp;
 
 pub use ipf_testbed::{require_root, wait_for};

@@ -1,8 +1,14 @@
-//! Ethernet frames for tests and benchmarks.
+//! Ethernet frames for tests, fuzzing and benchmarks (feature `testing`).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test frame builder: bad literals in tests should panic"
+)]
+
+use std::{vec, vec::Vec};
 
 use std::net::IpAddr;
 
-use ipf_common::{
+use crate::{
     frame::{ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMPV6},
     maps::{FAMILY_V4, FAMILY_V6, addr16},
     vrrp::{AdvertFields, IPPROTO_VRRP, MCAST_V4, MCAST_V6, encode_advert},
@@ -114,7 +120,7 @@ pub fn ip_frame(src: &IpAddr, dst: &IpAddr, proto: u8, ttl: u8, payload: &[u8]) 
             h[9] = proto;
             h[12..16].copy_from_slice(&s.octets());
             h[16..20].copy_from_slice(&d.octets());
-            let c = ipf_common::checksum::fold(ipf_common::checksum::sum(&h, 0));
+            let c = crate::checksum::fold(crate::checksum::sum(&h, 0));
             h[10..12].copy_from_slice(&c.to_be_bytes());
             f.extend_from_slice(&h);
         }
