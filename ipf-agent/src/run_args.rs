@@ -21,29 +21,70 @@ fn field<T: FromStr>(key: &str, value: &str, what: &str) -> Result<T, String> {
     value.parse().map_err(|_| format!("{key}={value:?}: {what}"))
 }
 
-/// `ADDR[/PREFIX]`; without a prefix, a host address (/32, /128) as keepalived does.
+/// A `virtual_ipaddress` line as keepalived reads it: `ADDR[/PREFIX] [brd ADDR|+|-] [scope SCOPE]
+/// [label LABEL]`. Without a prefix, a host address (/32, /128) as keepalived does.
 pub fn parse_vip(text: &str) -> Result<Vip, String> {
-    let (addr, prefix) = match text.split_once('/') {
+    let bad = |why: &str| format!("vip={text:?}: {why}");
+    let mut words = text.split_whitespace();
+    let first = words.next().ok_or_else(|| bad("empty"))?;
+    let (addr, prefix) = match first.split_once('/') {
         Some((a, p)) => (a, Some(p)),
-        None => (text, None),
+        None => (first, None),
     };
-    let addr: IpAddr = field("vip", addr, "not an IP address")?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix_len = match prefix {
         Some(p) => p
             .parse::<u8>()
             .ok()
             .filter(|p| *p <= max)
-            .ok_or_else(|| format!("vip={text:?}: prefix must be 0..{max}"))?,
+            .ok_or_else(|| bad(&format!("prefix must be 0..{max}")))?,
         None => max,
     };
-    Ok(Vip {
+    let mut vip = Vip {
         addr,
         prefix_len,
         broadcast: None,
         scope: None,
         label: None,
-    })
+    };
+    while let Some(key) = words.next() {
+        let value = words.next().ok_or_else(|| bad(&format!("{key} needs a value")))?;
+        match key {
+            "brd" | "broadcast" => {
+                let IpAddr::V4(a) = addr else {
+                    return Err(bad("brd is IPv4 only"));
+                };
+                let host_bits = 32 - u32::from(prefix_len);
+                let mask = if host_bits == 32 { 0 } else { u32::MAX << host_bits };
+                vip.broadcast = Some(match value {
+                    "+" => (u32::from(a) | !mask).into(),
+                    "-" => (u32::from(a) & mask).into(),
+                    v => v
+                        .parse()
+                        .map_err(|_| bad(&format!("brd {v:?} is not an IPv4 address")))?,
+                });
+            }
+            "scope" => {
+                vip.scope = Some(match value {
+                    "global" => 0,
+                    "site" => 200,
+                    "link" => 253,
+                    "host" => 254,
+                    "nowhere" => 255,
+                    v => v
+                        .parse()
+                        .map_err(|_| bad(&format!("scope {v:?} is not global, site, link, host or 0..255")))?,
+                })
+            }
+            "label" => vip.label = Some(value.to_owned()),
+            // One interface per agent for now: a VIP elsewhere would be silently misplaced.
+            "dev" => return Err(bad("dev is not supported: VIPs go on the --interface")),
+            other => return Err(bad(&format!("unknown option {other:?}"))),
+        }
+    }
+    vip.validate().map_err(|e| bad(&e.to_string()))?;
+    Ok(vip)
 }
 
 impl FromStr for InstanceArg {
@@ -178,6 +219,29 @@ mod tests {
         ] {
             let err = text.parse::<InstanceArg>().expect_err(text);
             assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn keepalived_virtual_ipaddress_lines() {
+        let v = parse_vip("192.0.2.100/24 brd + scope link label eth0:vip").expect("valid");
+        assert_eq!(v.broadcast, Some([192, 0, 2, 255].into()));
+        assert_eq!(v.scope, Some(253));
+        assert_eq!(v.label.as_deref(), Some("eth0:vip"));
+        assert_eq!(
+            parse_vip("192.0.2.100/24 brd 192.0.2.127").expect("valid").broadcast,
+            Some([192, 0, 2, 127].into())
+        );
+        assert_eq!(parse_vip("2001:db8::1").expect("valid").prefix_len, 128);
+        for (text, needle) in [
+            ("192.0.2.100/24 brd", "brd needs a value"),
+            ("2001:db8::1/64 brd +", "IPv4 only"),
+            ("192.0.2.100/24 scope galaxy", "scope \"galaxy\""),
+            ("192.0.2.100/24 colour red", "unknown option"),
+            ("192.0.2.100/24 label this-label-is-far-too-long", "label"),
+        ] {
+            let err = parse_vip(text).expect_err(text);
+            assert!(err.contains(needle) && err.contains("vip="), "{text}: {err}");
         }
     }
 

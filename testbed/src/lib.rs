@@ -382,7 +382,7 @@ pub fn fetch_name(client: &Netns, addr: std::net::IpAddr, port: u16) -> Option<S
     in_netns(client, move || {
         use std::io::{Read as _, Write as _};
         let mut s =
-            std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(addr, port), Duration::from_millis(300))
+            std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(addr, port), Duration::from_millis(50))
                 .ok()?;
         s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
