@@ -19,8 +19,11 @@ use ipf_common::{
 };
 use tokio::sync::mpsc;
 
+use prometheus::{Gauge, IntCounter, IntGauge};
+
 use crate::{
     datapath::{Datapath, DatapathOptions, Family, VridSpec, XdpModeArg, ip_from_wire, raw::monotonic_ns, wire_addr},
+    metrics::{self, Metrics},
     network::{AddressManager, AdvertSender, Announcer, Vip},
     vrrp::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State},
 };
@@ -63,6 +66,8 @@ pub struct AgentConfig {
     pub garp_delay: Duration,
     /// Periodic gratuitous ARP / NA while Master (keepalived's vrrp_garp_master_refresh); `None`: off.
     pub garp_refresh: Option<Duration>,
+    /// Listen address of /metrics, /healthz and /readyz (`None`: not served).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Lifetime of a VIP on the interface, renewed while Master (`None`: permanent, as keepalived).
     /// A killed agent's VIPs disappear after at most this long.
     pub vip_lease: Option<Duration>,
@@ -127,7 +132,7 @@ impl AgentConfig {
 
 /// Ordered VIP and announcement work, done by one task so netlink calls happen in the order the state
 /// machine asked for them.
-#[derive(Debug)]
+#[derive(Clone)]
 enum VipOp {
     Add(Vec<Vip>),
     /// Renews the leases of `vips` unless the instance left Master since (`epoch` changed).
@@ -143,6 +148,7 @@ enum VipOp {
         epoch: u64,
         epoch_now: Arc<AtomicU64>,
         burst: u32,
+        sent: IntCounter,
     },
 }
 
@@ -166,7 +172,35 @@ struct RealEffects {
     garp_delay: Duration,
     garp_refresh: Option<Duration>,
     vip_lease: Option<Duration>,
-    state: Rc<RefCell<State>>,
+    metrics: InstanceMetrics,
+}
+
+/// The instance's series, bound to its labels once.
+struct InstanceMetrics {
+    state: IntGauge,
+    priority: IntGauge,
+    adverts_sent: IntCounter,
+    priority_zero_sent: IntCounter,
+    became_master: IntCounter,
+    released_master: IntCounter,
+    last_transition: Gauge,
+    gratuitous_sent: IntCounter,
+}
+
+impl InstanceMetrics {
+    fn new(m: &Metrics, labels: &[String; 3]) -> Self {
+        let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+        InstanceMetrics {
+            state: m.state.with_label_values(&l),
+            priority: m.priority.with_label_values(&l),
+            adverts_sent: m.adverts_sent.with_label_values(&l),
+            priority_zero_sent: m.priority_zero_sent.with_label_values(&l),
+            became_master: m.became_master.with_label_values(&l),
+            released_master: m.released_master.with_label_values(&l),
+            last_transition: m.last_transition.with_label_values(&l),
+            gratuitous_sent: m.gratuitous_sent.with_label_values(&l),
+        }
+    }
 }
 
 impl Effects for RealEffects {
@@ -185,11 +219,15 @@ impl Effects for RealEffects {
                 dst: wire_addr(dst),
             };
             match encode_advert(&fields, &mut buf) {
-                Ok(n) => {
-                    if let Err(e) = self.sender.send(*dst, &buf[..n]) {
-                        tracing::warn!(instance = %self.name, "sending advert to {dst}: {e}");
+                Ok(n) => match self.sender.send(*dst, &buf[..n]) {
+                    Ok(()) => {
+                        self.metrics.adverts_sent.inc();
+                        if priority == 0 {
+                            self.metrics.priority_zero_sent.inc();
+                        }
                     }
-                }
+                    Err(e) => tracing::warn!(instance = %self.name, "sending advert to {dst}: {e}"),
+                },
                 Err(e) => tracing::error!(instance = %self.name, "encoding advert: {e:?}"),
             }
         }
@@ -238,6 +276,7 @@ impl Effects for RealEffects {
             epoch,
             epoch_now: self.master_epoch.clone(),
             burst,
+            sent: self.metrics.gratuitous_sent.clone(),
         };
         let _ = self.ops.send(op(self.garp_repeat));
         // keepalived's second burst after vrrp_garp_master_delay, then the optional periodic refresh
@@ -246,25 +285,18 @@ impl Effects for RealEffects {
         let refresh = self.garp_refresh.map(|every| (every, op(1)));
         let (delay, ops, epoch_now) = (self.garp_delay, self.ops.downgrade(), self.master_epoch.clone());
         tokio::task::spawn_local(async move {
+            let due = |op: VipOp| {
+                let tx = ops.upgrade()?;
+                (epoch_now.load(Ordering::SeqCst) == epoch).then(|| tx.send(op).ok())?
+            };
             tokio::time::sleep(delay).await;
-            let Some(tx) = ops.upgrade() else { return };
-            if epoch_now.load(Ordering::SeqCst) != epoch || tx.send(second).is_err() {
+            if due(second).is_none() {
                 return;
             }
-            drop(tx);
-            let Some((every, VipOp::Announce { vips, burst, .. })) = refresh else {
-                return;
-            };
+            let Some((every, op)) = refresh else { return };
             loop {
                 tokio::time::sleep(every).await;
-                let Some(tx) = ops.upgrade() else { return };
-                let op = VipOp::Announce {
-                    vips: vips.clone(),
-                    epoch,
-                    epoch_now: epoch_now.clone(),
-                    burst,
-                };
-                if epoch_now.load(Ordering::SeqCst) != epoch || tx.send(op).is_err() {
+                if due(op.clone()).is_none() {
                     return;
                 }
             }
@@ -272,6 +304,7 @@ impl Effects for RealEffects {
     }
 
     fn set_role(&mut self, master: bool, priority: u8) {
+        self.metrics.priority.set(i64::from(priority));
         if let Err(e) = self
             .datapath
             .borrow_mut()
@@ -281,8 +314,16 @@ impl Effects for RealEffects {
         }
     }
 
-    fn state_changed(&mut self, _from: State, to: State, reason: &str) {
-        *self.state.borrow_mut() = to;
+    fn state_changed(&mut self, from: State, to: State, reason: &str) {
+        let m = &self.metrics;
+        m.state.set(metrics::state_value(to));
+        m.last_transition.set(metrics::now_unix().as_secs_f64());
+        if to == State::Master {
+            m.became_master.inc();
+        }
+        if from == State::Master {
+            m.released_master.inc();
+        }
         // keepalived's wording, which existing tooling greps for.
         tracing::info!(reason, "({}) Entering {} STATE", self.name, to.keepalived_name());
     }
@@ -344,27 +385,32 @@ async fn vip_worker(
                 epoch,
                 epoch_now,
                 burst,
+                sent,
             } => {
                 if epoch_now.load(Ordering::SeqCst) == epoch {
-                    announce(&announcer, &vips, mac, burst);
+                    sent.inc_by(announce(&announcer, &vips, mac, burst));
                 }
             }
         }
     }
 }
 
-fn announce(announcer: &Announcer, vips: &[Vip], mac: [u8; 6], burst: u32) {
+/// Sends `burst` gratuitous ARPs / unsolicited NAs per VIP; returns how many went out.
+fn announce(announcer: &Announcer, vips: &[Vip], mac: [u8; 6], burst: u32) -> u64 {
+    let mut sent = 0;
     for _ in 0..burst {
         for v in vips {
             let r = match v.addr {
                 IpAddr::V4(a) => announcer.gratuitous_arp(a, mac),
                 IpAddr::V6(a) => announcer.unsolicited_na(a, mac),
             };
-            if let Err(e) = r {
-                tracing::warn!("announcing {}: {e}", v.addr);
+            match r {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::warn!("announcing {}: {e}", v.addr),
             }
         }
     }
+    sent
 }
 
 /// Runs the agent until SIGTERM / SIGINT. Must be called on a current-thread runtime inside a
@@ -374,6 +420,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let ifindex = crate::datapath::interface_index(&cfg.interface)?;
     let mac = crate::datapath::interface_mac(&cfg.interface);
     let addrs = Rc::new(AddressManager::new().context("rtnetlink")?);
+    let metrics = Metrics::new()?;
+    if let Some(addr) = cfg.metrics_addr {
+        metrics::serve(metrics.clone(), addr)?;
+    }
     let all_vips: Vec<IpAddr> = cfg.instances.iter().flat_map(|i| i.owned().map(|v| v.addr)).collect();
 
     // Sources first: an error here must leave the system untouched.
@@ -417,6 +467,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
 
     let opts = DatapathOptions::new(&cfg.interface, cfg.xdp_mode);
     let (dp, mut events) = Datapath::start(&opts)?;
+    metrics.add_datapath(dp.reader());
     let datapath = Rc::new(RefCell::new(dp));
     for (i, src) in cfg.instances.iter().zip(&sources) {
         let spec = cfg.vrid_spec(i, Some(*src));
@@ -490,7 +541,17 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             garp_delay: cfg.garp_delay,
             garp_refresh: cfg.garp_refresh,
             vip_lease: cfg.vip_lease,
-            state: Rc::new(RefCell::new(State::Initialize)),
+            metrics: {
+                let labels = Metrics::labels(&i.name, &cfg.interface, i.vrid);
+                metrics.add_instance(labels.clone(), i.family, i.vrid);
+                metrics
+                    .configured_priority
+                    .with_label_values(&[&labels[0], &labels[1], &labels[2]])
+                    .set(i64::from(i.priority));
+                let m = InstanceMetrics::new(&metrics, &labels);
+                m.priority.set(i64::from(i.priority));
+                m
+            },
         };
         let icfg = InstanceConfig {
             name: i.name.clone(),
@@ -514,6 +575,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         instances.push(inst);
     }
     drop(ops_tx);
+    metrics.heartbeat();
+    metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The heartbeat /healthz checks: proves this loop still turns.
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
 
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
@@ -521,6 +586,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
     loop {
         tokio::select! {
+            _ = heartbeat.tick() => metrics.heartbeat(),
             Some((idx, input)) = merged_rx.recv() => {
                 if let Some(inst) = instances.get_mut(idx) {
                     inst.handle(input);

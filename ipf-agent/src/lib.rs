@@ -2,6 +2,7 @@
 pub mod agent;
 pub mod datapath;
 pub mod logging;
+pub mod metrics;
 pub mod monitor;
 pub mod network;
 pub mod run_args;

@@ -32,7 +32,10 @@ fn main() -> std::process::ExitCode {
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&rt, async {
         match cli.command {
-            Command::Run(args) => ipf_agent::agent::run(args.config()).await,
+            Command::Run(args) => match args.config() {
+                Ok(cfg) => ipf_agent::agent::run(cfg).await,
+                Err(e) => Err(anyhow::anyhow!(e)),
+            },
             Command::Monitor(args) => ipf_agent::monitor::run(args).await,
         }
     });

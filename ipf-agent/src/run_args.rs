@@ -185,11 +185,22 @@ pub struct RunArgs {
     /// killed agent's VIPs vanish after at most this long. 0: permanent addresses (keepalived's way).
     #[arg(long, default_value_t = 4, env = "IPF_VIP_LEASE_SECS")]
     pub vip_lease_secs: u64,
+    /// Listen address of /metrics, /healthz and /readyz; `off` disables them.
+    #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, env = "IPF_METRICS_ADDR")]
+    pub metrics_addr: String,
 }
 
 impl RunArgs {
-    pub fn config(self) -> AgentConfig {
-        AgentConfig {
+    pub fn config(self) -> Result<AgentConfig, String> {
+        let metrics_addr = match self.metrics_addr.as_str() {
+            "off" | "" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|_| format!("--metrics-addr {a:?}: not an address:port (or off)"))?,
+            ),
+        };
+        Ok(AgentConfig {
+            metrics_addr,
             interface: self.interface,
             xdp_mode: self.xdp_mode,
             instances: self.instances.into_iter().map(|i| i.0).collect(),
@@ -197,7 +208,7 @@ impl RunArgs {
             garp_delay: Duration::from_secs(self.garp_delay_secs),
             garp_refresh: (self.garp_refresh_secs > 0).then(|| Duration::from_secs(self.garp_refresh_secs)),
             vip_lease: (self.vip_lease_secs > 0).then(|| Duration::from_secs(self.vip_lease_secs)),
-        }
+        })
     }
 }
 

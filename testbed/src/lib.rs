@@ -377,20 +377,29 @@ pub fn spawn_responder(ns: &Netns, port: u16, name: &str) -> Proc {
     p
 }
 
-/// From inside `client`, GETs `http://addr:port/` and returns the body (the serving node's name).
-pub fn fetch_name(client: &Netns, addr: std::net::IpAddr, port: u16) -> Option<String> {
-    in_netns(client, move || {
+/// From inside `ns`, GETs `http://addr:port{path}` (HTTP/1.0); returns the status and the body.
+pub fn http_get(ns: &Netns, addr: std::net::IpAddr, port: u16, path: &str) -> Option<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    in_netns(ns, move || {
         use std::io::{Read as _, Write as _};
-        let mut s =
-            std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(addr, port), Duration::from_millis(50))
-                .ok()?;
+        let target = std::net::SocketAddr::new(addr, port);
+        let mut s = std::net::TcpStream::connect_timeout(&target, Duration::from_millis(50)).ok()?;
         s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        s.write_all(request.as_bytes()).ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         let (head, body) = buf.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.0 200").then(|| body.trim().to_owned())
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_owned()))
     })
+}
+
+/// From inside `client`, GETs `http://addr:port/` and returns the body (the serving node's name).
+pub fn fetch_name(client: &Netns, addr: std::net::IpAddr, port: u16) -> Option<String> {
+    match http_get(client, addr, port, "/")? {
+        (200, body) => Some(body.trim().to_owned()),
+        _ => None,
+    }
 }
 
 /// Addresses on `ifname` in `ns` (`ip -j addr`), as strings without prefix.

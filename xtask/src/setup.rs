@@ -30,6 +30,7 @@ const PACKAGES: &[&str] = &[
     "keepalived",
     "frr",
     "python3",
+    "prometheus",
 ];
 
 pub fn run() -> Result<()> {

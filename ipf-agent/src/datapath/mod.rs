@@ -9,7 +9,13 @@
 pub mod raw;
 pub mod xdp;
 
-use std::{collections::BTreeMap, fmt, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::IpAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
 use ipf_common::{
     Counter, DatapathEvent, IfaceConfig, VipKey, VridConfig, VridState,
@@ -305,7 +311,7 @@ impl DatapathOptions {
 
 /// The receive datapath of one interface.
 pub struct Datapath {
-    tables: Box<dyn Tables>,
+    tables: SharedTables,
     mode: ActiveMode,
     interface: String,
     vrids: BTreeMap<u32, VridSpec>,
@@ -325,6 +331,38 @@ pub(crate) fn readable_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<
     // SAFETY: every `T` passed here owns its descriptor (OwnedFd, aya map or logger), which stays open
     // and unchanged until the AsyncFd, which owns `T`, is dropped.
     Ok(unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }?)
+}
+
+type SharedTables = Arc<Mutex<Box<dyn Tables>>>;
+
+/// Read access to the datapath's counters and VRID state from another thread (metrics), without
+/// going through the election loop.
+#[derive(Clone)]
+pub struct DatapathReader {
+    tables: SharedTables,
+    pub interface: String,
+    pub mode: ActiveMode,
+}
+
+impl DatapathReader {
+    fn tables(&self) -> MutexGuard<'_, Box<dyn Tables>> {
+        lock(&self.tables)
+    }
+
+    /// Counter totals by name.
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>, DatapathError> {
+        let values = self.tables().counters()?;
+        Ok(Counter::ALL.iter().copied().zip(values).collect())
+    }
+
+    pub fn vrid_state(&self, family: Family, vrid: u8) -> Result<VridState, DatapathError> {
+        self.tables().state(vrid_slot(family.wire(), vrid))
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Table operations are single calls: a panic elsewhere cannot leave them half done.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Receiver of datapath events.
@@ -366,7 +404,7 @@ impl Datapath {
                     tables.set_iface(iface_cfg)?;
                     tracing::info!(interface = %opts.interface, mode = mode.label(), "datapath: XDP attached");
                     let dp = Datapath {
-                        tables: Box::new(tables),
+                        tables: Arc::new(Mutex::new(Box::new(tables))),
                         mode,
                         interface: opts.interface.clone(),
                         vrids: BTreeMap::new(),
@@ -387,7 +425,7 @@ impl Datapath {
         let mode = ActiveMode::RawSocket { reason };
         Ok((
             Datapath {
-                tables: Box::new(tables),
+                tables: Arc::new(Mutex::new(Box::new(tables))),
                 mode,
                 interface: opts.interface.clone(),
                 vrids: BTreeMap::new(),
@@ -399,6 +437,19 @@ impl Datapath {
 
     pub fn mode(&self) -> &ActiveMode {
         &self.mode
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Box<dyn Tables>> {
+        lock(&self.tables)
+    }
+
+    /// A handle for reading counters and state from another thread.
+    pub fn reader(&self) -> DatapathReader {
+        DatapathReader {
+            tables: self.tables.clone(),
+            interface: self.interface.clone(),
+            mode: self.mode.clone(),
+        }
     }
 
     pub fn interface(&self) -> &str {
@@ -414,20 +465,20 @@ impl Datapath {
         if let Some(old) = &old {
             for key in old.peer_keys() {
                 if !spec.unicast_peers.iter().any(|p| wire_addr(p) == key.addr) {
-                    self.tables.remove_peer(&key)?;
+                    self.tables().remove_peer(&key)?;
                 }
             }
         }
         for key in spec.peer_keys() {
-            self.tables.insert_peer(key)?;
+            self.tables().insert_peer(key)?;
         }
         if old
             .as_ref()
             .is_none_or(|o| o.version != spec.version || o.unicast_peers != spec.unicast_peers)
         {
-            self.tables.reset_state(slot)?;
+            self.tables().reset_state(slot)?;
         }
-        self.tables.set_config(slot, spec.config())?;
+        self.tables().set_config(slot, spec.config())?;
         self.vrids.insert(slot, spec.clone());
         Ok(())
     }
@@ -443,37 +494,37 @@ impl Datapath {
         spec.master = master;
         spec.priority = priority;
         let cfg = spec.config();
-        self.tables.set_config(slot, cfg)
+        self.tables().set_config(slot, cfg)
     }
 
     pub fn remove_vrid(&mut self, family: Family, vrid: u8) -> Result<(), DatapathError> {
         let slot = vrid_slot(family.wire(), vrid);
         if let Some(old) = self.vrids.remove(&slot) {
             for key in old.peer_keys() {
-                self.tables.remove_peer(&key)?;
+                self.tables().remove_peer(&key)?;
             }
         }
-        self.tables.set_config(slot, VridConfig::default())?;
-        self.tables.reset_state(slot)
+        self.tables().set_config(slot, VridConfig::default())?;
+        self.tables().reset_state(slot)
     }
 
     /// Registers a VIP for conflict detection.
     pub fn add_vip(&mut self, addr: &IpAddr) -> Result<(), DatapathError> {
-        self.tables.insert_vip(vip_key(addr))
+        self.tables().insert_vip(vip_key(addr))
     }
 
     pub fn remove_vip(&mut self, addr: &IpAddr) -> Result<(), DatapathError> {
-        self.tables.remove_vip(&vip_key(addr))
+        self.tables().remove_vip(&vip_key(addr))
     }
 
     /// Advert state of a VRID as the datapath last saw it.
     pub fn vrid_state(&self, family: Family, vrid: u8) -> Result<VridState, DatapathError> {
-        self.tables.state(vrid_slot(family.wire(), vrid))
+        self.tables().state(vrid_slot(family.wire(), vrid))
     }
 
     /// Counter totals by name.
     pub fn counters(&self) -> Result<Vec<(Counter, u64)>, DatapathError> {
-        let values = self.tables.counters()?;
+        let values = self.tables().counters()?;
         Ok(Counter::ALL.iter().copied().zip(values).collect())
     }
 

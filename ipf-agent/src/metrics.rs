@@ -1,0 +1,323 @@
+//! Prometheus metrics, `/healthz` and `/readyz`, served from their own thread so a scrape never runs
+//! on the election loop. Names follow Prometheus conventions (`ipf_` prefix, `_total` counters,
+//! seconds) and RFC 6527 / keepalived's statistics; labels are bounded (instance, interface, VRID,
+//! reason, mode).
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result};
+use axum::{Router, http::StatusCode, routing::get};
+use prometheus::{
+    Encoder as _, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::{
+    datapath::{DatapathReader, Family},
+    vrrp::State,
+};
+
+/// Default listen address of the metrics and health endpoints.
+pub const DEFAULT_ADDR: &str = "0.0.0.0:9477";
+
+/// The agent's metrics. Per-instance series are updated inline by the state machine's effects
+/// (atomic increments); datapath series are read from the maps at scrape time.
+pub struct Metrics {
+    registry: Registry,
+    pub state: IntGaugeVec,
+    pub priority: IntGaugeVec,
+    pub configured_priority: IntGaugeVec,
+    pub adverts_sent: IntCounterVec,
+    pub priority_zero_sent: IntCounterVec,
+    pub became_master: IntCounterVec,
+    pub released_master: IntCounterVec,
+    pub last_transition: GaugeVec,
+    pub gratuitous_sent: IntCounterVec,
+    adverts_received: IntCounterVec,
+    priority_zero_received: IntCounterVec,
+    datapath_packets: IntCounterVec,
+    invalid_packets: IntCounterVec,
+    ringbuf_full: IntCounterVec,
+    datapath_events: IntCounterVec,
+    vip_conflicts: IntCounterVec,
+    datapath_mode: IntGaugeVec,
+    /// Instances whose received-advert counters come from the datapath: (labels, family, vrid).
+    instances: Mutex<Vec<([String; 3], Family, u8)>>,
+    datapaths: Mutex<Vec<DatapathReader>>,
+    /// Last absolute values read from the datapath, to turn them into counter increments.
+    seen: Mutex<std::collections::HashMap<String, u64>>,
+    /// Set once the configuration is loaded, the datapath attached and every instance started.
+    pub ready: AtomicBool,
+    /// Unix time (ms) of the election loop's last heartbeat.
+    pub heartbeat_ms: AtomicU64,
+}
+
+const INSTANCE_LABELS: [&str; 3] = ["instance", "interface", "vrid"];
+
+/// The numbers keepalived's exporter uses for `keepalived_vrrp_state`.
+pub fn state_value(s: State) -> i64 {
+    match s {
+        State::Initialize => 0,
+        State::Backup => 1,
+        State::Master => 2,
+        State::Fault => 3,
+    }
+}
+
+pub fn now_unix() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Arc<Self>> {
+        let r = Registry::new();
+        let l = &INSTANCE_LABELS;
+        let last_transition = GaugeVec::new(
+            Opts::new(
+                "ipf_vrrp_last_transition_timestamp_seconds",
+                "Unix time of the instance's last state change.",
+            ),
+            l,
+        )?;
+        r.register(Box::new(last_transition.clone()))?;
+        let build = IntGauge::with_opts(
+            Opts::new("ipf_build_info", "Build information; the value is 1.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )?;
+        build.set(1);
+        r.register(Box::new(build))?;
+        Ok(Arc::new(Metrics {
+            state: gauge_vec(
+                &r,
+                "ipf_vrrp_state",
+                "VRRP state: 0 init, 1 backup, 2 master, 3 fault.",
+                l,
+            )?,
+            priority: gauge_vec(
+                &r,
+                "ipf_vrrp_priority",
+                "Effective priority (configured priority moved by check weights).",
+                l,
+            )?,
+            configured_priority: gauge_vec(&r, "ipf_vrrp_configured_priority", "Configured priority.", l)?,
+            adverts_sent: counter_vec(&r, "ipf_vrrp_adverts_sent_total", "Advertisements sent.", l)?,
+            priority_zero_sent: counter_vec(
+                &r,
+                "ipf_vrrp_priority_zero_sent_total",
+                "Priority-0 (release) advertisements sent.",
+                l,
+            )?,
+            became_master: counter_vec(&r, "ipf_vrrp_became_master_total", "Transitions to MASTER.", l)?,
+            released_master: counter_vec(&r, "ipf_vrrp_released_master_total", "Transitions out of MASTER.", l)?,
+            last_transition,
+            gratuitous_sent: counter_vec(
+                &r,
+                "ipf_vrrp_gratuitous_sent_total",
+                "Gratuitous ARP and unsolicited NA packets sent.",
+                l,
+            )?,
+            adverts_received: counter_vec(
+                &r,
+                "ipf_vrrp_adverts_received_total",
+                "Valid advertisements received (datapath).",
+                l,
+            )?,
+            priority_zero_received: counter_vec(
+                &r,
+                "ipf_vrrp_priority_zero_received_total",
+                "Priority-0 advertisements received (datapath).",
+                l,
+            )?,
+            datapath_packets: counter_vec(
+                &r,
+                "ipf_datapath_packets_total",
+                "Packets the datapath classified, by kind.",
+                &["interface", "kind"],
+            )?,
+            invalid_packets: counter_vec(
+                &r,
+                "ipf_datapath_invalid_packets_total",
+                "VRRP packets dropped as invalid, by reason.",
+                &["interface", "reason"],
+            )?,
+            ringbuf_full: counter_vec(
+                &r,
+                "ipf_datapath_ringbuf_full_total",
+                "Events lost because the ring buffer was full.",
+                &["interface"],
+            )?,
+            datapath_events: counter_vec(
+                &r,
+                "ipf_datapath_events_total",
+                "Events the datapath sent to the agent.",
+                &["interface"],
+            )?,
+            vip_conflicts: counter_vec(
+                &r,
+                "ipf_vip_conflicts_total",
+                "ARP/NA claims of our VIPs by other MACs (rate-limited).",
+                &["interface"],
+            )?,
+            datapath_mode: gauge_vec(
+                &r,
+                "ipf_datapath_mode",
+                "Active receive path (1 for the active mode).",
+                &["interface", "mode"],
+            )?,
+            registry: r,
+            instances: Mutex::new(Vec::new()),
+            datapaths: Mutex::new(Vec::new()),
+            seen: Mutex::new(std::collections::HashMap::new()),
+            ready: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(0),
+        }))
+    }
+
+    /// Label values of an instance.
+    pub fn labels(name: &str, interface: &str, vrid: u8) -> [String; 3] {
+        [name.to_owned(), interface.to_owned(), vrid.to_string()]
+    }
+
+    /// Registers an instance whose datapath counters are exported.
+    pub fn add_instance(&self, labels: [String; 3], family: Family, vrid: u8) {
+        lock(&self.instances).push((labels, family, vrid));
+    }
+
+    pub fn add_datapath(&self, reader: DatapathReader) {
+        self.datapath_mode
+            .with_label_values(&[reader.interface.as_str(), reader.mode.label()])
+            .set(1);
+        lock(&self.datapaths).push(reader);
+    }
+
+    pub fn heartbeat(&self) {
+        self.heartbeat_ms
+            .store(now_unix().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Adds what the datapath counted since the last scrape to the exported counters.
+    fn sync_datapath(&self) {
+        let mut seen = lock(&self.seen);
+        let mut add = |key: String, counter: IntCounter, now: u64| {
+            let before = seen.insert(key, now).unwrap_or(0);
+            // A VRID reset (reconfiguration) restarts its count: count from there.
+            counter.inc_by(now.saturating_sub(before));
+        };
+        for dp in lock(&self.datapaths).iter() {
+            let Ok(counters) = dp.counters() else { continue };
+            let i = dp.interface.as_str();
+            for (c, v) in counters {
+                use ipf_common::Counter as C;
+                let counter = match c {
+                    C::AdvertsRx => self.datapath_packets.with_label_values(&[i, "advert"]),
+                    C::OwnAdverts => self.datapath_packets.with_label_values(&[i, "own_advert"]),
+                    C::ArpRx => self.datapath_packets.with_label_values(&[i, "arp"]),
+                    C::NaRx => self.datapath_packets.with_label_values(&[i, "na"]),
+                    C::VipConflicts => self.vip_conflicts.with_label_values(&[i]),
+                    C::EventsSent => self.datapath_events.with_label_values(&[i]),
+                    C::RingbufFull => self.ringbuf_full.with_label_values(&[i]),
+                    reason => self.invalid_packets.with_label_values(&[i, reason.name()]),
+                };
+                add(format!("{i}/{}", c.name()), counter, v);
+            }
+            for (labels, family, vrid) in lock(&self.instances).iter().filter(|(l, _, _)| l[1] == i) {
+                let Ok(st) = dp.vrid_state(*family, *vrid) else {
+                    continue;
+                };
+                let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+                add(
+                    format!("{}/{vrid}/rx", labels[0]),
+                    self.adverts_received.with_label_values(&l),
+                    st.adverts_rx,
+                );
+                add(
+                    format!("{}/{vrid}/rx0", labels[0]),
+                    self.priority_zero_received.with_label_values(&l),
+                    st.priority_zero_rx,
+                );
+            }
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        self.sync_datapath();
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Longest the election loop may go without a heartbeat before `/healthz` fails.
+const HEARTBEAT_STALE: Duration = Duration::from_secs(5);
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a dedicated thread and runtime. The
+/// socket is bound before returning, so a bad address is reported at start.
+pub fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> Result<()> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding the metrics endpoint {addr}"))?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new().name("ipf-metrics".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return tracing::error!("metrics runtime: {e}"),
+        };
+        rt.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => return tracing::error!("metrics listener: {e}"),
+            };
+            let (m1, m2, m3) = (metrics.clone(), metrics.clone(), metrics);
+            let app = Router::new()
+                .route("/metrics", get(move || async move { m1.render() }))
+                .route(
+                    "/healthz",
+                    get(move || async move {
+                        let last = Duration::from_millis(m2.heartbeat_ms.load(Ordering::Relaxed));
+                        if now_unix().saturating_sub(last) < HEARTBEAT_STALE {
+                            (StatusCode::OK, "ok\n")
+                        } else {
+                            (StatusCode::SERVICE_UNAVAILABLE, "event loop not responding\n")
+                        }
+                    }),
+                )
+                .route(
+                    "/readyz",
+                    get(move || async move {
+                        if m3.ready.load(Ordering::Relaxed) {
+                            (StatusCode::OK, "ready\n")
+                        } else {
+                            (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                        }
+                    }),
+                );
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("metrics server: {e}");
+            }
+        });
+    })?;
+    Ok(())
+}
