@@ -25,6 +25,7 @@ use crate::{
     datapath::{Datapath, DatapathOptions, Family, VridSpec, XdpModeArg, ip_from_wire, raw::monotonic_ns, wire_addr},
     metrics::{self, Metrics},
     network::{AddressManager, AdvertSender, Announcer, Vip},
+    status,
     vrrp::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State},
 };
 
@@ -66,6 +67,8 @@ pub struct AgentConfig {
     pub garp_delay: Duration,
     /// Periodic gratuitous ARP / NA while Master (keepalived's vrrp_garp_master_refresh); `None`: off.
     pub garp_refresh: Option<Duration>,
+    /// The status socket `ipf-agent status` reads (`None`: not served).
+    pub status_socket: Option<std::path::PathBuf>,
     /// Listen address of /metrics, /healthz and /readyz (`None`: not served).
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Lifetime of a VIP on the interface, renewed while Master (`None`: permanent, as keepalived).
@@ -173,6 +176,8 @@ struct RealEffects {
     garp_refresh: Option<Duration>,
     vip_lease: Option<Duration>,
     metrics: InstanceMetrics,
+    board: status::Board,
+    board_index: usize,
 }
 
 /// The instance's series, bound to its labels once.
@@ -305,6 +310,9 @@ impl Effects for RealEffects {
 
     fn set_role(&mut self, master: bool, priority: u8) {
         self.metrics.priority.set(i64::from(priority));
+        if let Some(s) = status::lock(&self.board).get_mut(self.board_index) {
+            s.priority = priority;
+        }
         if let Err(e) = self
             .datapath
             .borrow_mut()
@@ -316,8 +324,13 @@ impl Effects for RealEffects {
 
     fn state_changed(&mut self, from: State, to: State, reason: &str) {
         let m = &self.metrics;
+        let now = metrics::now_unix().as_secs_f64();
         m.state.set(metrics::state_value(to));
-        m.last_transition.set(metrics::now_unix().as_secs_f64());
+        m.last_transition.set(now);
+        if let Some(s) = status::lock(&self.board).get_mut(self.board_index) {
+            s.state = to.keepalived_name().to_owned();
+            s.last_transition = now;
+        }
         if to == State::Master {
             m.became_master.inc();
         }
@@ -424,6 +437,11 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     if let Some(addr) = cfg.metrics_addr {
         metrics::serve(metrics.clone(), addr)?;
     }
+    let board: status::Board = Default::default();
+    let readers: status::Readers = Default::default();
+    if let Some(path) = &cfg.status_socket {
+        status::serve(board.clone(), readers.clone(), path)?;
+    }
     let all_vips: Vec<IpAddr> = cfg.instances.iter().flat_map(|i| i.owned().map(|v| v.addr)).collect();
 
     // Sources first: an error here must leave the system untouched.
@@ -468,6 +486,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let opts = DatapathOptions::new(&cfg.interface, cfg.xdp_mode);
     let (dp, mut events) = Datapath::start(&opts)?;
     metrics.add_datapath(dp.reader());
+    readers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(dp.reader());
     let datapath = Rc::new(RefCell::new(dp));
     for (i, src) in cfg.instances.iter().zip(&sources) {
         let spec = cfg.vrid_spec(i, Some(*src));
@@ -541,6 +563,25 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             garp_delay: cfg.garp_delay,
             garp_refresh: cfg.garp_refresh,
             vip_lease: cfg.vip_lease,
+            board: board.clone(),
+            board_index: {
+                let mut b = status::lock(&board);
+                b.push(status::InstanceStatus {
+                    instance: i.name.clone(),
+                    interface: cfg.interface.clone(),
+                    vrid: i.vrid,
+                    family: format!("{:?}", i.family).to_lowercase(),
+                    state: State::Initialize.keepalived_name().to_owned(),
+                    priority: i.priority,
+                    configured_priority: i.priority,
+                    master: None,
+                    vips: i.owned().map(ToString::to_string).collect(),
+                    last_transition: 0.0,
+                    src: Some(*src),
+                    family_key: Some(i.family),
+                });
+                b.len() - 1
+            },
             metrics: {
                 let labels = Metrics::labels(&i.name, &cfg.interface, i.vrid);
                 metrics.add_instance(labels.clone(), i.family, i.vrid);
@@ -620,6 +661,9 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         tracing::error!("VIP removal did not finish within 800 ms");
     }
     drop(datapath);
+    if let Some(path) = &cfg.status_socket {
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!("stopped");
     Ok(())
 }

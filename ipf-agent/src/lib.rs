@@ -6,4 +6,5 @@ pub mod metrics;
 pub mod monitor;
 pub mod network;
 pub mod run_args;
+pub mod status;
 pub mod vrrp;

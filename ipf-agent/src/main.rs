@@ -16,6 +16,8 @@ enum Command {
     Run(ipf_agent::run_args::RunArgs),
     /// Attach the datapath and print the VRRP adverts and address claims it sees.
     Monitor(ipf_agent::monitor::MonitorArgs),
+    /// Show the running agent's instances (table, --json, or --brief as a probe).
+    Status(ipf_agent::status::StatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +39,7 @@ fn main() -> std::process::ExitCode {
                 Err(e) => Err(anyhow::anyhow!(e)),
             },
             Command::Monitor(args) => ipf_agent::monitor::run(args).await,
+            Command::Status(args) => ipf_agent::status::run(args).await,
         }
     });
     match result {

@@ -185,6 +185,9 @@ pub struct RunArgs {
     /// killed agent's VIPs vanish after at most this long. 0: permanent addresses (keepalived's way).
     #[arg(long, default_value_t = 4, env = "IPF_VIP_LEASE_SECS")]
     pub vip_lease_secs: u64,
+    /// Socket `ipf-agent status` reads; `off` disables it.
+    #[arg(long, default_value = crate::status::DEFAULT_SOCKET, env = "IPF_STATUS_SOCKET")]
+    pub status_socket: String,
     /// Listen address of /metrics, /healthz and /readyz; `off` disables them.
     #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, env = "IPF_METRICS_ADDR")]
     pub metrics_addr: String,
@@ -201,6 +204,7 @@ impl RunArgs {
         };
         Ok(AgentConfig {
             metrics_addr,
+            status_socket: (!matches!(self.status_socket.as_str(), "off" | "")).then(|| self.status_socket.into()),
             interface: self.interface,
             xdp_mode: self.xdp_mode,
             instances: self.instances.into_iter().map(|i| i.0).collect(),

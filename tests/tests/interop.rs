@@ -64,7 +64,7 @@ fn keepalived_conf(version: u8, priority: u8, interval: &str, extra: &str, vip: 
 impl Lab {
     fn start_agent(&mut self, instance: &str) {
         let mut cmd = self.ipf.ns.command(agent_bin());
-        cmd.args(["run", "-i", "eth0", "--instance", instance]);
+        cmd.args(["run", "-i", "eth0", "--status-socket", "off", "--instance", instance]);
         self.agent = Some(Proc::spawn("ipf-agent", cmd));
     }
 

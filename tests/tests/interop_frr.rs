@@ -32,6 +32,8 @@ fn agent(ns: &Netns, priority: u8) -> Proc {
         "run",
         "-i",
         "eth0",
+        "--status-socket",
+        "off",
         "--instance",
         &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip={VIP}/24"),
     ]);

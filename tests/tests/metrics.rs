@@ -2,20 +2,18 @@
 //! `promtool check metrics` (Debian's prometheus package), and the series follow a failover. Needs root.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-use std::{io::Write as _, net::IpAddr, process::Stdio, time::Duration};
+use std::{io::Write as _, net::IpAddr, path::Path, process::Stdio, time::Duration};
 
-use ipf_testbed::{Netns, Proc, Switch, http_get, wait_for};
+use ipf_testbed::{Netns, Proc, Switch, TempDir, http_get, wait_for};
 use ipf_tests::agent_bin;
 
 const T: Duration = Duration::from_secs(20);
 const PORT: u16 = 9477;
 
-fn agent(ns: &Netns, priority: u8) -> Proc {
+fn agent(ns: &Netns, priority: u8, socket: &Path) -> Proc {
     let mut cmd = ns.command(agent_bin());
+    cmd.args(["run", "-i", "eth0", "--status-socket"]).arg(socket);
     cmd.args([
-        "run",
-        "-i",
-        "eth0",
         "--instance",
         &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip=192.0.2.100/24"),
     ]);
@@ -72,10 +70,16 @@ fn metrics_and_health_follow_a_failover() {
     let b_ns = Netns::new("ipf-mb");
     switch.attach(&a_ns, "eth0", &["192.0.2.1/24"], "pa");
     switch.attach(&b_ns, "eth0", &["192.0.2.2/24"], "pb");
-    let a = agent(&a_ns, 150);
-    let _b = agent(&b_ns, 100);
+    let dir = TempDir::new("ipf-mst");
+    let (sock_a, sock_b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    let a = agent(&a_ns, 150, &sock_a);
+    let _b = agent(&b_ns, 100, &sock_b);
 
-    let ma = wait_value(&a_ns, "A to be master", "ipf_vrrp_state", |v| v == 2.0);
+    wait_value(&a_ns, "A to be master", "ipf_vrrp_state", |v| v == 2.0);
+    // The announcements follow the VIPs asynchronously.
+    let ma = wait_value(&a_ns, "A's gratuitous ARPs", "ipf_vrrp_gratuitous_sent_total", |v| {
+        v >= 5.0
+    });
     let mb = wait_value(
         &b_ns,
         "B to count A's adverts",
@@ -95,7 +99,6 @@ fn metrics_and_health_follow_a_failover() {
         Some(150.0)
     );
     assert!(value(&ma, "ipf_vrrp_adverts_sent_total", &[]).unwrap() >= 1.0);
-    assert!(value(&ma, "ipf_vrrp_gratuitous_sent_total", &[]).unwrap() >= 5.0);
     assert_eq!(value(&ma, "ipf_datapath_mode", &["mode=\"xdp-driver\""]), Some(1.0));
     assert!(value(&mb, "ipf_datapath_packets_total", &["kind=\"advert\""]).unwrap() >= 5.0);
     assert_eq!(
@@ -110,11 +113,27 @@ fn metrics_and_health_follow_a_failover() {
         );
     }
 
-    // A stops gracefully: B sees priority 0 and takes over; its series say so.
+    // A stops gracefully: B sees priority 0 and takes over; its series say so. (B may already have
+    // been master once while both started.)
+    let became = value(&metrics(&b_ns).unwrap(), "ipf_vrrp_became_master_total", &[]).unwrap();
     a.signal(libc::SIGTERM);
     let mb = wait_value(&b_ns, "B to become master", "ipf_vrrp_state", |v| v == 2.0);
-    assert_eq!(value(&mb, "ipf_vrrp_became_master_total", &[]), Some(1.0));
+    assert_eq!(value(&mb, "ipf_vrrp_became_master_total", &[]), Some(became + 1.0));
     assert!(value(&mb, "ipf_vrrp_priority_zero_received_total", &[]).unwrap() >= 1.0);
     assert!(value(&mb, "ipf_vrrp_last_transition_timestamp_seconds", &[]).unwrap() > 1.7e9);
     promtool_check(&mb);
+    assert_eq!(status(&sock_b)[0]["state"], "MASTER");
+    assert_eq!(status(&sock_b)[0]["master"], "192.0.2.2");
+}
+
+fn status(socket: &Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(agent_bin())
+        .arg("status")
+        .arg("--json")
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -115,7 +115,9 @@ impl Lab {
                 node.priority
             );
             let mut cmd = node.ns.command(&bin);
-            cmd.args(["run", "-i", "eth0", "--instance", &instance]);
+            // One status socket per node: `ipf-agent status --socket /run/ipf/lab-n1.sock`.
+            let socket = format!("/run/ipf/lab-{name}.sock");
+            cmd.args(["run", "-i", "eth0", "--status-socket", &socket, "--instance", &instance]);
             node.agent = Some(Proc::spawn(&format!("ipf-agent {name}"), cmd));
             println!("lab: started ipf-agent on {name} (priority {})", node.priority);
         }
@@ -227,6 +229,7 @@ fn interactive(lab: &mut Lab, interrupted: &AtomicBool) -> Result<()> {
         lab.start(n)?;
     }
     println!("lab: commands: kill NODE, stop NODE, start NODE, quit (Ctrl-C also quits and cleans up)");
+    println!("lab: from another terminal: ipf-agent status --socket /run/ipf/lab-n1.sock (target/debug/ipf-agent)");
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -284,7 +287,11 @@ pub fn run(args: LabArgs) -> Result<()> {
     } else {
         interactive(&mut lab, &interrupted)
     };
+    let sockets: Vec<String> = lab.nodes.iter().map(|n| format!("/run/ipf/lab-{}.sock", n.name)).collect();
     drop(lab);
-    println!("lab: removed every namespace and process");
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    println!("lab: removed every namespace, process and status socket");
     result
 }

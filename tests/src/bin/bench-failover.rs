@@ -102,7 +102,7 @@ fn start(node: &mut Node, imp: Impl, version: u8, interval_ms: u32, bin: &std::p
                 node.priority
             );
             let mut cmd = node.ns.command(bin);
-            cmd.args(["run", "-i", "eth0", "--instance", &inst])
+            cmd.args(["run", "-i", "eth0", "--status-socket", "off", "--instance", &inst])
                 .env("RUST_LOG", "warn");
             node.agent = Some(Proc::spawn("ipf-agent", cmd));
         }

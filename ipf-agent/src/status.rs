@@ -1,0 +1,181 @@
+//! `ipf-agent status`: the running agent answers on a local (unix) socket with the state of its
+//! instances as JSON; the command prints a table, the JSON, or a one-line-per-instance probe.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::datapath::{DatapathReader, Family, ip_from_wire};
+
+/// Default socket path (per host; tests and several agents per host pass their own).
+pub const DEFAULT_SOCKET: &str = "/run/ipf/ipf-agent.sock";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InstanceStatus {
+    pub instance: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub family: String,
+    /// keepalived's names: INIT, BACKUP, MASTER, FAULT.
+    pub state: String,
+    pub priority: u8,
+    pub configured_priority: u8,
+    /// Who is master: this node when MASTER, else the source of the last advert the datapath saw.
+    pub master: Option<IpAddr>,
+    pub vips: Vec<String>,
+    /// Unix time of the last state change.
+    pub last_transition: f64,
+    #[serde(skip)]
+    pub src: Option<IpAddr>,
+    #[serde(skip)]
+    pub family_key: Option<Family>,
+}
+
+/// What the effects keep current and the status server reads.
+pub type Board = Arc<Mutex<Vec<InstanceStatus>>>;
+
+/// The datapaths, known only once attached (the socket is bound before, to fail early).
+pub type Readers = Arc<Mutex<Vec<DatapathReader>>>;
+
+pub fn lock(board: &Board) -> std::sync::MutexGuard<'_, Vec<InstanceStatus>> {
+    board.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn snapshot(board: &Board, readers: &Readers) -> Vec<InstanceStatus> {
+    let mut out = lock(board).clone();
+    let readers = readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    for s in &mut out {
+        if s.state == "MASTER" {
+            s.master = s.src;
+        } else if let (Some(family), Some(dp)) = (s.family_key, readers.iter().find(|r| r.interface == s.interface))
+            && let Ok(st) = dp.vrid_state(family, s.vrid)
+        {
+            s.master =
+                (st.last_seen_ns != 0 && st.master_priority != 0).then(|| ip_from_wire(family.wire(), &st.master_addr));
+        }
+    }
+    out
+}
+
+/// Serves the board on `path` from a dedicated thread. The socket is bound before returning.
+pub fn serve(board: Board, readers: Readers, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket left by a killed agent is replaced; a live one belongs to another agent.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!(
+            "another ipf-agent serves {}; give this one its own --status-socket",
+            path.display()
+        );
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+        std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("binding the status socket {}", path.display()))?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new().name("ipf-status".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return tracing::error!("status runtime: {e}"),
+        };
+        rt.block_on(async move {
+            let listener = match tokio::net::UnixListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => return tracing::error!("status listener: {e}"),
+            };
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let body = serde_json::to_vec(&snapshot(&board, &readers)).unwrap_or_default();
+                let _ = conn.write_all(&body).await;
+            }
+        });
+    })?;
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The running agent's status socket.
+    #[arg(long, default_value = DEFAULT_SOCKET, env = "IPF_STATUS_SOCKET")]
+    pub socket: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// One line per instance; exit non-zero when any instance is in FAULT (a probe).
+    #[arg(long)]
+    pub brief: bool,
+}
+
+/// Reads the running agent's status.
+pub async fn query(socket: &Path) -> Result<Vec<InstanceStatus>> {
+    let mut conn = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("connecting to {} (is ipf-agent running?)", socket.display()))?;
+    let mut buf = Vec::new();
+    conn.read_to_end(&mut buf).await?;
+    serde_json::from_slice(&buf).context("decoding the agent's status")
+}
+
+pub async fn run(args: StatusArgs) -> Result<()> {
+    let status = query(&args.socket).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else if args.brief {
+        for s in &status {
+            println!("{} {}", s.instance, s.state);
+        }
+        let faulty: Vec<&str> = status
+            .iter()
+            .filter(|s| s.state == "FAULT")
+            .map(|s| s.instance.as_str())
+            .collect();
+        if !faulty.is_empty() {
+            bail!("in FAULT: {}", faulty.join(", "));
+        }
+    } else {
+        println!(
+            "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} VIPS",
+            "INSTANCE", "INTERFACE", "VRID", "STATE", "PRIORITY", "MASTER", "SINCE"
+        );
+        for s in &status {
+            let since = since(s.last_transition);
+            let master = s.master.map_or_else(|| "-".to_owned(), |m| m.to_string());
+            println!(
+                "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} {}",
+                s.instance,
+                s.interface,
+                s.vrid,
+                s.state,
+                format!("{}/{}", s.priority, s.configured_priority),
+                master,
+                since,
+                s.vips.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3339 (UTC, seconds) for a Unix time.
+fn since(unix: f64) -> String {
+    if unix <= 0.0 {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(unix)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transition_times() {
+        assert_eq!(super::since(0.0), "-");
+        assert_eq!(super::since(1_795_423_968.5), "2026-11-23T08:52:48Z");
+    }
+}
