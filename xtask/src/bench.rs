@@ -8,8 +8,10 @@ use crate::util;
 pub enum Bench {
     /// XDP program ns/packet (pass-through and adverts) and ring-buffer events per 10,000 adverts.
     Datapath,
+    /// Resident memory of an agent with 255 instances.
+    Memory,
     /// Failover time, ipf-agent against keepalived (IPF_BENCH_TRIALS, default 20; IPF_BENCH_FAST_ONLY=1
-    /// for the 10 ms case only).
+    /// for the 10 ms case only; IPF_BENCH_SCRAPE_MS=100 compares ipf with and without /metrics scrapes).
     Failover,
 }
 
@@ -28,6 +30,26 @@ pub fn run(which: Bench) -> Result<()> {
                 "bench-datapath",
             ]),
         ),
+        Bench::Memory => {
+            util::step(
+                "build ipf-agent (release)",
+                util::cargo(&["build", "--release", "-p", "ipf-agent"]),
+            )?;
+            let mut c = util::cargo(&[
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "ipf-tests",
+                "--bin",
+                "bench-memory",
+            ]);
+            c.env(
+                "IPF_AGENT_BIN",
+                util::workspace_root()?.join("target/release/ipf-agent"),
+            );
+            util::step("bench memory", c)
+        }
         Bench::Failover => {
             // Agents in release mode, as deployed.
             util::step(

@@ -287,7 +287,11 @@ pub fn run(args: LabArgs) -> Result<()> {
     } else {
         interactive(&mut lab, &interrupted)
     };
-    let sockets: Vec<String> = lab.nodes.iter().map(|n| format!("/run/ipf/lab-{}.sock", n.name)).collect();
+    let sockets: Vec<String> = lab
+        .nodes
+        .iter()
+        .map(|n| format!("/run/ipf/lab-{}.sock", n.name))
+        .collect();
     drop(lab);
     for s in sockets {
         let _ = std::fs::remove_file(s);
