@@ -26,6 +26,15 @@ pub struct EthHdr {
     pub ether_type: [u8; 2],
 }
 
+impl Ipv4Hdr {
+    /// The header's 20 bytes.
+    #[inline(always)]
+    pub fn as_bytes(&self) -> &[u8; IPV4_HDR_LEN] {
+        // SAFETY: Ipv4Hdr is #[repr(C)] of byte fields, exactly IPV4_HDR_LEN bytes, alignment 1.
+        unsafe { &*(self as *const Self as *const [u8; IPV4_HDR_LEN]) }
+    }
+}
+
 impl EthHdr {
     #[inline(always)]
     pub fn ether_type(&self) -> u16 {
@@ -133,6 +142,11 @@ pub fn ipv4_vrrp(ip: &Ipv4Hdr) -> Result<Option<(IpMeta, usize)>, RxError> {
     if ip.version_ihl >> 4 != 4 || ihl < IPV4_HDR_LEN || total < ihl || frag != 0 {
         return Err(RxError::PacketLen);
     }
+    // XDP runs before the stack checks the header: a corrupted VRRPv2 source (outside the VRRP
+    // checksum) must not pass. Options (IHL > 5), which VRRP senders do not use, are not covered.
+    if ihl == IPV4_HDR_LEN && crate::checksum::fold(crate::checksum::sum(ip.as_bytes(), 0)) != 0 {
+        return Err(RxError::Checksum);
+    }
     let meta = IpMeta {
         family: FAMILY_V4,
         ttl: ip.ttl,
@@ -145,17 +159,20 @@ pub fn ipv4_vrrp(ip: &Ipv4Hdr) -> Result<Option<(IpMeta, usize)>, RxError> {
 
 /// Same as [`ipv4_vrrp`] for IPv6 (VRRP directly after the fixed header, RFC 5798 §5.1.2).
 #[inline(always)]
-pub fn ipv6_vrrp(ip: &Ipv6Hdr) -> Option<IpMeta> {
+pub fn ipv6_vrrp(ip: &Ipv6Hdr) -> Result<Option<IpMeta>, RxError> {
     if ip.next_header != IPPROTO_VRRP {
-        return None;
+        return Ok(None);
     }
-    Some(IpMeta {
+    if ip.version_class_flow[0] >> 4 != 6 {
+        return Err(RxError::PacketLen);
+    }
+    Ok(Some(IpMeta {
         family: FAMILY_V6,
         ttl: ip.hop_limit,
         payload_len: u16::from_be_bytes(ip.payload_len),
         src: ip.src,
         dst: ip.dst,
-    })
+    }))
 }
 
 /// An address claim: (family, address, MAC) from an ARP packet or neighbour advertisement.
@@ -240,12 +257,16 @@ pub fn classify(frame: &[u8]) -> Frame {
             let Some(ip) = header_at::<Ipv6Hdr>(frame, ETH_HDR_LEN) else {
                 return Frame::Other;
             };
-            if let Some(meta) = ipv6_vrrp(ip) {
-                return Frame::Vrrp {
-                    ip: meta,
-                    offset: ETH_HDR_LEN + IPV6_HDR_LEN,
-                    src_mac: eth.src,
-                };
+            match ipv6_vrrp(ip) {
+                Ok(Some(meta)) => {
+                    return Frame::Vrrp {
+                        ip: meta,
+                        offset: ETH_HDR_LEN + IPV6_HDR_LEN,
+                        src_mac: eth.src,
+                    };
+                }
+                Err(e) => return Frame::Invalid(e),
+                Ok(None) => {}
             }
             match header_at::<NeighborAdvert>(frame, ETH_HDR_LEN + IPV6_HDR_LEN)
                 .and_then(|na| na_claim(ip, na, &eth.src))

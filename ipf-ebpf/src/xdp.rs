@@ -97,8 +97,9 @@ fn try_ipf_xdp(ctx: &XdpContext) -> Result<(), Error> {
             };
             if ip.next_header == IPPROTO_VRRP {
                 match ipv6_vrrp(ip) {
-                    Some(meta) => on_vrrp(ctx, &meta, ETH_HDR_LEN + IPV6_HDR_LEN, &eth.src),
-                    None => Ok(()),
+                    Ok(Some(meta)) => on_vrrp(ctx, &meta, ETH_HDR_LEN + IPV6_HDR_LEN, &eth.src),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(Error::Invalid(e)),
                 }
             } else if ip.next_header == IPPROTO_ICMPV6 {
                 let Ok(na) = header_at::<NeighborAdvert>(ctx, ETH_HDR_LEN + IPV6_HDR_LEN) else {

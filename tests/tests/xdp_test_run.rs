@@ -219,6 +219,10 @@ fn every_drop_reason_is_counted() {
     let mut short = good.frame();
     short.truncate(short.len() - 4);
     assert_dropped(&mut p, &short, Counter::PacketLenErr);
+    // A corrupted IPv4 header (the stack has not checked it yet when XDP runs).
+    let mut header = good.frame();
+    header[14 + 4] ^= 1;
+    assert_dropped(&mut p, &header, Counter::ChecksumErr);
     // IPv4 fragment carrying VRRP.
     let mut frag = good.frame();
     frag[14 + 6] = 0x20;

@@ -54,11 +54,7 @@ pub fn addr_len(family: u8) -> usize {
 }
 
 pub fn mcast(family: u8) -> [u8; 16] {
-    if family == FAMILY_V6 {
-        MCAST_V6
-    } else {
-        v4(MCAST_V4)
-    }
+    if family == FAMILY_V6 { MCAST_V6 } else { v4(MCAST_V4) }
 }
 
 /// Configuration lookup backed by hash maps, as the agent's raw-socket path has it.
@@ -305,6 +301,16 @@ pub fn reference_vrrp_checksum(pseudo: bool, family: u8, src: &[u8; 16], dst: &[
         reference_checksum(&all)
     } else {
         reference_checksum(msg)
+    }
+}
+
+/// Recomputes the IPv4 header checksum of an Ethernet frame (no-op for other frames or IHL > 5), so a
+/// test that edits a header field exercises the rule it targets, not the header checksum.
+pub fn reseal_ipv4_header(frame: &mut [u8]) {
+    if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && frame[14] == 0x45 {
+        frame[24..26].fill(0);
+        let c = reference_checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&c.to_be_bytes());
     }
 }
 
