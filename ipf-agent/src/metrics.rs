@@ -280,44 +280,54 @@ const HEARTBEAT_STALE: Duration = Duration::from_secs(5);
 pub fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> Result<()> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding the metrics endpoint {addr}"))?;
     listener.set_nonblocking(true)?;
-    std::thread::Builder::new().name("ipf-metrics".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => return tracing::error!("metrics runtime: {e}"),
+    on_own_thread("ipf-metrics", move || async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("metrics listener: {e}"),
         };
-        rt.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => return tracing::error!("metrics listener: {e}"),
-            };
-            let (m1, m2, m3) = (metrics.clone(), metrics.clone(), metrics);
-            let app = Router::new()
-                .route("/metrics", get(move || async move { m1.render() }))
-                .route(
-                    "/healthz",
-                    get(move || async move {
-                        let last = Duration::from_millis(m2.heartbeat_ms.load(Ordering::Relaxed));
-                        if now_unix().saturating_sub(last) < HEARTBEAT_STALE {
-                            (StatusCode::OK, "ok\n")
-                        } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "event loop not responding\n")
-                        }
-                    }),
-                )
-                .route(
-                    "/readyz",
-                    get(move || async move {
-                        if m3.ready.load(Ordering::Relaxed) {
-                            (StatusCode::OK, "ready\n")
-                        } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                        }
-                    }),
-                );
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("metrics server: {e}");
-            }
-        });
+        let (m1, m2, m3) = (metrics.clone(), metrics.clone(), metrics);
+        let app = Router::new()
+            .route("/metrics", get(move || async move { m1.render() }))
+            .route(
+                "/healthz",
+                get(move || async move {
+                    let last = Duration::from_millis(m2.heartbeat_ms.load(Ordering::Relaxed));
+                    if now_unix().saturating_sub(last) < HEARTBEAT_STALE {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "event loop not responding\n")
+                    }
+                }),
+            )
+            .route(
+                "/readyz",
+                get(move || async move {
+                    if m3.ready.load(Ordering::Relaxed) {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                    }
+                }),
+            );
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics server: {e}");
+        }
+    })
+}
+
+/// Runs the future `make` returns on a new thread with its own current-thread runtime, away from the
+/// election loop (metrics and status servers).
+pub(crate) fn on_own_thread<F, Fut>(name: &str, make: F) -> Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let thread_name = name.to_owned();
+    std::thread::Builder::new().name(thread_name.clone()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(make()),
+            Err(e) => tracing::error!("{thread_name} runtime: {e}"),
+        }
     })?;
     Ok(())
 }

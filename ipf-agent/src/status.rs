@@ -81,23 +81,16 @@ pub fn serve(board: Board, readers: Readers, path: &Path) -> Result<()> {
     let listener = std::os::unix::net::UnixListener::bind(path)
         .with_context(|| format!("binding the status socket {}", path.display()))?;
     listener.set_nonblocking(true)?;
-    std::thread::Builder::new().name("ipf-status".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => return tracing::error!("status runtime: {e}"),
+    crate::metrics::on_own_thread("ipf-status", move || async move {
+        let listener = match tokio::net::UnixListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("status listener: {e}"),
         };
-        rt.block_on(async move {
-            let listener = match tokio::net::UnixListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => return tracing::error!("status listener: {e}"),
-            };
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let body = serde_json::to_vec(&snapshot(&board, &readers)).unwrap_or_default();
-                let _ = conn.write_all(&body).await;
-            }
-        });
-    })?;
-    Ok(())
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let body = serde_json::to_vec(&snapshot(&board, &readers)).unwrap_or_default();
+            let _ = conn.write_all(&body).await;
+        }
+    })
 }
 
 #[derive(Debug, clap::Args)]

@@ -18,58 +18,33 @@ pub enum Bench {
 pub fn run(which: Bench) -> Result<()> {
     util::require_root("benchmarks load BPF programs")?;
     match which {
-        Bench::Datapath => util::step(
-            "bench datapath",
-            util::cargo(&[
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "ipf-tests",
-                "--bin",
-                "bench-datapath",
-            ]),
-        ),
-        Bench::Memory => {
-            util::step(
-                "build ipf-agent (release)",
-                util::cargo(&["build", "--release", "-p", "ipf-agent"]),
-            )?;
-            let mut c = util::cargo(&[
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "ipf-tests",
-                "--bin",
-                "bench-memory",
-            ]);
-            c.env(
-                "IPF_AGENT_BIN",
-                util::workspace_root()?.join("target/release/ipf-agent"),
-            );
-            util::step("bench memory", c)
-        }
-        Bench::Failover => {
-            // Agents in release mode, as deployed.
-            util::step(
-                "build ipf-agent (release)",
-                util::cargo(&["build", "--release", "-p", "ipf-agent"]),
-            )?;
-            let mut c = util::cargo(&[
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "ipf-tests",
-                "--bin",
-                "bench-failover",
-            ]);
-            c.env(
-                "IPF_AGENT_BIN",
-                util::workspace_root()?.join("target/release/ipf-agent"),
-            );
-            util::step("bench failover", c)
-        }
+        Bench::Datapath => bench_bin("datapath", false),
+        Bench::Memory => bench_bin("memory", true),
+        Bench::Failover => bench_bin("failover", true),
     }
+}
+
+/// Runs `tests/src/bin/bench-NAME.rs` in release mode; with `agent`, against a release ipf-agent (as
+/// deployed) passed in `IPF_AGENT_BIN`.
+fn bench_bin(name: &str, agent: bool) -> Result<()> {
+    let mut c = util::cargo(&[
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "ipf-tests",
+        "--bin",
+        &format!("bench-{name}"),
+    ]);
+    if agent {
+        util::step(
+            "build ipf-agent (release)",
+            util::cargo(&["build", "--release", "-p", "ipf-agent"]),
+        )?;
+        c.env(
+            "IPF_AGENT_BIN",
+            util::workspace_root()?.join("target/release/ipf-agent"),
+        );
+    }
+    util::step(&format!("bench {name}"), c)
 }
