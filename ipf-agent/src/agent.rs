@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use prometheus::{Gauge, IntCounter, IntGauge};
 
 use crate::{
+    checks::{self, CheckEvent, CheckSpec},
     datapath::{Datapath, DatapathOptions, Family, VridSpec, XdpModeArg, ip_from_wire, raw::monotonic_ns, wire_addr},
     metrics::{self, Metrics},
     network::{AddressManager, AdvertSender, Announcer, Vip},
@@ -46,6 +47,8 @@ pub struct InstanceSpec {
     /// Source address for adverts; detected from the interface when `None`.
     pub src: Option<IpAddr>,
     pub auth_pass: Option<String>,
+    /// Names of the checks this instance tracks (keepalived's track_script).
+    pub tracks: Vec<String>,
 }
 
 impl InstanceSpec {
@@ -61,6 +64,10 @@ pub struct AgentConfig {
     pub interface: String,
     pub xdp_mode: XdpModeArg,
     pub instances: Vec<InstanceSpec>,
+    /// Health checks the instances can track.
+    pub checks: Vec<CheckSpec>,
+    /// Run on every state change as keepalived's notify: `SCRIPT INSTANCE <name> <state> <priority>`.
+    pub notify: Option<String>,
     /// Gratuitous ARP / NA: packets per burst, and the delay of the second burst (keepalived's
     /// vrrp_garp_master_repeat 5 and vrrp_garp_master_delay 5).
     pub garp_repeat: u32,
@@ -75,6 +82,9 @@ pub struct AgentConfig {
     /// A killed agent's VIPs disappear after at most this long.
     pub vip_lease: Option<Duration>,
 }
+
+/// Longest a notify script may run before it is killed.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long to wait for the interface to have a usable source address.
 const SOURCE_WAIT: Duration = Duration::from_secs(10);
@@ -96,6 +106,11 @@ impl AgentConfig {
                     i.family,
                     self.interface
                 );
+            }
+            for t in &i.tracks {
+                if !self.checks.iter().any(|c| &c.name == t) {
+                    bail!("instance {}: track={t:?} names no --check", i.name);
+                }
             }
             if i.priority == 0 {
                 bail!("instance {}: priority 0 is invalid (1..255)", i.name);
@@ -178,6 +193,7 @@ struct RealEffects {
     metrics: InstanceMetrics,
     board: status::Board,
     board_index: usize,
+    notify: Option<Rc<str>>,
 }
 
 /// The instance's series, bound to its labels once.
@@ -339,6 +355,30 @@ impl Effects for RealEffects {
         }
         // keepalived's wording, which existing tooling greps for.
         tracing::info!(reason, "({}) Entering {} STATE", self.name, to.keepalived_name());
+        if let Some(script) = self.notify.clone() {
+            // keepalived's argv; STOP when the instance stops. Run detached: never blocks an election.
+            let state = if to == State::Initialize {
+                "STOP"
+            } else {
+                to.keepalived_name()
+            };
+            let args = [
+                "INSTANCE".to_owned(),
+                self.name.clone(),
+                state.to_owned(),
+                m.priority.get().to_string(),
+            ];
+            tokio::task::spawn_local(async move {
+                let mut cmd = tokio::process::Command::new(&*script);
+                cmd.args(&args).stdin(std::process::Stdio::null()).kill_on_drop(true);
+                match tokio::time::timeout(NOTIFY_TIMEOUT, cmd.status()).await {
+                    Ok(Ok(s)) if s.success() => {}
+                    Ok(Ok(s)) => tracing::warn!("notify {script} {args:?}: {s}"),
+                    Ok(Err(e)) => tracing::warn!("notify {script} {args:?}: {e}"),
+                    Err(_) => tracing::warn!("notify {script} {args:?}: killed after {NOTIFY_TIMEOUT:?}"),
+                }
+            });
+        }
     }
 
     fn last_advert(&self) -> Option<LastAdvert> {
@@ -563,6 +603,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             garp_delay: cfg.garp_delay,
             garp_refresh: cfg.garp_refresh,
             vip_lease: cfg.vip_lease,
+            notify: cfg.notify.as_deref().map(Rc::from),
             board: board.clone(),
             board_index: {
                 let mut b = status::lock(&board);
@@ -616,6 +657,21 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         instances.push(inst);
     }
     drop(ops_tx);
+    // Health checks, against this node's own address (IPv4 first, as the ipfailover monitor port).
+    let (check_tx, mut check_rx) = mpsc::unbounded_channel::<CheckEvent>();
+    let target = sources
+        .iter()
+        .copied()
+        .find(IpAddr::is_ipv4)
+        .or(sources.first().copied());
+    if let Some(target) = target {
+        for c in &cfg.checks {
+            tokio::spawn(checks::run(c.clone(), target, check_tx.clone()));
+        }
+    }
+    let mut check_ok: std::collections::HashMap<String, bool> =
+        cfg.checks.iter().map(|c| (c.name.clone(), true)).collect();
+    let mut check_effect: Vec<(bool, u8)> = cfg.instances.iter().map(|i| (false, i.priority)).collect();
     metrics.heartbeat();
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     // The heartbeat /healthz checks: proves this loop still turns.
@@ -628,6 +684,28 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     loop {
         tokio::select! {
             _ = heartbeat.tick() => metrics.heartbeat(),
+            Some(ev) = check_rx.recv() => {
+                check_ok.insert(ev.name.clone(), ev.ok);
+                for (idx, spec) in cfg.instances.iter().enumerate().filter(|(_, i)| i.tracks.contains(&ev.name)) {
+                    let tracked: Vec<(i32, bool)> = spec
+                        .tracks
+                        .iter()
+                        .filter_map(|t| cfg.checks.iter().find(|c| &c.name == t))
+                        .map(|c| (c.weight, check_ok.get(&c.name).copied().unwrap_or(true)))
+                        .collect();
+                    let (fault, priority) = checks::effect(spec.priority, &tracked);
+                    let (was_fault, was_priority) = check_effect[idx];
+                    check_effect[idx] = (fault, priority);
+                    let Some(inst) = instances.get_mut(idx) else { continue };
+                    if priority != was_priority {
+                        metrics.priority.with_label_values(&[&spec.name, &cfg.interface, &spec.vrid.to_string()]).set(i64::from(priority));
+                        inst.handle(Input::Priority(priority));
+                    }
+                    if fault != was_fault {
+                        inst.handle(Input::Fault(fault));
+                    }
+                }
+            }
             Some((idx, input)) = merged_rx.recv() => {
                 if let Some(inst) = instances.get_mut(idx) {
                     inst.handle(input);

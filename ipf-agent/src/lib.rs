@@ -1,5 +1,6 @@
 //! ipf-agent: the userspace side of ipf.
 pub mod agent;
+pub mod checks;
 pub mod datapath;
 pub mod logging;
 pub mod metrics;

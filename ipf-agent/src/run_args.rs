@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// `--instance` value: comma-separated `key=value`: name, vrid (1..255), priority (1..255), version
-/// (2|3), interval (ms), vip (ADDR[/PREFIX], repeatable), excluded (owned, not advertised;
+/// (2|3), interval (ms), track (a --check name; repeatable), vip (ADDR[/PREFIX], repeatable), excluded (owned, not advertised;
 /// repeatable), peer (repeatable), src, pass,
 /// preempt (yes|no|DELAY_SECONDS).
 #[derive(Clone, Debug)]
@@ -104,6 +104,7 @@ impl FromStr for InstanceArg {
             unicast_peers: Vec::new(),
             src: None,
             auth_pass: None,
+            tracks: Vec::new(),
         };
         for part in s.split(',').filter(|p| !p.is_empty()) {
             let (k, v) = part
@@ -138,6 +139,7 @@ impl FromStr for InstanceArg {
                 "peer" => spec.unicast_peers.push(field(k, v, "not an IP address")?),
                 "src" => spec.src = Some(field(k, v, "not an IP address")?),
                 "pass" => spec.auth_pass = Some(v.to_owned()),
+                "track" => spec.tracks.push(v.to_owned()),
                 "preempt" => {
                     spec.preempt = match v {
                         "yes" | "true" => Preempt::Yes,
@@ -172,6 +174,13 @@ pub struct RunArgs {
     /// A VRRP instance: `vrid=N,priority=P,vip=ADDR/PREFIX[,vip=...][,version=2|3][,interval=MS][,peer=ADDR]...`.
     #[arg(long = "instance", required = true)]
     pub instances: Vec<InstanceArg>,
+    /// A health check: `name=N,tcp=PORT|script=CMD[,interval=S][,timeout=S][,rise=N][,fall=N][,weight=W]`
+    /// (`script=` last: it takes the rest). Instances track it with `track=N`.
+    #[arg(long = "check")]
+    pub checks: Vec<crate::checks::CheckSpec>,
+    /// Script run on every state change: `SCRIPT INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
+    #[arg(long)]
+    pub notify: Option<String>,
     /// Gratuitous ARP / NA packets per burst on becoming Master.
     #[arg(long, default_value_t = 5)]
     pub garp_repeat: u32,
@@ -203,6 +212,8 @@ impl RunArgs {
             ),
         };
         Ok(AgentConfig {
+            checks: self.checks,
+            notify: self.notify,
             metrics_addr,
             status_socket: (!matches!(self.status_socket.as_str(), "off" | "")).then(|| self.status_socket.into()),
             interface: self.interface,

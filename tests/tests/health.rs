@@ -1,0 +1,142 @@
+//! Health checks and notify scripts with two ipf-agents on a bridge: a failing check script moves the
+//! VIP within fall × interval + Master_Down_Interval; a closed monitor port puts the node in FAULT and an
+//! open one brings it back; the notify script gets keepalived's argv for every change. Needs root.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, spawn_responder, wait_for};
+use ipf_tests::agent_bin;
+
+const T: Duration = Duration::from_secs(20);
+const VIP: &str = "192.0.2.100";
+
+fn agent(ns: &Netns, priority: u8, extra: &[&str], track: &str) -> Proc {
+    let mut cmd = ns.command(agent_bin());
+    cmd.args(["run", "-i", "eth0", "--status-socket", "off", "--metrics-addr", "off"])
+        .args(extra)
+        .args([
+            "--instance",
+            &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip={VIP}/24{track}"),
+        ]);
+    Proc::spawn("ipf-agent", cmd)
+}
+
+fn holds(ns: &Netns) -> bool {
+    addresses(ns, "eth0").iter().any(|a| a == VIP)
+}
+
+fn logged(p: &Proc, needle: &str) -> bool {
+    p.stderr_lines().iter().any(|l| l.contains(needle))
+}
+
+fn pair() -> (Switch, Netns, Netns) {
+    let switch = Switch::new("ipf-hs");
+    let a = Netns::new("ipf-ha");
+    let b = Netns::new("ipf-hb");
+    switch.attach(&a, "eth0", &["192.0.2.1/24"], "pa");
+    switch.attach(&b, "eth0", &["192.0.2.2/24"], "pb");
+    (switch, a, b)
+}
+
+#[test]
+fn failing_check_script_moves_the_vip_and_notify_sees_each_change() {
+    let (_switch, a_ns, b_ns) = pair();
+    let dir = TempDir::new("ipf-health");
+    let healthy = dir.path().join("healthy");
+    std::fs::write(&healthy, "").unwrap();
+    let notify_log = dir.path().join("notify.log");
+    let notify = dir.path().join("notify.sh");
+    std::fs::write(&notify, format!("#!/bin/sh\necho \"$@\" >> {}\n", notify_log.display())).unwrap();
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let check = format!(
+        "name=chk,interval=0.2,fall=2,rise=2,weight=0,script=test -f {}",
+        healthy.display()
+    );
+    let mut a = agent(
+        &a_ns,
+        150,
+        &["--check", &check, "--notify", notify.to_str().unwrap()],
+        ",track=chk",
+    );
+    let _b = agent(&b_ns, 100, &[], "");
+    wait_for("A to hold the VIP", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+
+    // The check starts failing: A goes FAULT and B takes over within fall × interval + MDI (+ slack).
+    std::fs::remove_file(&healthy).unwrap();
+    let t0 = Instant::now();
+    wait_for("B to hold the VIP alone", T, || {
+        (holds(&b_ns) && !holds(&a_ns)).then_some(())
+    });
+    let took = t0.elapsed();
+    let bound = Duration::from_millis(2 * 200 + 200) + Duration::from_millis(300 + 61) + Duration::from_millis(500);
+    assert!(took < bound, "failover took {took:?}, bound {bound:?}");
+    wait_for("the FAULT log line", T, || {
+        logged(&a, "(VI_51) Entering FAULT STATE").then_some(())
+    });
+    assert!(logged(&a, "VRRP_Script(chk) failed"));
+
+    // Healthy again: back to BACKUP, and A (150) preempts B.
+    std::fs::write(&healthy, "").unwrap();
+    wait_for("A to hold the VIP again", T, || {
+        (holds(&a_ns) && !holds(&b_ns)).then_some(())
+    });
+    assert!(logged(&a, "VRRP_Script(chk) succeeded"));
+    a.signal(libc::SIGTERM);
+    assert!(a.wait_exit(Duration::from_secs(1)).success());
+
+    let expected = [
+        "INSTANCE VI_51 BACKUP 150",
+        "INSTANCE VI_51 MASTER 150",
+        "INSTANCE VI_51 FAULT 150",
+        "INSTANCE VI_51 BACKUP 150",
+        "INSTANCE VI_51 MASTER 150",
+        "INSTANCE VI_51 STOP 150",
+    ];
+    let lines = wait_for("every notify call", T, || {
+        let text = std::fs::read_to_string(&notify_log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        (lines.len() >= expected.len()).then_some(lines)
+    });
+    assert_eq!(lines, expected, "notify argv sequence");
+}
+
+#[test]
+fn closed_monitor_port_means_fault_and_an_open_one_recovers() {
+    let (_switch, a_ns, _b_ns) = pair();
+    let a = agent(
+        &a_ns,
+        150,
+        &["--check", "name=port,tcp=8080,interval=0.2,fall=1,rise=1,weight=0"],
+        ",track=port",
+    );
+    wait_for("A in FAULT (nothing listens on 8080)", T, || {
+        logged(&a, "(VI_51) Entering FAULT STATE").then_some(())
+    });
+    assert!(!holds(&a_ns));
+    let _responder = spawn_responder(&a_ns, 8080, "a");
+    wait_for("A to recover and hold the VIP", T, || holds(&a_ns).then_some(()));
+    assert!(logged(&a, "VRRP_Script(port) succeeded"));
+}
+
+#[test]
+fn a_failing_check_with_a_weight_lowers_the_priority() {
+    let (_switch, a_ns, b_ns) = pair();
+    let dir = TempDir::new("ipf-weight");
+    let healthy: &Path = &dir.path().join("healthy");
+    std::fs::write(healthy, "").unwrap();
+    let check = format!("name=w,interval=0.2,weight=-60,script=test -f {}", healthy.display());
+    let _a = agent(&a_ns, 150, &["--check", &check], ",track=w");
+    let _b = agent(&b_ns, 120, &[], "");
+    wait_for("A to hold the VIP", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+    // 150 - 60 = 90 < 120: B (preempt) takes over, and A stays BACKUP, not FAULT.
+    std::fs::remove_file(healthy).unwrap();
+    wait_for("B to hold the VIP alone", T, || {
+        (holds(&b_ns) && !holds(&a_ns)).then_some(())
+    });
+    std::fs::write(healthy, "").unwrap();
+    wait_for("A to take it back", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+}
