@@ -6,6 +6,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod network;
+pub mod openshift;
 pub mod run_args;
 pub mod status;
 pub mod vrrp;

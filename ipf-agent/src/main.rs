@@ -16,6 +16,8 @@ enum Command {
     Run(ipf_agent::run_args::RunArgs),
     /// Attach the datapath and print the VRRP adverts and address claims it sees.
     Monitor(ipf_agent::monitor::MonitorArgs),
+    /// Validate the configuration (flags or OPENSHIFT_HA_* environment) and print it; non-zero on error.
+    CheckConfig(ipf_agent::run_args::RunArgs),
     /// Show the running agent's instances (table, --json, or --brief as a probe).
     Status(ipf_agent::status::StatusArgs),
 }
@@ -40,6 +42,14 @@ fn main() -> std::process::ExitCode {
             },
             Command::Monitor(args) => ipf_agent::monitor::run(args).await,
             Command::Status(args) => ipf_agent::status::run(args).await,
+            Command::CheckConfig(args) => match args.config() {
+                Ok(cfg) => cfg.validate().and_then(|()| {
+                    ipf_agent::datapath::interface_index(&cfg.interface)?;
+                    println!("{cfg:#?}");
+                    Ok(())
+                }),
+                Err(e) => Err(anyhow::anyhow!(e)),
+            },
         }
     });
     match result {

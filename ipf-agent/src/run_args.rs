@@ -165,14 +165,15 @@ impl FromStr for InstanceArg {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface the instances run on.
+    /// Interface the instances run on (default: from the OPENSHIFT_HA_* environment, else eth0).
     #[arg(long, short = 'i', env = "IPF_INTERFACE")]
-    pub interface: String,
+    pub interface: Option<String>,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "auto", env = "IPF_XDP_MODE")]
     pub xdp_mode: XdpModeArg,
     /// A VRRP instance: `vrid=N,priority=P,vip=ADDR/PREFIX[,vip=...][,version=2|3][,interval=MS][,peer=ADDR]...`.
-    #[arg(long = "instance", required = true)]
+    /// Without any, the instances come from the OPENSHIFT_HA_* environment (ipfailover image).
+    #[arg(long = "instance")]
     pub instances: Vec<InstanceArg>,
     /// A health check: `name=N,tcp=PORT|script=CMD[,interval=S][,timeout=S][,rise=N][,fall=N][,weight=W]`
     /// (`script=` last: it takes the rest). Instances track it with `track=N`.
@@ -211,14 +212,28 @@ impl RunArgs {
                     .map_err(|_| format!("--metrics-addr {a:?}: not an address:port (or off)"))?,
             ),
         };
+        let mut instances: Vec<InstanceSpec> = self.instances.into_iter().map(|i| i.0).collect();
+        let mut checks = self.checks;
+        let mut notify = self.notify;
+        let mut interface = self.interface;
+        if instances.is_empty() {
+            if std::env::var_os("OPENSHIFT_HA_VIRTUAL_IPS").is_none() {
+                return Err("no --instance given and OPENSHIFT_HA_VIRTUAL_IPS is not set".into());
+            }
+            let env = crate::openshift::from_env(|k| std::env::var(k).ok(), &crate::openshift::host())?;
+            instances = env.instances;
+            checks.extend(env.checks);
+            notify = notify.or(env.notify);
+            interface = interface.or(Some(env.interface));
+        }
         Ok(AgentConfig {
-            checks: self.checks,
-            notify: self.notify,
+            interface: interface.unwrap_or_else(|| "eth0".to_owned()),
+            instances,
+            checks,
+            notify,
             metrics_addr,
             status_socket: (!matches!(self.status_socket.as_str(), "off" | "")).then(|| self.status_socket.into()),
-            interface: self.interface,
             xdp_mode: self.xdp_mode,
-            instances: self.instances.into_iter().map(|i| i.0).collect(),
             garp_repeat: self.garp_repeat,
             garp_delay: Duration::from_secs(self.garp_delay_secs),
             garp_refresh: (self.garp_refresh_secs > 0).then(|| Duration::from_secs(self.garp_refresh_secs)),

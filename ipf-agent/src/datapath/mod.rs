@@ -562,7 +562,7 @@ fn vip_key(addr: &IpAddr) -> VipKey {
     }
 }
 
-pub(crate) fn interface_index(name: &str) -> Result<u32, DatapathError> {
+pub fn interface_index(name: &str) -> Result<u32, DatapathError> {
     let c = std::ffi::CString::new(name).map_err(|_| DatapathError::NoSuchInterface(name.to_owned()))?;
     // SAFETY: valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };

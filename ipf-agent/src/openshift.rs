@@ -1,0 +1,538 @@
+//! The `OPENSHIFT_HA_*` environment of the OpenShift ipfailover image, read into the agent's
+//! configuration (../shared/docs/compat-contract.md). The old image's harmful quirks are fixed: VIP
+//! prefixes are kept, bad tokens are errors, preemption values are checked, and priorities are
+//! deterministic and never 0 or 255.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use crate::{
+    agent::InstanceSpec,
+    checks::{CheckKind, CheckSpec},
+    datapath::Family,
+    run_args::parse_vip,
+    vrrp::Preempt,
+};
+
+/// What the environment needs to know about this node.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    pub interfaces: Vec<String>,
+    /// The interface of the default route, for when `OPENSHIFT_HA_NETWORK_INTERFACE` is unset and eth0
+    /// does not exist.
+    pub default_route_interface: Option<String>,
+    /// This node's addresses (skipped in the unicast peer list; the node's identity for priorities).
+    pub addresses: Vec<IpAddr>,
+}
+
+/// The configuration the environment describes.
+#[derive(Clone, Debug)]
+pub struct OpenshiftConfig {
+    pub interface: String,
+    pub instances: Vec<InstanceSpec>,
+    pub checks: Vec<CheckSpec>,
+    pub notify: Option<String>,
+}
+
+fn err(var: &str, value: &str, why: impl std::fmt::Display) -> String {
+    format!("{var}={value:?}: {why}")
+}
+
+/// Expands `OPENSHIFT_HA_VIRTUAL_IPS`: comma/whitespace separated; `a.b.c.X-Y` (last octet) and
+/// `prefix:XXXX-YYYY` (last IPv6 group, hex) ranges; an optional `/prefix` is kept.
+pub fn expand_vips(value: &str) -> Result<Vec<String>, String> {
+    const VAR: &str = "OPENSHIFT_HA_VIRTUAL_IPS";
+    let mut out = Vec::new();
+    for token in value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+    {
+        let (addr, prefix) = match token.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (token, None),
+        };
+        let with_prefix = |a: String| match prefix {
+            Some(p) => format!("{a}/{p}"),
+            None => a,
+        };
+        let bad = |why: &str| err(VAR, value, format!("{token:?} {why}"));
+        if let Some((head, last)) = addr.rsplit_once('-').filter(|_| addr.contains('-')) {
+            if head.contains(':') {
+                let (base, first) = head.rsplit_once(':').ok_or_else(|| bad("is not an address range"))?;
+                let first = u16::from_str_radix(first, 16).map_err(|_| bad("has a bad first group"))?;
+                let last = u16::from_str_radix(last, 16).map_err(|_| bad("has a bad last group"))?;
+                if first > last {
+                    return Err(bad("is an empty range"));
+                }
+                for g in first..=last {
+                    let a = format!("{base}:{g:x}");
+                    a.parse::<Ipv6Addr>().map_err(|_| bad("is not an IPv6 range"))?;
+                    out.push(with_prefix(a));
+                }
+            } else {
+                let (base, first) = head.rsplit_once('.').ok_or_else(|| bad("is not an address range"))?;
+                let first: u8 = first.parse().map_err(|_| bad("has a bad first octet"))?;
+                let last: u8 = last.parse().map_err(|_| bad("has a bad last octet"))?;
+                if first > last {
+                    return Err(bad("is an empty range"));
+                }
+                for o in first..=last {
+                    let a = format!("{base}.{o}");
+                    a.parse::<Ipv4Addr>().map_err(|_| bad("is not an IPv4 range"))?;
+                    out.push(with_prefix(a));
+                }
+            }
+        } else {
+            addr.parse::<IpAddr>().map_err(|_| bad("is not an IP address"))?;
+            out.push(token.to_owned());
+        }
+    }
+    if out.is_empty() {
+        return Err(err(VAR, value, "no addresses"));
+    }
+    Ok(out)
+}
+
+/// Splits `n` VIPs into `groups`: `n / groups` each, the first `n % groups` one more.
+pub fn group_sizes(n: usize, groups: usize) -> Vec<usize> {
+    (0..groups).map(|k| n / groups + usize::from(k < n % groups)).collect()
+}
+
+/// `<config name>_VIP_<n>` with non-alphanumerics other than `-`/`_` dropped and `-` turned into `_`.
+pub fn instance_name(config_name: &str, n: usize) -> String {
+    let scrubbed: String = config_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .map(|c| if c == '-' { '_' } else { c })
+        .collect();
+    format!("{scrubbed}_VIP_{n}")
+}
+
+/// This node's priority for a group: rendezvous hashing of (VRID, node address) onto 1..=254, so the
+/// masters of the groups spread over the nodes without the nodes knowing each other, and the same
+/// inputs always give the same priority. Equal priorities fall to VRRP's higher-address tie-break.
+///
+/// The function is part of the contract (an upgrade must not reshuffle masters): FNV-1a 64 over the
+/// VRID and the address octets, then the murmur3 finalizer, modulo 254, plus 1.
+pub fn priority(vrid: u8, node: IpAddr) -> u8 {
+    let octets: Vec<u8> = match node {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(vrid).chain(octets) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    1 + (h % 254) as u8
+}
+
+fn preemption(value: &str) -> Result<Preempt, String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    match words.as_slice() {
+        ["nopreempt"] => Ok(Preempt::No),
+        ["preempt_nodelay"] | ["preempt"] | ["preempt_delay", "0"] => Ok(Preempt::Yes),
+        ["preempt_delay", n] => n
+            .parse::<u64>()
+            .map(|s| Preempt::Delay(Duration::from_secs(s)))
+            .map_err(|_| err("OPENSHIFT_HA_PREEMPTION", value, "the delay must be whole seconds")),
+        _ => Err(err(
+            "OPENSHIFT_HA_PREEMPTION",
+            value,
+            "expected `preempt_delay N`, `nopreempt`, `preempt_nodelay` or `preempt`",
+        )),
+    }
+}
+
+/// Reads the ipfailover environment through `get`.
+pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<OpenshiftConfig, String> {
+    let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let vips_text = var("OPENSHIFT_HA_VIRTUAL_IPS").ok_or("OPENSHIFT_HA_VIRTUAL_IPS is required")?;
+    let vips = expand_vips(&vips_text)?;
+    let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
+        match var(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| err(name, &v, format!("a whole number {min}..{max} expected"))),
+        }
+    };
+    let groups = number("OPENSHIFT_HA_VIP_GROUPS", vips.len() as u64, 1, 255)? as usize;
+    if groups > vips.len() {
+        let v = var("OPENSHIFT_HA_VIP_GROUPS").unwrap_or_default();
+        return Err(err(
+            "OPENSHIFT_HA_VIP_GROUPS",
+            &v,
+            format!("more groups than the {} VIPs", vips.len()),
+        ));
+    }
+    let offset = number("OPENSHIFT_HA_VRRP_ID_OFFSET", 0, 0, 254)?;
+    let excluded: Vec<u8> = match var("HA_EXCLUDED_VRRP_IDS") {
+        None => Vec::new(),
+        Some(v) => v
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                t.parse::<u8>()
+                    .map_err(|_| err("HA_EXCLUDED_VRRP_IDS", &v, format!("{t:?} is not a VRID")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let interface = match var("OPENSHIFT_HA_NETWORK_INTERFACE") {
+        Some(i) => i,
+        None if host.interfaces.iter().any(|i| i == "eth0") => "eth0".to_owned(),
+        None => {
+            let i = host.default_route_interface.clone().ok_or(
+                "OPENSHIFT_HA_NETWORK_INTERFACE is unset, there is no eth0 and no default route to take the interface from",
+            )?;
+            tracing::info!(
+                "OPENSHIFT_HA_NETWORK_INTERFACE unset and no eth0: using {i}, the default route's interface"
+            );
+            i
+        }
+    };
+    let monitor_port = number("OPENSHIFT_HA_MONITOR_PORT", 80, 0, 65535)? as u16;
+    let interval = Duration::from_secs(number("OPENSHIFT_HA_CHECK_INTERVAL", 2, 1, 3600)?);
+    let check = match (var("OPENSHIFT_HA_CHECK_SCRIPT"), monitor_port) {
+        (Some(script), _) => Some(CheckKind::Script(script)),
+        (None, 0) => None,
+        (None, port) => Some(CheckKind::Tcp(port)),
+    };
+    let checks: Vec<CheckSpec> = check
+        .map(|kind| CheckSpec {
+            name: "chk_ipfailover".into(),
+            kind,
+            interval,
+            timeout: interval,
+            rise: 1,
+            fall: 1,
+            weight: 0,
+        })
+        .into_iter()
+        .collect();
+    let preempt = preemption(&var("OPENSHIFT_HA_PREEMPTION").unwrap_or_else(|| "preempt_delay 300".into()))?;
+    let use_unicast = match var("OPENSHIFT_HA_USE_UNICAST").as_deref().map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => return Err(err("OPENSHIFT_HA_USE_UNICAST", v, "true or false expected")),
+    };
+    let peers: Vec<IpAddr> = match var("OPENSHIFT_HA_UNICAST_PEERS") {
+        None => Vec::new(),
+        Some(v) => v
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                t.parse::<IpAddr>()
+                    .map_err(|_| err("OPENSHIFT_HA_UNICAST_PEERS", &v, format!("{t:?} is not an IP address")))
+            })
+            .filter(|p| p.as_ref().map_or(true, |a| !host.addresses.contains(a)))
+            .collect::<Result<_, _>>()?,
+    };
+    if use_unicast && peers.is_empty() {
+        return Err("OPENSHIFT_HA_USE_UNICAST=true needs OPENSHIFT_HA_UNICAST_PEERS (other than this node)".into());
+    }
+    // Accepted for compatibility; the priorities come from the hash, which needs no node count.
+    number("OPENSHIFT_HA_REPLICA_COUNT", 2, 1, 255)?;
+    let config_name = var("OPENSHIFT_HA_CONFIG_NAME").unwrap_or_else(|| "ipfailover".into());
+    let password: String = config_name.chars().take(8).collect();
+    let node = host
+        .addresses
+        .iter()
+        .copied()
+        .find(IpAddr::is_ipv4)
+        .or(host.addresses.first().copied());
+
+    let mut instances = Vec::new();
+    let mut next_vrid = offset + 1;
+    let mut rest = vips.as_slice();
+    for (k, size) in group_sizes(vips.len(), groups).into_iter().enumerate() {
+        while excluded.contains(&(next_vrid.min(255) as u8)) {
+            next_vrid += 1;
+        }
+        if next_vrid > 255 {
+            return Err(err(
+                "OPENSHIFT_HA_VRRP_ID_OFFSET",
+                &offset.to_string(),
+                format!("group {} would need VRID {next_vrid} (1..255)", k + 1),
+            ));
+        }
+        let vrid = next_vrid as u8;
+        next_vrid += 1;
+        let (group, tail) = rest.split_at(size);
+        rest = tail;
+        let group: Vec<_> = group
+            .iter()
+            .map(|v| parse_vip(v).map_err(|e| err("OPENSHIFT_HA_VIRTUAL_IPS", &vips_text, e)))
+            .collect::<Result<_, _>>()?;
+        let family = Family::of(&group[0].addr);
+        if group.iter().any(|v| Family::of(&v.addr) != family) {
+            return Err(err(
+                "OPENSHIFT_HA_VIRTUAL_IPS",
+                &vips_text,
+                format!("group {} mixes IPv4 and IPv6", k + 1),
+            ));
+        }
+        let unicast: Vec<IpAddr> = peers.iter().copied().filter(|p| Family::of(p) == family).collect();
+        instances.push(InstanceSpec {
+            name: instance_name(&config_name, k),
+            vrid,
+            family,
+            // The image speaks VRRPv2 with PASS auth; keepalived forces v3 for IPv6.
+            version: if family == Family::V6 { 3 } else { 2 },
+            priority: node.map_or(100, |n| priority(vrid, n)),
+            adver_int: Duration::from_secs(1),
+            preempt,
+            vips: group,
+            excluded: Vec::new(),
+            unicast_peers: unicast,
+            src: None,
+            auth_pass: (family == Family::V4).then(|| password.clone()),
+            tracks: checks.iter().map(|c| c.name.clone()).collect(),
+        });
+    }
+    Ok(OpenshiftConfig {
+        interface,
+        instances,
+        checks,
+        notify: var("OPENSHIFT_HA_NOTIFY_SCRIPT"),
+    })
+}
+
+/// This node's interfaces, default-route interface and addresses.
+pub fn host() -> Host {
+    let interfaces = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let default_route_interface = std::fs::read_to_string("/proc/net/route").ok().and_then(|t| {
+        t.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"00000000")).then(|| f[0].to_owned())
+        })
+    });
+    let mut addresses = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we walk read-only and free with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) == 0 {
+            let mut p = ifap;
+            while !p.is_null() {
+                let a = (*p).ifa_addr;
+                if !a.is_null() {
+                    match i32::from((*a).sa_family) {
+                        libc::AF_INET => {
+                            let sin = &*(a as *const libc::sockaddr_in);
+                            addresses.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                        }
+                        libc::AF_INET6 => {
+                            let sin6 = &*(a as *const libc::sockaddr_in6);
+                            addresses.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                        }
+                        _ => {}
+                    }
+                }
+                p = (*p).ifa_next;
+            }
+            libc::freeifaddrs(ifap);
+        }
+    }
+    addresses.retain(|a| !a.is_loopback());
+    Host {
+        interfaces,
+        default_route_interface,
+        addresses,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn host() -> Host {
+        Host {
+            interfaces: vec!["eth0".into()],
+            default_route_interface: Some("eth0".into()),
+            addresses: vec!["192.0.2.1".parse().expect("addr")],
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn vip_ranges_and_prefixes() {
+        assert_eq!(
+            expand_vips("10.0.0.1-3").expect("ok"),
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        );
+        assert_eq!(
+            expand_vips("10.0.0.1/24, 10.0.0.9").expect("ok"),
+            ["10.0.0.1/24", "10.0.0.9"]
+        );
+        assert_eq!(
+            expand_vips("2001:db8::a-c").expect("ok"),
+            ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
+        );
+        assert_eq!(
+            expand_vips("192.0.2.10-11/24").expect("ok"),
+            ["192.0.2.10/24", "192.0.2.11/24"]
+        );
+        for bad in ["10.0.0.300", "10.0.0.5-3", "abc", "10.0.0.1-x", ""] {
+            let e = expand_vips(bad).expect_err(bad);
+            assert!(e.contains("OPENSHIFT_HA_VIRTUAL_IPS"), "{e}");
+        }
+    }
+
+    #[test]
+    fn groups_split_as_documented() {
+        assert_eq!(group_sizes(7, 3), [3, 2, 2]);
+        assert_eq!(group_sizes(4, 4), [1, 1, 1, 1]);
+        let c = from_env(
+            env(&[
+                ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-16"),
+                ("OPENSHIFT_HA_VIP_GROUPS", "3"),
+            ]),
+            &host(),
+        )
+        .expect("ok");
+        let sizes: Vec<usize> = c.instances.iter().map(|i| i.vips.len()).collect();
+        assert_eq!(sizes, [3, 2, 2]);
+        assert_eq!(c.instances[0].vips[0].prefix_len, 32);
+    }
+
+    #[test]
+    fn names_vrids_auth_and_checks() {
+        let c = from_env(
+            env(&[
+                ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-12"),
+                ("OPENSHIFT_HA_CONFIG_NAME", "my-ip.failover"),
+                ("OPENSHIFT_HA_VRRP_ID_OFFSET", "10"),
+                ("HA_EXCLUDED_VRRP_IDS", "12"),
+                ("OPENSHIFT_HA_MONITOR_PORT", "8080"),
+            ]),
+            &host(),
+        )
+        .expect("ok");
+        let names: Vec<&str> = c.instances.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["my_ipfailover_VIP_0", "my_ipfailover_VIP_1", "my_ipfailover_VIP_2"]
+        );
+        let vrids: Vec<u8> = c.instances.iter().map(|i| i.vrid).collect();
+        assert_eq!(vrids, [11, 13, 14]);
+        assert_eq!(c.instances[0].auth_pass.as_deref(), Some("my-ip.fa"));
+        assert_eq!(c.instances[0].version, 2);
+        assert_eq!(c.checks[0].kind, CheckKind::Tcp(8080));
+        assert_eq!(c.instances[0].tracks, ["chk_ipfailover"]);
+        assert_eq!(c.instances[0].preempt, Preempt::Delay(Duration::from_secs(300)));
+        let none = from_env(
+            env(&[
+                ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10"),
+                ("OPENSHIFT_HA_MONITOR_PORT", "0"),
+            ]),
+            &host(),
+        )
+        .expect("ok");
+        assert!(none.checks.is_empty() && none.instances[0].tracks.is_empty());
+        let v6 = from_env(env(&[("OPENSHIFT_HA_VIRTUAL_IPS", "2001:db8::10")]), &host()).expect("ok");
+        assert_eq!((v6.instances[0].version, v6.instances[0].auth_pass.clone()), (3, None));
+    }
+
+    #[test]
+    fn unicast_peers_skip_this_node() {
+        let c = from_env(
+            env(&[
+                ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10"),
+                ("OPENSHIFT_HA_USE_UNICAST", "true"),
+                ("OPENSHIFT_HA_UNICAST_PEERS", "192.0.2.1,192.0.2.2, 192.0.2.3"),
+            ]),
+            &host(),
+        )
+        .expect("ok");
+        assert_eq!(
+            c.instances[0].unicast_peers,
+            [
+                "192.0.2.2".parse::<IpAddr>().expect("a"),
+                "192.0.2.3".parse().expect("a")
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_value() {
+        for (pairs, needle) in [
+            (vec![], "OPENSHIFT_HA_VIRTUAL_IPS is required"),
+            (
+                vec![("OPENSHIFT_HA_VIP_GROUPS", "abc")],
+                "OPENSHIFT_HA_VIP_GROUPS=\"abc\"",
+            ),
+            (vec![("OPENSHIFT_HA_VIP_GROUPS", "9")], "OPENSHIFT_HA_VIP_GROUPS=\"9\""),
+            (
+                vec![("OPENSHIFT_HA_VRRP_ID_OFFSET", "254"), ("OPENSHIFT_HA_VIP_GROUPS", "2")],
+                "OPENSHIFT_HA_VRRP_ID_OFFSET=\"254\"",
+            ),
+            (
+                vec![("OPENSHIFT_HA_PREEMPTION", "sometimes")],
+                "OPENSHIFT_HA_PREEMPTION=\"sometimes\"",
+            ),
+            (
+                vec![("OPENSHIFT_HA_MONITOR_PORT", "70000")],
+                "OPENSHIFT_HA_MONITOR_PORT=\"70000\"",
+            ),
+            (vec![("OPENSHIFT_HA_USE_UNICAST", "true")], "OPENSHIFT_HA_UNICAST_PEERS"),
+            (
+                vec![("OPENSHIFT_HA_UNICAST_PEERS", "10.0.0.x")],
+                "OPENSHIFT_HA_UNICAST_PEERS=\"10.0.0.x\"",
+            ),
+            (vec![("HA_EXCLUDED_VRRP_IDS", "1,x")], "HA_EXCLUDED_VRRP_IDS=\"1,x\""),
+            (
+                vec![("OPENSHIFT_HA_CHECK_INTERVAL", "0")],
+                "OPENSHIFT_HA_CHECK_INTERVAL=\"0\"",
+            ),
+        ] {
+            let mut all = vec![("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-12")];
+            if needle.contains("is required") {
+                all.clear();
+            }
+            all.extend(pairs);
+            let e = from_env(env(&all), &host()).expect_err(needle);
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    const PINNED_51: [u8; 3] = [109, 162, 39];
+
+    #[test]
+    fn priorities_are_deterministic_in_range_and_spread() {
+        let nodes: Vec<IpAddr> = (1..=3u8).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        let mut masters = [0usize; 3];
+        for vrid in 1..=255u8 {
+            let p: Vec<u8> = nodes.iter().map(|n| priority(vrid, *n)).collect();
+            assert!(p.iter().all(|p| (1..=254).contains(p)));
+            assert_eq!(p, nodes.iter().map(|n| priority(vrid, *n)).collect::<Vec<_>>());
+            let (best, _) = p.iter().enumerate().max_by_key(|(i, p)| (**p, *i)).expect("3 nodes");
+            masters[best] += 1;
+        }
+        // Each of 3 nodes masters a fair share of 255 groups.
+        assert!(masters.iter().all(|m| (55..=115).contains(m)), "{masters:?}");
+        // Pinned: a change of the function would reshuffle masters on upgrade.
+        let pinned: Vec<u8> = nodes.iter().map(|n| priority(51, *n)).collect();
+        assert_eq!(pinned, PINNED_51);
+    }
+}

@@ -1,0 +1,128 @@
+//! ipf-agent configured only by the ipfailover image's OPENSHIFT_HA_* environment: two ipf nodes, and a
+//! mixed rollout with a real keepalived running the configuration the old image generates for the
+//! same environment. One master per VIP group at every step, and failover both ways. Needs root.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::time::Duration;
+
+use ipf_testbed::{Keepalived, Netns, Proc, Switch, addresses, wait_for};
+use ipf_tests::agent_bin;
+
+const T: Duration = Duration::from_secs(30);
+/// Two groups: 192.0.2.10-11 (VRID 1) and 192.0.2.12-13 (VRID 2).
+const GROUPS: [[&str; 2]; 2] = [["192.0.2.10", "192.0.2.11"], ["192.0.2.12", "192.0.2.13"]];
+
+fn env_agent(ns: &Netns) -> Proc {
+    let mut cmd = ns.command(agent_bin());
+    cmd.args(["run", "--status-socket", "off", "--metrics-addr", "off"])
+        .env("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-13")
+        .env("OPENSHIFT_HA_VIP_GROUPS", "2")
+        .env("OPENSHIFT_HA_MONITOR_PORT", "0")
+        .env("OPENSHIFT_HA_PREEMPTION", "preempt_nodelay")
+        .env("OPENSHIFT_HA_CONFIG_NAME", "ipf-test")
+        .env("OPENSHIFT_HA_NETWORK_INTERFACE", "eth0");
+    Proc::spawn("ipf-agent", cmd)
+}
+
+/// For each group, which of `nodes` hold all its addresses (a node adding or removing them one by one
+/// counts as not holding the group until it is done).
+fn holders<'a>(nodes: &[(&'a str, &Netns)]) -> Vec<Vec<&'a str>> {
+    GROUPS
+        .iter()
+        .map(|group| {
+            nodes
+                .iter()
+                .filter(|(_, ns)| {
+                    let a = addresses(ns, "eth0");
+                    group.iter().all(|v| a.iter().any(|x| x == *v))
+                })
+                .map(|(n, _)| *n)
+                .collect()
+        })
+        .collect()
+}
+
+fn wait_one_master_each(nodes: &[(&str, &Netns)]) -> Vec<String> {
+    wait_for("exactly one holder per VIP group", T, || {
+        let h = holders(nodes);
+        h.iter()
+            .all(|g| g.len() == 1)
+            .then(|| h.iter().map(|g| g[0].to_owned()).collect())
+    })
+}
+
+fn pair() -> (Switch, Netns, Netns) {
+    let switch = Switch::new("ipf-os");
+    let a = Netns::new("ipf-oa");
+    let b = Netns::new("ipf-ob");
+    switch.attach(&a, "eth0", &["192.0.2.1/24"], "pa");
+    switch.attach(&b, "eth0", &["192.0.2.2/24"], "pb");
+    (switch, a, b)
+}
+
+#[test]
+fn two_ipf_nodes_from_the_ipfailover_environment() {
+    let (_switch, a, b) = pair();
+    let pa = env_agent(&a);
+    let _pb = env_agent(&b);
+    let nodes = [("a", &a), ("b", &b)];
+    let masters = wait_one_master_each(&nodes);
+    assert!(
+        pa.stderr_lines().iter().any(|l| l.contains("(ipf_test_VIP_0)")),
+        "instance names follow the config name"
+    );
+    // Kill whichever node masters group 0: the other ends up with every group.
+    let (victim, survivor) = if masters[0] == "a" { (pa, "b") } else { (_pb, "a") };
+    drop(victim);
+    wait_for("the survivor to hold every group alone", T, || {
+        let h = holders(&nodes);
+        h.iter().all(|g| g == &vec![survivor]).then_some(())
+    });
+}
+
+/// What the old ipfailover image generates for the same environment (VRRPv2, PASS auth with the config
+/// name's first 8 bytes, one instance per group, VRIDs 1 and 2).
+fn old_image_conf(priority: u8) -> String {
+    let mut s = String::from("global_defs {\n  router_id ipfailover\n}\n");
+    for (k, group) in GROUPS.iter().enumerate() {
+        s.push_str(&format!(
+            "vrrp_instance ipf_test_VIP_{k} {{\n  interface eth0\n  state BACKUP\n  virtual_router_id {}\n  priority {priority}\n  advert_int 1\n  authentication {{\n    auth_type PASS\n    auth_pass ipf-test\n  }}\n  virtual_ipaddress {{\n    {}\n    {}\n  }}\n}}\n",
+            k + 1,
+            group[0],
+            group[1]
+        ));
+    }
+    s
+}
+
+#[test]
+fn mixed_rollout_with_the_old_keepalived_image() {
+    let (_switch, a, b) = pair();
+    // The old pod, with the highest priority ipf can assign (254) so it masters both groups first.
+    let mut ka = Keepalived::start(&b, &old_image_conf(254));
+    let nodes = [("ipf", &a), ("keepalived", &b)];
+    wait_for("keepalived to master both groups", T, || {
+        (holders(&nodes) == [vec!["keepalived"], vec!["keepalived"]]).then_some(())
+    });
+    let ipf = env_agent(&a);
+    // They agree: one master per group, and ipf (lower priority) stays Backup.
+    wait_for("ipf to join as Backup", T, || {
+        (ipf.stderr_lines()
+            .iter()
+            .filter(|l| l.contains("Entering BACKUP STATE"))
+            .count()
+            == 2)
+            .then_some(())
+    });
+    assert_eq!(holders(&nodes), [vec!["keepalived"], vec!["keepalived"]]);
+    // The old pod goes away (rolling update): ipf takes every group over.
+    ka.stop();
+    wait_for("ipf to take both groups", T, || {
+        (holders(&nodes) == [vec!["ipf"], vec!["ipf"]]).then_some(())
+    });
+    // And back: the old image's pod returns with its higher priority and takes over from ipf.
+    let _ka = Keepalived::start(&b, &old_image_conf(254));
+    wait_for("keepalived to take both groups back", T, || {
+        (holders(&nodes) == [vec!["keepalived"], vec!["keepalived"]]).then_some(())
+    });
+}
