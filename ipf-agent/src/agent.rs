@@ -24,6 +24,7 @@ use prometheus::{Gauge, IntCounter, IntGauge};
 use crate::{
     checks::{self, CheckEvent, CheckSpec},
     datapath::{Datapath, DatapathOptions, Family, VridSpec, XdpModeArg, ip_from_wire, raw::monotonic_ns, wire_addr},
+    links::{self, LinkEvent},
     metrics::{self, Metrics},
     network::{AddressManager, AdvertSender, Announcer, Vip},
     status,
@@ -49,6 +50,9 @@ pub struct InstanceSpec {
     pub auth_pass: Option<String>,
     /// Names of the checks this instance tracks (keepalived's track_script).
     pub tracks: Vec<String>,
+    /// Interfaces whose link going down puts the instance in FAULT, besides the VRRP interface
+    /// (keepalived's track_interface).
+    pub track_interfaces: Vec<String>,
 }
 
 impl InstanceSpec {
@@ -111,6 +115,10 @@ impl AgentConfig {
                 if !self.checks.iter().any(|c| &c.name == t) {
                     bail!("instance {}: track={t:?} names no --check", i.name);
                 }
+            }
+            for t in &i.track_interfaces {
+                crate::datapath::interface_index(t)
+                    .with_context(|| format!("instance {}: track_interface={t:?}", i.name))?;
             }
             if i.priority == 0 {
                 bail!("instance {}: priority 0 is invalid (1..255)", i.name);
@@ -368,16 +376,25 @@ impl Effects for RealEffects {
                 state.to_owned(),
                 m.priority.get().to_string(),
             ];
-            tokio::task::spawn_local(async move {
-                let mut cmd = tokio::process::Command::new(&*script);
-                cmd.args(&args).stdin(std::process::Stdio::null()).kill_on_drop(true);
-                match tokio::time::timeout(NOTIFY_TIMEOUT, cmd.status()).await {
-                    Ok(Ok(s)) if s.success() => {}
-                    Ok(Ok(s)) => tracing::warn!("notify {script} {args:?}: {s}"),
-                    Ok(Err(e)) => tracing::warn!("notify {script} {args:?}: {e}"),
-                    Err(_) => tracing::warn!("notify {script} {args:?}: killed after {NOTIFY_TIMEOUT:?}"),
+            let mut cmd = tokio::process::Command::new(&*script);
+            // Not killed with the agent: a STOP notification must still run when the agent exits.
+            cmd.args(&args).stdin(std::process::Stdio::null());
+            match cmd.spawn() {
+                Err(e) => tracing::warn!("notify {script} {args:?}: {e}"),
+                Ok(mut child) => {
+                    tokio::task::spawn_local(async move {
+                        match tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await {
+                            Ok(Ok(s)) if s.success() => {}
+                            Ok(Ok(s)) => tracing::warn!("notify {script} {args:?}: {s}"),
+                            Ok(Err(e)) => tracing::warn!("notify {script} {args:?}: {e}"),
+                            Err(_) => {
+                                let _ = child.start_kill();
+                                tracing::warn!("notify {script} {args:?}: killed after {NOTIFY_TIMEOUT:?}");
+                            }
+                        }
+                    });
                 }
-            });
+            }
         }
     }
 
@@ -443,6 +460,46 @@ async fn vip_worker(
                 if epoch_now.load(Ordering::SeqCst) == epoch {
                     sent.inc_by(announce(&announcer, &vips, mac, burst));
                 }
+            }
+        }
+    }
+}
+
+/// What checks and tracked links say, and what was last applied to each instance.
+struct Health {
+    check_ok: std::collections::HashMap<String, bool>,
+    /// Links not reported yet count as up.
+    link_up: std::collections::HashMap<String, bool>,
+    applied: Vec<(bool, u8)>,
+}
+
+impl Health {
+    /// Feeds each instance the Fault and priority its checks and links call for, when they change.
+    fn apply(&mut self, cfg: &AgentConfig, instances: &mut [Instance<RealEffects>], metrics: &Metrics) {
+        for (idx, spec) in cfg.instances.iter().enumerate() {
+            let tracked: Vec<(i32, bool)> = spec
+                .tracks
+                .iter()
+                .filter_map(|t| cfg.checks.iter().find(|c| &c.name == t))
+                .map(|c| (c.weight, self.check_ok.get(&c.name).copied().unwrap_or(true)))
+                .collect();
+            let (check_fault, priority) = checks::effect(spec.priority, &tracked);
+            let link_down = std::iter::once(&cfg.interface)
+                .chain(&spec.track_interfaces)
+                .any(|l| self.link_up.get(l) == Some(&false));
+            let fault = check_fault || link_down;
+            let Some(applied) = self.applied.get_mut(idx) else {
+                continue;
+            };
+            let (was_fault, was_priority) = std::mem::replace(applied, (fault, priority));
+            let Some(inst) = instances.get_mut(idx) else { continue };
+            if priority != was_priority {
+                let labels = [spec.name.as_str(), cfg.interface.as_str(), &spec.vrid.to_string()];
+                metrics.priority.with_label_values(&labels).set(i64::from(priority));
+                inst.handle(Input::Priority(priority));
+            }
+            if fault != was_fault {
+                inst.handle(Input::Fault(fault));
             }
         }
     }
@@ -669,9 +726,24 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             tokio::spawn(checks::run(c.clone(), target, check_tx.clone()));
         }
     }
-    let mut check_ok: std::collections::HashMap<String, bool> =
-        cfg.checks.iter().map(|c| (c.name.clone(), true)).collect();
-    let mut check_effect: Vec<(bool, u8)> = cfg.instances.iter().map(|i| (false, i.priority)).collect();
+    // Tracked interfaces: the VRRP interface itself (as keepalived) and each instance's track_interface.
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel::<LinkEvent>();
+    let mut tracked_links: Vec<String> = vec![cfg.interface.clone()];
+    for i in &cfg.instances {
+        tracked_links.extend(
+            i.track_interfaces
+                .iter()
+                .filter(|n| !tracked_links.contains(n))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    links::watch(tracked_links, link_tx)?;
+    let mut health = Health {
+        check_ok: cfg.checks.iter().map(|c| (c.name.clone(), true)).collect(),
+        link_up: Default::default(),
+        applied: cfg.instances.iter().map(|i| (false, i.priority)).collect(),
+    };
     metrics.heartbeat();
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     // The heartbeat /healthz checks: proves this loop still turns.
@@ -685,26 +757,12 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         tokio::select! {
             _ = heartbeat.tick() => metrics.heartbeat(),
             Some(ev) = check_rx.recv() => {
-                check_ok.insert(ev.name.clone(), ev.ok);
-                for (idx, spec) in cfg.instances.iter().enumerate().filter(|(_, i)| i.tracks.contains(&ev.name)) {
-                    let tracked: Vec<(i32, bool)> = spec
-                        .tracks
-                        .iter()
-                        .filter_map(|t| cfg.checks.iter().find(|c| &c.name == t))
-                        .map(|c| (c.weight, check_ok.get(&c.name).copied().unwrap_or(true)))
-                        .collect();
-                    let (fault, priority) = checks::effect(spec.priority, &tracked);
-                    let (was_fault, was_priority) = check_effect[idx];
-                    check_effect[idx] = (fault, priority);
-                    let Some(inst) = instances.get_mut(idx) else { continue };
-                    if priority != was_priority {
-                        metrics.priority.with_label_values(&[&spec.name, &cfg.interface, &spec.vrid.to_string()]).set(i64::from(priority));
-                        inst.handle(Input::Priority(priority));
-                    }
-                    if fault != was_fault {
-                        inst.handle(Input::Fault(fault));
-                    }
-                }
+                health.check_ok.insert(ev.name, ev.ok);
+                health.apply(&cfg, &mut instances, &metrics);
+            }
+            Some(ev) = link_rx.recv() => {
+                health.link_up.insert(ev.ifname, ev.up);
+                health.apply(&cfg, &mut instances, &metrics);
             }
             Some((idx, input)) = merged_rx.recv() => {
                 if let Some(inst) = instances.get_mut(idx) {

@@ -2,6 +2,7 @@
 pub mod agent;
 pub mod checks;
 pub mod datapath;
+pub mod links;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;

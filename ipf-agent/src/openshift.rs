@@ -298,6 +298,7 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Ope
             src: None,
             auth_pass: (family == Family::V4).then(|| password.clone()),
             tracks: checks.iter().map(|c| c.name.clone()).collect(),
+            track_interfaces: Vec::new(),
         });
     }
     Ok(OpenshiftConfig {

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// `--instance` value: comma-separated `key=value`: name, vrid (1..255), priority (1..255), version
-/// (2|3), interval (ms), track (a --check name; repeatable), vip (ADDR[/PREFIX], repeatable), excluded (owned, not advertised;
+/// (2|3), interval (ms), track (a --check name; repeatable), track_interface (repeatable), vip (ADDR[/PREFIX], repeatable), excluded (owned, not advertised;
 /// repeatable), peer (repeatable), src, pass,
 /// preempt (yes|no|DELAY_SECONDS).
 #[derive(Clone, Debug)]
@@ -105,6 +105,7 @@ impl FromStr for InstanceArg {
             src: None,
             auth_pass: None,
             tracks: Vec::new(),
+            track_interfaces: Vec::new(),
         };
         for part in s.split(',').filter(|p| !p.is_empty()) {
             let (k, v) = part
@@ -140,6 +141,7 @@ impl FromStr for InstanceArg {
                 "src" => spec.src = Some(field(k, v, "not an IP address")?),
                 "pass" => spec.auth_pass = Some(v.to_owned()),
                 "track" => spec.tracks.push(v.to_owned()),
+                "track_interface" => spec.track_interfaces.push(v.to_owned()),
                 "preempt" => {
                     spec.preempt = match v {
                         "yes" | "true" => Preempt::Yes,

@@ -140,3 +140,31 @@ fn a_failing_check_with_a_weight_lowers_the_priority() {
     std::fs::write(healthy, "").unwrap();
     wait_for("A to take it back", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
 }
+
+#[test]
+fn a_tracked_interface_going_down_means_fault_at_once() {
+    let (_switch, a_ns, b_ns) = pair();
+    // A second link on A, tracked: its carrier going away must fault A without waiting for a poll.
+    let spare = Netns::new("ipf-hx");
+    ipf_testbed::veth(&a_ns, "uplink", &[], &spare, "peer", &[]);
+    let a = agent(&a_ns, 150, &[], ",track_interface=uplink");
+    let _b = agent(&b_ns, 100, &[], "");
+    wait_for("A to hold the VIP", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+    spare.ip(&["link", "set", "peer", "down"]);
+    let t0 = Instant::now();
+    wait_for("the FAULT log line", T, || {
+        logged(&a, "(VI_51) Entering FAULT STATE").then_some(())
+    });
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "noticed after {:?}",
+        t0.elapsed()
+    );
+    wait_for("B to hold the VIP alone", T, || {
+        (holds(&b_ns) && !holds(&a_ns)).then_some(())
+    });
+    spare.ip(&["link", "set", "peer", "up"]);
+    wait_for("A to take the VIP back", T, || {
+        (holds(&a_ns) && !holds(&b_ns)).then_some(())
+    });
+}
