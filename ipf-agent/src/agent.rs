@@ -214,6 +214,7 @@ struct InstanceMetrics {
     released_master: IntCounter,
     last_transition: Gauge,
     gratuitous_sent: IntCounter,
+    notify_failures: IntCounter,
 }
 
 impl InstanceMetrics {
@@ -228,6 +229,7 @@ impl InstanceMetrics {
             released_master: m.released_master.with_label_values(&l),
             last_transition: m.last_transition.with_label_values(&l),
             gratuitous_sent: m.gratuitous_sent.with_label_values(&l),
+            notify_failures: m.notify_failures.with_label_values(&l),
         }
     }
 }
@@ -379,19 +381,25 @@ impl Effects for RealEffects {
             let mut cmd = tokio::process::Command::new(&*script);
             // Not killed with the agent: a STOP notification must still run when the agent exits.
             cmd.args(&args).stdin(std::process::Stdio::null());
+            let failed = m.notify_failures.clone();
             match cmd.spawn() {
-                Err(e) => tracing::warn!("notify {script} {args:?}: {e}"),
+                Err(e) => {
+                    failed.inc();
+                    tracing::warn!("notify {script} {args:?}: {e}");
+                }
                 Ok(mut child) => {
                     tokio::task::spawn_local(async move {
-                        match tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await {
-                            Ok(Ok(s)) if s.success() => {}
-                            Ok(Ok(s)) => tracing::warn!("notify {script} {args:?}: {s}"),
-                            Ok(Err(e)) => tracing::warn!("notify {script} {args:?}: {e}"),
+                        let problem = match tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await {
+                            Ok(Ok(s)) if s.success() => return,
+                            Ok(Ok(s)) => s.to_string(),
+                            Ok(Err(e)) => e.to_string(),
                             Err(_) => {
                                 let _ = child.start_kill();
-                                tracing::warn!("notify {script} {args:?}: killed after {NOTIFY_TIMEOUT:?}");
+                                format!("killed after {NOTIFY_TIMEOUT:?}")
                             }
-                        }
+                        };
+                        failed.inc();
+                        tracing::warn!("notify {script} {args:?}: {problem}");
                     });
                 }
             }
@@ -723,7 +731,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         .or(sources.first().copied());
     if let Some(target) = target {
         for c in &cfg.checks {
-            tokio::spawn(checks::run(c.clone(), target, check_tx.clone()));
+            tokio::spawn(checks::run(c.clone(), target, check_tx.clone(), metrics.check(&c.name)));
         }
     }
     // Tracked interfaces: the VRRP interface itself (as keepalived) and each instance's track_interface.

@@ -101,6 +101,15 @@ impl FromStr for CheckSpec {
     }
 }
 
+/// A check's series: its status, results and run time.
+#[derive(Clone)]
+pub struct CheckMetrics {
+    pub up: prometheus::IntGauge,
+    pub successes: prometheus::IntCounter,
+    pub failures: prometheus::IntCounter,
+    pub duration: prometheus::Histogram,
+}
+
 /// A check's status change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckEvent {
@@ -147,14 +156,19 @@ async fn run_once(spec: &CheckSpec, target: IpAddr) -> bool {
 
 /// Runs `spec` forever (until `tx` closes), starting healthy as keepalived does, and reports status
 /// changes.
-pub async fn run(spec: CheckSpec, target: IpAddr, tx: mpsc::UnboundedSender<CheckEvent>) {
+pub async fn run(spec: CheckSpec, target: IpAddr, tx: mpsc::UnboundedSender<CheckEvent>, metrics: CheckMetrics) {
     let mut ok = true;
+    metrics.up.set(1);
     let (mut successes, mut failures) = (0u32, 0u32);
     let mut tick = tokio::time::interval(spec.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if run_once(&spec, target).await {
+        let started = std::time::Instant::now();
+        let passed = run_once(&spec, target).await;
+        metrics.duration.observe(started.elapsed().as_secs_f64());
+        if passed { &metrics.successes } else { &metrics.failures }.inc();
+        if passed {
             successes += 1;
             failures = 0;
         } else {
@@ -168,6 +182,7 @@ pub async fn run(spec: CheckSpec, target: IpAddr, tx: mpsc::UnboundedSender<Chec
         };
         if now_ok != ok {
             ok = now_ok;
+            metrics.up.set(i64::from(ok));
             // keepalived's wording, which existing tooling greps for.
             if ok {
                 tracing::info!("VRRP_Script({}) succeeded", spec.name);

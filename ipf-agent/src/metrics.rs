@@ -15,7 +15,8 @@ use std::{
 use anyhow::{Context as _, Result};
 use axum::{Router, http::StatusCode, routing::get};
 use prometheus::{
-    Encoder as _, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::{
@@ -39,6 +40,10 @@ pub struct Metrics {
     pub released_master: IntCounterVec,
     pub last_transition: GaugeVec,
     pub gratuitous_sent: IntCounterVec,
+    pub notify_failures: IntCounterVec,
+    check_up: IntGaugeVec,
+    check_runs: IntCounterVec,
+    check_duration: HistogramVec,
     adverts_received: IntCounterVec,
     priority_zero_received: IntCounterVec,
     datapath_packets: IntCounterVec,
@@ -134,6 +139,33 @@ impl Metrics {
                 "Gratuitous ARP and unsolicited NA packets sent.",
                 l,
             )?,
+            notify_failures: counter_vec(
+                &r,
+                "ipf_notify_failures_total",
+                "Notify scripts that failed, timed out or could not start.",
+                l,
+            )?,
+            check_up: gauge_vec(
+                &r,
+                "ipf_check_up",
+                "Health check status after rise/fall: 1 healthy, 0 failing.",
+                &["check"],
+            )?,
+            check_runs: counter_vec(
+                &r,
+                "ipf_check_runs_total",
+                "Health check runs by result.",
+                &["check", "result"],
+            )?,
+            check_duration: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new("ipf_check_duration_seconds", "Health check run time.")
+                        .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0]),
+                    &["check"],
+                )?;
+                r.register(Box::new(h.clone()))?;
+                h
+            },
             adverts_received: counter_vec(
                 &r,
                 "ipf_vrrp_adverts_received_total",
@@ -189,6 +221,16 @@ impl Metrics {
             ready: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
         }))
+    }
+
+    /// The series of one health check.
+    pub fn check(&self, name: &str) -> crate::checks::CheckMetrics {
+        crate::checks::CheckMetrics {
+            up: self.check_up.with_label_values(&[name]),
+            successes: self.check_runs.with_label_values(&[name, "success"]),
+            failures: self.check_runs.with_label_values(&[name, "failure"]),
+            duration: self.check_duration.with_label_values(&[name]),
+        }
     }
 
     /// Label values of an instance.

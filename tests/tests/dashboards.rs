@@ -235,9 +235,11 @@ fn dashboard_is_well_formed_and_the_configmap_embeds_it() {
 fn agent(ns: &Netns, priority: u8) -> Proc {
     let mut cmd = ns.command(agent_bin());
     cmd.args(["run", "-i", "eth0", "--status-socket", "off"]);
+    // A check that passes (the agent's own metrics port), so the check series exist.
+    cmd.args(["--check", "name=metrics_port,tcp=9477,interval=1"]);
     cmd.args([
         "--instance",
-        &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip=192.0.2.100/24"),
+        &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip=192.0.2.100/24,track=metrics_port"),
     ]);
     Proc::spawn("ipf-agent", cmd)
 }

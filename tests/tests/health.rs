@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::{
+    net::IpAddr,
     path::Path,
     time::{Duration, Instant},
 };
 
-use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, spawn_responder, wait_for};
+use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, http_get, spawn_responder, wait_for};
 use ipf_tests::agent_bin;
 
 const T: Duration = Duration::from_secs(20);
