@@ -17,7 +17,7 @@ const VIP: &str = "192.0.2.100";
 
 fn agent(ns: &Netns, priority: u8, extra: &[&str], track: &str) -> Proc {
     let mut cmd = ns.command(agent_bin());
-    cmd.args(["run", "-i", "eth0", "--status-socket", "off", "--metrics-addr", "off"])
+    cmd.args(["run", "-i", "eth0", "--status-socket", "off"])
         .args(extra)
         .args([
             "--instance",
@@ -118,9 +118,20 @@ fn closed_monitor_port_means_fault_and_an_open_one_recovers() {
         logged(&a, "(VI_51) Entering FAULT STATE").then_some(())
     });
     assert!(!holds(&a_ns));
+    let metric = |name: &str| {
+        let (_, body) = http_get(&a_ns, IpAddr::from([127, 0, 0, 1]), 9477, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+    };
+    assert_eq!(metric("ipf_check_up{check=\"port\"}"), Some(0.0));
+    assert!(metric("ipf_check_runs_total{check=\"port\",result=\"failure\"}").unwrap_or(0.0) >= 1.0);
+    assert_eq!(metric("ipf_vrrp_state{"), Some(3.0), "FAULT is 3");
     let _responder = spawn_responder(&a_ns, 8080, "a");
     wait_for("A to recover and hold the VIP", T, || holds(&a_ns).then_some(()));
     assert!(logged(&a, "VRRP_Script(port) succeeded"));
+    assert_eq!(metric("ipf_check_up{check=\"port\"}"), Some(1.0));
 }
 
 #[test]
