@@ -239,11 +239,54 @@ fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: St
     );
 }
 
+/// Scrapes both agents' /metrics every `every` from the client namespace until `stop` is set.
+fn scraper(client: &Netns, every: Duration, stop: Arc<AtomicBool>) {
+    let path = format!("/var/run/netns/{}", client.name);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: valid namespace fd; affects only this thread.
+        assert_eq!(
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
+            0
+        );
+        while !stop.load(Ordering::Relaxed) {
+            for node in ["192.0.2.1:9477", "192.0.2.2:9477"] {
+                use std::io::{Read as _, Write as _};
+                let addr: SocketAddr = node.parse().unwrap();
+                if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+            }
+            std::thread::sleep(every);
+        }
+    });
+}
+
 fn main() {
     let trials: usize = std::env::var("IPF_BENCH_TRIALS")
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(20);
+    if let Some(ms) = std::env::var("IPF_BENCH_SCRAPE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        // Does serving /metrics touch the election path? The same ipf cases without and with scrapes.
+        let mut bench = Bench::new();
+        println!("failover with and without /metrics scraped every {ms} ms ({trials} trials each)");
+        for how in [Stop::Kill, Stop::Graceful] {
+            println!(" not scraped:");
+            run_case(&mut bench, Impl::Ipf, 3, 10, how, trials);
+            let stop = Arc::new(AtomicBool::new(false));
+            scraper(&bench.client, Duration::from_millis(ms), stop.clone());
+            println!(" scraped every {ms} ms:");
+            run_case(&mut bench, Impl::Ipf, 3, 10, how, trials);
+            stop.store(true, Ordering::Relaxed);
+        }
+        return;
+    }
     let only_fast = std::env::var("IPF_BENCH_FAST_ONLY").is_ok_and(|v| v == "1");
     let mut bench = Bench::new();
     println!(
