@@ -147,22 +147,17 @@ fn probe(client: &Netns, stop: Arc<AtomicBool>) -> mpsc::Receiver<(Instant, Stri
             0
         );
         let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_nonblocking(true).unwrap();
         let dst: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().unwrap();
         let mut buf = [0u8; 64];
-        // Blocking receives with a deadline, not a spin: a busy probe on a 2-core machine would delay
-        // the agents and responders it measures.
         while !stop.load(Ordering::Relaxed) {
             let _ = sock.send_to(b"?", dst);
             let until = Instant::now() + Duration::from_millis(1);
-            loop {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                sock.set_read_timeout(Some(left)).unwrap();
+            while Instant::now() < until {
                 if let Ok((n, _)) = sock.recv_from(&mut buf) {
                     let _ = tx.send((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned()));
                 }
+                std::hint::spin_loop();
             }
         }
     });
