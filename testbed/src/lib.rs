@@ -310,6 +310,23 @@ impl Keepalived {
     }
 }
 
+/// A keepalived.conf: `global_defs` with `vrrp_version` and the given `vrrp_instance` blocks.
+pub fn keepalived_conf(version: u8, instances: &[String]) -> String {
+    format!(
+        "global_defs {{\n  router_id ipf-test\n  vrrp_version {version}\n}}\n{}",
+        instances.concat()
+    )
+}
+
+/// A `vrrp_instance` block on eth0 starting as BACKUP; `extra` holds further lines (authentication,
+/// unicast...), `interval` is keepalived's `advert_int` in seconds.
+pub fn keepalived_instance(name: &str, vrid: u8, priority: u8, interval: &str, extra: &str, vips: &[&str]) -> String {
+    format!(
+        "vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int {interval}\n{extra}\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
+        vips.join("\n    ")
+    )
+}
+
 /// `ipf-agent monitor --json` (binary `agent`) inside a namespace.
 pub fn spawn_monitor(ns: &Netns, agent: &Path, args: &[&str]) -> Proc {
     let mut cmd = ns.command(agent);

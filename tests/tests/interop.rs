@@ -4,7 +4,10 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use ipf_testbed::{Keepalived, Netns, Proc, Switch, addresses, fetch_name, spawn_responder, wait_for};
+use ipf_testbed::{
+    Keepalived, Netns, Proc, Switch, addresses, fetch_name, keepalived_conf, keepalived_instance, spawn_responder,
+    wait_for,
+};
 use ipf_tests::agent_bin;
 
 const T: Duration = Duration::from_secs(20);
@@ -53,12 +56,6 @@ fn lab(vip: &'static str) -> Lab {
         _switch: switch,
         vip,
     }
-}
-
-fn keepalived_conf(version: u8, priority: u8, interval: &str, extra: &str, vip: &str) -> String {
-    format!(
-        "global_defs {{\n  router_id ka\n  vrrp_version {version}\n}}\nvrrp_instance VI_51 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int {interval}\n{extra}\n  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
-    )
 }
 
 impl Lab {
@@ -110,7 +107,10 @@ fn run_failover(version: u8, ka_extra: &str, ipf_extra: &str, interval_ms: u32, 
     let ka_vip = format!("{vip}/{prefix}");
     lab.keepalived = Some(Keepalived::start(
         &lab.ka.ns,
-        &keepalived_conf(version, 100, &interval, ka_extra, &ka_vip),
+        &keepalived_conf(
+            version,
+            &[keepalived_instance("VI_51", 51, 100, &interval, ka_extra, &[&ka_vip])],
+        ),
     ));
     lab.wait_owner("keepalived");
 

@@ -4,7 +4,10 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use ipf_testbed::{Frr, Keepalived, Netns, Proc, Switch, addresses, fetch_name, spawn_responder, wait_for};
+use ipf_testbed::{
+    Frr, Keepalived, Netns, Proc, Switch, addresses, fetch_name, keepalived_conf, keepalived_instance, spawn_responder,
+    wait_for,
+};
 use ipf_tests::agent_bin;
 
 const T: Duration = Duration::from_secs(20);
@@ -103,8 +106,16 @@ fn three_node_mixed_cluster_ipf_keepalived_frr() {
     let frr_node = node(&switch, "ipf-mf", "192.0.2.3/24", "p3");
     let client = Netns::new("ipf-mc");
     switch.attach(&client, "eth0", &["192.0.2.50/24"], "pc");
-    let conf = format!(
-        "global_defs {{\n  router_id ka\n  vrrp_version 3\n}}\nvrrp_instance VI_51 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 150\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+    let conf = keepalived_conf(
+        3,
+        &[keepalived_instance(
+            "VI_51",
+            51,
+            150,
+            "0.1",
+            "",
+            &[&format!("{VIP}/24")],
+        )],
     );
     let frr = Frr::start(&frr_node.ns, "eth0", 51, 100, 100, &format!("{VIP}/24"));
     let mut ka = Some(Keepalived::start(&ka_node.ns, &conf));

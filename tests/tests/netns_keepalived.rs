@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use ipf_testbed::spawn_monitor;
-use ipf_testbed::{Keepalived, Netns, Proc, veth, wait_for};
+use ipf_testbed::{Keepalived, Netns, Proc, keepalived_conf, keepalived_instance, spawn_monitor, veth, wait_for};
 use ipf_tests::agent_bin;
 use serde_json::Value;
 
@@ -71,17 +70,6 @@ fn counter(report: &Value, name: &str) -> u64 {
     report["counters"][name].as_u64().unwrap()
 }
 
-fn keepalived_conf(version: u8, instances: &str) -> String {
-    format!("global_defs {{\n  router_id ipf-test\n  vrrp_version {version}\n}}\n{instances}")
-}
-
-fn instance(name: &str, vrid: u8, priority: u8, interval: &str, extra: &str, vips: &[&str]) -> String {
-    format!(
-        "vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int {interval}\n{extra}\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
-        vips.join("\n    ")
-    )
-}
-
 #[test]
 fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     let lab = lab();
@@ -109,8 +97,8 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
 
     // VRRPv2 with PASS authentication, 1 s adverts.
     let auth = "  authentication {\n    auth_type PASS\n    auth_pass ipfpass\n  }";
-    let v2 = instance("V2", 51, 150, "1", auth, &["192.0.2.100/24"]);
-    let mut ka = Keepalived::start(&lab.peer, &keepalived_conf(2, &v2));
+    let v2 = keepalived_instance("V2", 51, 150, "1", auth, &["192.0.2.100/24"]);
+    let mut ka = Keepalived::start(&lab.peer, &keepalived_conf(2, &[v2]));
     let r = wait_adverts(&mon, 51, "ipv4", 4);
     let st = vrid_state(&r, 51, "ipv4");
     assert_eq!(st["master_addr"], "192.0.2.1");
@@ -124,7 +112,7 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     // A priority change is one event, however many adverts follow.
     ka.reload(&keepalived_conf(
         2,
-        &instance("V2", 51, 120, "1", auth, &["192.0.2.100/24"]),
+        &[keepalived_instance("V2", 51, 120, "1", auth, &["192.0.2.100/24"])],
     ));
     wait_for("the priority change event", T, || {
         events(&mon, 51).iter().any(|e| e["priority"] == 120).then_some(())
@@ -141,7 +129,7 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     let bad = "  authentication {\n    auth_type PASS\n    auth_pass wrong\n  }";
     ka.reload(&keepalived_conf(
         2,
-        &instance("V2", 51, 120, "1", bad, &["192.0.2.100/24"]),
+        &[keepalived_instance("V2", 51, 120, "1", bad, &["192.0.2.100/24"])],
     ));
     wait_for("auth_failure to be counted", T, || {
         (counter(&last_report(&mon)?, "auth_failure") >= 2).then_some(())
@@ -149,11 +137,10 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
     assert_eq!(events(&mon, 51).len(), 2);
 
     // VRRPv3, IPv4 and IPv6, 50 ms adverts.
-    let v3 = format!(
-        "{}{}",
-        instance("V3", 52, 200, "0.05", "", &["192.0.2.101/24"]),
-        instance("V3_6", 53, 210, "0.05", "", &["2001:db8::101/64"])
-    );
+    let v3 = [
+        keepalived_instance("V3", 52, 200, "0.05", "", &["192.0.2.101/24"]),
+        keepalived_instance("V3_6", 53, 210, "0.05", "", &["2001:db8::101/64"]),
+    ];
     ka.reload(&keepalived_conf(3, &v3));
     let r = wait_adverts(&mon, 52, "ipv4", 60);
     let r6 = wait_adverts(&mon, 53, "ipv6", 60);
@@ -204,7 +191,14 @@ fn keepalived_v3_unicast_only_from_configured_peers() {
         &lab.peer,
         &keepalived_conf(
             3,
-            &instance("U", 61, 150, "0.05", &unicast("192.0.2.1"), &["192.0.2.110/24"]),
+            &[keepalived_instance(
+                "U",
+                61,
+                150,
+                "0.05",
+                &unicast("192.0.2.1"),
+                &["192.0.2.110/24"],
+            )],
         ),
     );
     let r = wait_adverts(&mon, 61, "ipv4", 40);
@@ -217,7 +211,14 @@ fn keepalived_v3_unicast_only_from_configured_peers() {
         &lab.peer,
         &keepalived_conf(
             3,
-            &instance("U", 61, 250, "0.05", &unicast("192.0.2.9"), &["192.0.2.111/24"]),
+            &[keepalived_instance(
+                "U",
+                61,
+                250,
+                "0.05",
+                &unicast("192.0.2.9"),
+                &["192.0.2.111/24"],
+            )],
         ),
     );
     wait_for("peer_unknown drops", T, || {
@@ -254,7 +255,10 @@ fn raw_socket_path_reports_the_same_events() {
     assert!(!lab.node.has_xdp("eth0"));
     let _ka = Keepalived::start(
         &lab.peer,
-        &keepalived_conf(3, &instance("V3", 52, 200, "0.05", "", &["192.0.2.101/24"])),
+        &keepalived_conf(
+            3,
+            &[keepalived_instance("V3", 52, 200, "0.05", "", &["192.0.2.101/24"])],
+        ),
     );
     let r = wait_adverts(&mon, 52, "ipv4", 40);
     let st = vrid_state(&r, 52, "ipv4");

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ipf_testbed::{Keepalived, Netns, Proc, Switch, try_wait_for, wait_for};
+use ipf_testbed::{Keepalived, Netns, Proc, Switch, keepalived_conf, keepalived_instance, try_wait_for, wait_for};
 
 const VIP: &str = "192.0.2.100";
 const UDP_PORT: u16 = 9000;
@@ -49,7 +49,6 @@ fn udp_responder(ns: &Netns, name: &str) -> Proc {
 
 struct Node {
     ns: Netns,
-    name: &'static str,
     priority: u8,
     agent: Option<Proc>,
     keepalived: Option<Keepalived>,
@@ -73,7 +72,6 @@ impl Bench {
             let responder = udp_responder(&ns, name);
             Node {
                 ns,
-                name,
                 priority,
                 agent: None,
                 keepalived: None,
@@ -107,11 +105,11 @@ fn start(node: &mut Node, imp: Impl, version: u8, interval_ms: u32, bin: &std::p
             node.agent = Some(Proc::spawn("ipf-agent", cmd));
         }
         Impl::Keepalived => {
-            let conf = format!(
-                "global_defs {{\n  router_id {}\n  vrrp_version {version}\n  vrrp_garp_master_delay 5\n}}\nvrrp_instance VI_51 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {}\n  advert_int {}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n",
-                node.name,
-                node.priority,
-                f64::from(interval_ms) / 1000.0
+            let interval = format!("{}", f64::from(interval_ms) / 1000.0);
+            let vip = format!("{VIP}/24");
+            let conf = keepalived_conf(
+                version,
+                &[keepalived_instance("VI_51", 51, node.priority, &interval, "", &[&vip])],
             );
             node.keepalived = Some(Keepalived::start(&node.ns, &conf));
         }
