@@ -1,6 +1,7 @@
 //! ipf-agent: the userspace side of ipf.
 pub mod agent;
 pub mod checks;
+pub mod config;
 pub mod datapath;
 pub mod links;
 pub mod logging;

@@ -98,6 +98,8 @@ pub struct Vip {
     pub scope: Option<u8>,
     /// IPv4 only (the kernel keeps no IPv6 labels), at most 15 bytes, e.g. `eth0:vip`.
     pub label: Option<String>,
+    /// The interface the address goes on when it is not the instance's (keepalived's `dev`).
+    pub dev: Option<String>,
 }
 
 impl Vip {
@@ -109,6 +111,7 @@ impl Vip {
             broadcast: None,
             scope: None,
             label: None,
+            dev: None,
         }
     }
 
@@ -163,6 +166,9 @@ impl fmt::Display for Vip {
         }
         if let Some(l) = &self.label {
             write!(f, " label {l}")?;
+        }
+        if let Some(d) = &self.dev {
+            write!(f, " dev {d}")?;
         }
         Ok(())
     }

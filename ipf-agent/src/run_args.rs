@@ -47,6 +47,7 @@ pub fn parse_vip(text: &str) -> Result<Vip, String> {
         broadcast: None,
         scope: None,
         label: None,
+        dev: None,
     };
     while let Some(key) = words.next() {
         let value = words.next().ok_or_else(|| bad(&format!("{key} needs a value")))?;
@@ -78,8 +79,7 @@ pub fn parse_vip(text: &str) -> Result<Vip, String> {
                 })
             }
             "label" => vip.label = Some(value.to_owned()),
-            // One interface per agent for now: a VIP elsewhere would be silently misplaced.
-            "dev" => return Err(bad("dev is not supported: VIPs go on the --interface")),
+            "dev" => vip.dev = Some(value.to_owned()),
             other => return Err(bad(&format!("unknown option {other:?}"))),
         }
     }
