@@ -3,6 +3,7 @@
 
 use std::{
     cell::RefCell,
+    collections::HashMap,
     net::IpAddr,
     rc::Rc,
     sync::{
@@ -23,61 +24,21 @@ use prometheus::{Gauge, IntCounter, IntGauge};
 
 use crate::{
     checks::{self, CheckEvent, CheckSpec},
-    datapath::{Datapath, DatapathOptions, Family, VridSpec, XdpModeArg, ip_from_wire, raw::monotonic_ns, wire_addr},
+    config::{Config, Garp, InstanceSpec, Notify},
+    datapath::{Datapath, DatapathOptions, Family, XdpModeArg, ip_from_wire, raw::monotonic_ns, wire_addr},
+    firewall,
     links::{self, LinkEvent},
     metrics::{self, Metrics},
     network::{AddressManager, AdvertSender, Announcer, Vip},
     status,
-    vrrp::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State},
+    vrrp::{Effects, Input, Instance, InstanceConfig, LastAdvert, State},
 };
 
-/// One configured VRRP instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InstanceSpec {
-    pub name: String,
-    pub vrid: u8,
-    pub family: Family,
-    pub version: u8,
-    pub priority: u8,
-    pub adver_int: Duration,
-    pub preempt: Preempt,
-    pub vips: Vec<Vip>,
-    /// Owned like `vips` but never advertised (keepalived's virtual_ipaddress_excluded).
-    pub excluded: Vec<Vip>,
-    pub unicast_peers: Vec<IpAddr>,
-    /// Source address for adverts; detected from the interface when `None`.
-    pub src: Option<IpAddr>,
-    pub auth_pass: Option<String>,
-    /// Names of the checks this instance tracks (keepalived's track_script).
-    pub tracks: Vec<String>,
-    /// Interfaces whose link going down puts the instance in FAULT, besides the VRRP interface
-    /// (keepalived's track_interface).
-    pub track_interfaces: Vec<String>,
-}
-
-impl InstanceSpec {
-    /// Every address the instance owns when Master: advertised and excluded.
-    pub fn owned(&self) -> impl Iterator<Item = &Vip> {
-        self.vips.iter().chain(&self.excluded)
-    }
-}
-
-/// Everything `run` needs.
+/// Everything `run` needs: the configuration and the runtime options of `ipf-agent run`.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    pub interface: String,
+    pub config: Config,
     pub xdp_mode: XdpModeArg,
-    pub instances: Vec<InstanceSpec>,
-    /// Health checks the instances can track.
-    pub checks: Vec<CheckSpec>,
-    /// Run on every state change as keepalived's notify: `SCRIPT INSTANCE <name> <state> <priority>`.
-    pub notify: Option<String>,
-    /// Gratuitous ARP / NA: packets per burst, and the delay of the second burst (keepalived's
-    /// vrrp_garp_master_repeat 5 and vrrp_garp_master_delay 5).
-    pub garp_repeat: u32,
-    pub garp_delay: Duration,
-    /// Periodic gratuitous ARP / NA while Master (keepalived's vrrp_garp_master_refresh); `None`: off.
-    pub garp_refresh: Option<Duration>,
     /// The status socket `ipf-agent status` reads (`None`: not served).
     pub status_socket: Option<std::path::PathBuf>,
     /// Listen address of /metrics, /healthz and /readyz (`None`: not served).
@@ -97,63 +58,14 @@ const SOURCE_WAIT: Duration = Duration::from_secs(10);
 /// moves them to virtual_ipaddress_excluded the same way).
 pub const MAX_ADVERTISED: usize = 20;
 
-impl AgentConfig {
-    /// Checks what can be checked without touching the system; errors name the field and value.
-    pub fn validate(&self) -> Result<()> {
-        let mut seen = std::collections::HashSet::new();
-        for i in &self.instances {
-            if !seen.insert((i.family, i.vrid)) {
-                bail!(
-                    "instance {}: vrid {} ({:?}) is used twice on {}",
-                    i.name,
-                    i.vrid,
-                    i.family,
-                    self.interface
-                );
-            }
-            for t in &i.tracks {
-                if !self.checks.iter().any(|c| &c.name == t) {
-                    bail!("instance {}: track={t:?} names no --check", i.name);
-                }
-            }
-            for t in &i.track_interfaces {
-                crate::datapath::interface_index(t)
-                    .with_context(|| format!("instance {}: track_interface={t:?}", i.name))?;
-            }
-            if i.priority == 0 {
-                bail!("instance {}: priority 0 is invalid (1..255)", i.name);
-            }
-            for v in i.owned() {
-                if Family::of(&v.addr) != i.family {
-                    bail!(
-                        "instance {}: VIP {} is not {:?} like the instance",
-                        i.name,
-                        v.addr,
-                        i.family
-                    );
-                }
-            }
-            self.vrid_spec(i, None)
-                .validate()
-                .with_context(|| format!("instance {}", i.name))?;
-        }
-        Ok(())
+/// Checks the configuration against the system without changing anything: every interface it
+/// names must exist.
+pub fn check_system(config: &Config) -> Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    for name in config.interfaces() {
+        crate::datapath::interface_index(name).with_context(|| format!("interface {name:?}"))?;
     }
-
-    fn vrid_spec(&self, i: &InstanceSpec, primary: Option<IpAddr>) -> VridSpec {
-        VridSpec {
-            family: i.family,
-            vrid: i.vrid,
-            version: i.version,
-            priority: i.priority,
-            adver_int: i.adver_int,
-            primary_addr: primary.or(i.src),
-            unicast_peers: i.unicast_peers.clone(),
-            auth_pass: i.auth_pass.clone(),
-            expected_addrs: None,
-            master: false,
-        }
-    }
+    Ok(())
 }
 
 /// Ordered VIP and announcement work, done by one task so netlink calls happen in the order the state
@@ -188,26 +100,26 @@ struct RealEffects {
     dsts: Vec<IpAddr>,
     advertised: Vec<u8>,
     auth_pass: Option<[u8; 8]>,
+    /// Every owned VIP with its interface filled in (`dev`).
     vips: Vec<Vip>,
     sender: Rc<AdvertSender>,
     ops: mpsc::UnboundedSender<VipOp>,
     datapath: Rc<RefCell<Datapath>>,
     /// Incremented on every Master entry and exit: stale delayed announcements are skipped.
     master_epoch: Arc<AtomicU64>,
-    garp_repeat: u32,
-    garp_delay: Duration,
-    garp_refresh: Option<Duration>,
+    garp: Garp,
     vip_lease: Option<Duration>,
     metrics: InstanceMetrics,
     board: status::Board,
-    board_index: usize,
-    notify: Option<Rc<str>>,
+    notify: Notify,
 }
 
 /// The instance's series, bound to its labels once.
 struct InstanceMetrics {
+    labels: [String; 3],
     state: IntGauge,
     priority: IntGauge,
+    configured_priority: IntGauge,
     adverts_sent: IntCounter,
     priority_zero_sent: IntCounter,
     became_master: IntCounter,
@@ -218,11 +130,12 @@ struct InstanceMetrics {
 }
 
 impl InstanceMetrics {
-    fn new(m: &Metrics, labels: &[String; 3]) -> Self {
+    fn new(m: &Metrics, labels: [String; 3]) -> Self {
         let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
         InstanceMetrics {
             state: m.state.with_label_values(&l),
             priority: m.priority.with_label_values(&l),
+            configured_priority: m.configured_priority.with_label_values(&l),
             adverts_sent: m.adverts_sent.with_label_values(&l),
             priority_zero_sent: m.priority_zero_sent.with_label_values(&l),
             became_master: m.became_master.with_label_values(&l),
@@ -230,6 +143,84 @@ impl InstanceMetrics {
             last_transition: m.last_transition.with_label_values(&l),
             gratuitous_sent: m.gratuitous_sent.with_label_values(&l),
             notify_failures: m.notify_failures.with_label_values(&l),
+            labels,
+        }
+    }
+}
+
+/// The VIPs of `spec` with their interface made explicit, so the VIP worker needs no other context.
+fn placed_vips(spec: &InstanceSpec) -> Vec<Vip> {
+    spec.owned()
+        .map(|v| Vip {
+            dev: Some(spec.vip_interface(v).to_owned()),
+            ..v.clone()
+        })
+        .collect()
+}
+
+/// The advertised address list on the wire (the first [`MAX_ADVERTISED`] VIPs).
+fn advertised_bytes(spec: &InstanceSpec) -> Vec<u8> {
+    let addr_len = if spec.family == Family::V6 { 16 } else { 4 };
+    spec.vips
+        .iter()
+        .take(MAX_ADVERTISED)
+        .flat_map(|v| wire_addr(&v.addr)[..addr_len].to_vec())
+        .collect()
+}
+
+impl RealEffects {
+    fn with_status(&self, f: impl FnOnce(&mut status::InstanceStatus)) {
+        if let Some(s) = status::lock(&self.board).iter_mut().find(|s| s.instance == self.name) {
+            f(s);
+        }
+    }
+
+    /// Runs a notify script detached (never blocking an election) with keepalived's argv: the words
+    /// of `line`, then `extra`. A script still running after [`NOTIFY_TIMEOUT`] is killed.
+    fn run_script(&self, line: &str, extra: &[String]) {
+        let mut words = line.split_whitespace();
+        let Some(program) = words.next() else { return };
+        let mut cmd = tokio::process::Command::new(program);
+        // Not killed with the agent: a STOP notification must still run when the agent exits.
+        cmd.args(words).args(extra).stdin(std::process::Stdio::null());
+        let failed = self.metrics.notify_failures.clone();
+        let what = format!("{line} {}", extra.join(" "));
+        match cmd.spawn() {
+            Err(e) => {
+                failed.inc();
+                tracing::warn!("notify {what}: {e}");
+            }
+            Ok(mut child) => {
+                tokio::task::spawn_local(async move {
+                    let problem = match tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await {
+                        Ok(Ok(s)) if s.success() => return,
+                        Ok(Ok(s)) => s.to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => {
+                            let _ = child.start_kill();
+                            format!("killed after {NOTIFY_TIMEOUT:?}")
+                        }
+                    };
+                    failed.inc();
+                    tracing::warn!("notify {what}: {problem}");
+                });
+            }
+        }
+    }
+
+    /// A reload changed the addresses: a Master drops the removed ones and takes and announces the
+    /// new set; the next adverts carry the new list.
+    fn set_vips(&mut self, vips: Vec<Vip>, advertised: Vec<u8>, master: bool) {
+        let removed: Vec<Vip> = self.vips.iter().filter(|v| !vips.contains(v)).cloned().collect();
+        self.vips = vips;
+        self.advertised = advertised;
+        self.with_status(|s| s.vips = self.vips.iter().map(ToString::to_string).collect());
+        if master {
+            if !removed.is_empty() {
+                let _ = self.ops.send(VipOp::Remove(removed));
+            }
+            self.add_vips();
+            self.announce();
         }
     }
 }
@@ -309,12 +300,12 @@ impl Effects for RealEffects {
             burst,
             sent: self.metrics.gratuitous_sent.clone(),
         };
-        let _ = self.ops.send(op(self.garp_repeat));
-        // keepalived's second burst after vrrp_garp_master_delay, then the optional periodic refresh
-        // (vrrp_garp_master_refresh), for as long as this Master epoch lasts.
-        let second = op(self.garp_repeat);
-        let refresh = self.garp_refresh.map(|every| (every, op(1)));
-        let (delay, ops, epoch_now) = (self.garp_delay, self.ops.downgrade(), self.master_epoch.clone());
+        let _ = self.ops.send(op(self.garp.repeat));
+        // keepalived's second burst after garp_master_delay, then the optional periodic refresh
+        // (garp_master_refresh), for as long as this Master epoch lasts.
+        let second = op(self.garp.repeat);
+        let refresh = self.garp.refresh.map(|every| (every, op(1)));
+        let (delay, ops, epoch_now) = (self.garp.delay, self.ops.downgrade(), self.master_epoch.clone());
         tokio::task::spawn_local(async move {
             let due = |op: VipOp| {
                 let tx = ops.upgrade()?;
@@ -336,9 +327,7 @@ impl Effects for RealEffects {
 
     fn set_role(&mut self, master: bool, priority: u8) {
         self.metrics.priority.set(i64::from(priority));
-        if let Some(s) = status::lock(&self.board).get_mut(self.board_index) {
-            s.priority = priority;
-        }
+        self.with_status(|s| s.priority = priority);
         if let Err(e) = self
             .datapath
             .borrow_mut()
@@ -353,10 +342,10 @@ impl Effects for RealEffects {
         let now = metrics::now_unix().as_secs_f64();
         m.state.set(metrics::state_value(to));
         m.last_transition.set(now);
-        if let Some(s) = status::lock(&self.board).get_mut(self.board_index) {
+        self.with_status(|s| {
             s.state = to.keepalived_name().to_owned();
             s.last_transition = now;
-        }
+        });
         if to == State::Master {
             m.became_master.inc();
         }
@@ -365,44 +354,25 @@ impl Effects for RealEffects {
         }
         // keepalived's wording, which existing tooling greps for.
         tracing::info!(reason, "({}) Entering {} STATE", self.name, to.keepalived_name());
-        if let Some(script) = self.notify.clone() {
-            // keepalived's argv; STOP when the instance stops. Run detached: never blocks an election.
-            let state = if to == State::Initialize {
-                "STOP"
-            } else {
-                to.keepalived_name()
-            };
+        // keepalived runs the state's own script, then `notify` with `INSTANCE <name> <state>
+        // <priority>`; STOP when the instance stops.
+        let (specific, state) = match to {
+            State::Master => (&self.notify.master, "MASTER"),
+            State::Backup => (&self.notify.backup, "BACKUP"),
+            State::Fault => (&self.notify.fault, "FAULT"),
+            State::Initialize => (&self.notify.stop, "STOP"),
+        };
+        if let Some(line) = specific {
+            self.run_script(line, &[]);
+        }
+        if let Some(line) = &self.notify.any {
             let args = [
                 "INSTANCE".to_owned(),
                 self.name.clone(),
                 state.to_owned(),
-                m.priority.get().to_string(),
+                self.metrics.priority.get().to_string(),
             ];
-            let mut cmd = tokio::process::Command::new(&*script);
-            // Not killed with the agent: a STOP notification must still run when the agent exits.
-            cmd.args(&args).stdin(std::process::Stdio::null());
-            let failed = m.notify_failures.clone();
-            match cmd.spawn() {
-                Err(e) => {
-                    failed.inc();
-                    tracing::warn!("notify {script} {args:?}: {e}");
-                }
-                Ok(mut child) => {
-                    tokio::task::spawn_local(async move {
-                        let problem = match tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await {
-                            Ok(Ok(s)) if s.success() => return,
-                            Ok(Ok(s)) => s.to_string(),
-                            Ok(Err(e)) => e.to_string(),
-                            Err(_) => {
-                                let _ = child.start_kill();
-                                format!("killed after {NOTIFY_TIMEOUT:?}")
-                            }
-                        };
-                        failed.inc();
-                        tracing::warn!("notify {script} {args:?}: {problem}");
-                    });
-                }
-            }
+            self.run_script(line, &args);
         }
     }
 
@@ -421,15 +391,42 @@ impl Effects for RealEffects {
     }
 }
 
-async fn vip_worker(
-    mut rx: mpsc::UnboundedReceiver<VipOp>,
-    addrs: Rc<AddressManager>,
-    announcer: Rc<Announcer>,
+/// An interface VIPs go on, opened on first use.
+struct VipInterface {
     ifindex: u32,
     mac: [u8; 6],
-    lease: Option<Duration>,
-) {
-    let add = async |v: &Vip| match lease {
+    announcer: Announcer,
+}
+
+/// The interface of `v` (its `dev`, set by `placed_vips`), opened on first use.
+fn vip_interface<'a>(interfaces: &'a mut HashMap<String, VipInterface>, v: &Vip) -> Option<&'a VipInterface> {
+    let name = v.dev.as_deref()?;
+    if !interfaces.contains_key(name) {
+        let opened = crate::datapath::interface_index(name)
+            .map_err(|e| e.to_string())
+            .and_then(|ifindex| {
+                Announcer::new(name).map_err(|e| e.to_string()).map(|announcer| VipInterface {
+                    ifindex,
+                    mac: crate::datapath::interface_mac(name),
+                    announcer,
+                })
+            });
+        match opened {
+            Ok(i) => {
+                interfaces.insert(name.to_owned(), i);
+            }
+            Err(e) => {
+                tracing::error!("VIP {v}: {e}");
+                return None;
+            }
+        }
+    }
+    interfaces.get(name)
+}
+
+async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc<AddressManager>, lease: Option<Duration>) {
+    let mut interfaces: HashMap<String, VipInterface> = HashMap::new();
+    let add = async |ifindex: u32, v: &Vip| match lease {
         Some(l) => addrs.add_leased(ifindex, v, l).await,
         None => addrs.add(ifindex, v).await,
     };
@@ -437,7 +434,10 @@ async fn vip_worker(
         match op {
             VipOp::Add(vips) => {
                 for v in &vips {
-                    if let Err(e) = add(v).await {
+                    let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
+                        continue;
+                    };
+                    if let Err(e) = add(ifindex, v).await {
                         tracing::error!("adding VIP {v}: {e}");
                     }
                 }
@@ -445,7 +445,10 @@ async fn vip_worker(
             VipOp::Renew { vips, epoch, epoch_now } => {
                 if epoch_now.load(Ordering::SeqCst) == epoch {
                     for v in &vips {
-                        if let Err(e) = add(v).await {
+                        let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
+                            continue;
+                        };
+                        if let Err(e) = add(ifindex, v).await {
                             tracing::error!("renewing VIP {v}: {e}");
                         }
                     }
@@ -453,6 +456,9 @@ async fn vip_worker(
             }
             VipOp::Remove(vips) => {
                 for v in &vips {
+                    let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
+                        continue;
+                    };
                     if let Err(e) = addrs.remove(ifindex, v).await {
                         tracing::error!("removing VIP {v}: {e}");
                     }
@@ -466,77 +472,401 @@ async fn vip_worker(
                 sent,
             } => {
                 if epoch_now.load(Ordering::SeqCst) == epoch {
-                    sent.inc_by(announce(&announcer, &vips, mac, burst));
+                    for v in &vips {
+                        if let Some(i) = vip_interface(&mut interfaces, v) {
+                            sent.inc_by(announce(&i.announcer, v, i.mac, burst));
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// What checks and tracked links say, and what was last applied to each instance.
-struct Health {
-    check_ok: std::collections::HashMap<String, bool>,
-    /// Links not reported yet count as up.
-    link_up: std::collections::HashMap<String, bool>,
-    applied: Vec<(bool, u8)>,
-}
-
-impl Health {
-    /// Feeds each instance the Fault and priority its checks and links call for, when they change.
-    fn apply(&mut self, cfg: &AgentConfig, instances: &mut [Instance<RealEffects>], metrics: &Metrics) {
-        for (idx, spec) in cfg.instances.iter().enumerate() {
-            let tracked: Vec<(i32, bool)> = spec
-                .tracks
-                .iter()
-                .filter_map(|t| cfg.checks.iter().find(|c| &c.name == t))
-                .map(|c| (c.weight, self.check_ok.get(&c.name).copied().unwrap_or(true)))
-                .collect();
-            let (check_fault, priority) = checks::effect(spec.priority, &tracked);
-            let link_down = std::iter::once(&cfg.interface)
-                .chain(&spec.track_interfaces)
-                .any(|l| self.link_up.get(l) == Some(&false));
-            let fault = check_fault || link_down;
-            let Some(applied) = self.applied.get_mut(idx) else {
-                continue;
-            };
-            let (was_fault, was_priority) = std::mem::replace(applied, (fault, priority));
-            let Some(inst) = instances.get_mut(idx) else { continue };
-            if priority != was_priority {
-                let labels = [spec.name.as_str(), cfg.interface.as_str(), &spec.vrid.to_string()];
-                metrics.priority.with_label_values(&labels).set(i64::from(priority));
-                inst.handle(Input::Priority(priority));
-            }
-            if fault != was_fault {
-                inst.handle(Input::Fault(fault));
-            }
-        }
-    }
-}
-
-/// Sends `burst` gratuitous ARPs / unsolicited NAs per VIP; returns how many went out.
-fn announce(announcer: &Announcer, vips: &[Vip], mac: [u8; 6], burst: u32) -> u64 {
+/// Sends `burst` gratuitous ARPs / unsolicited NAs for `vip`; returns how many went out.
+fn announce(announcer: &Announcer, vip: &Vip, mac: [u8; 6], burst: u32) -> u64 {
     let mut sent = 0;
     for _ in 0..burst {
-        for v in vips {
-            let r = match v.addr {
-                IpAddr::V4(a) => announcer.gratuitous_arp(a, mac),
-                IpAddr::V6(a) => announcer.unsolicited_na(a, mac),
-            };
-            match r {
-                Ok(()) => sent += 1,
-                Err(e) => tracing::warn!("announcing {}: {e}", v.addr),
-            }
+        let r = match vip.addr {
+            IpAddr::V4(a) => announcer.gratuitous_arp(a, mac),
+            IpAddr::V6(a) => announcer.unsolicited_na(a, mac),
+        };
+        match r {
+            Ok(()) => sent += 1,
+            Err(e) => tracing::warn!("announcing {}: {e}", vip.addr),
         }
     }
     sent
 }
 
-/// Runs the agent until SIGTERM / SIGINT. Must be called on a current-thread runtime inside a
-/// `LocalSet` (the state machines and their effects are single-threaded).
-pub async fn run(cfg: AgentConfig) -> Result<()> {
-    cfg.validate()?;
-    let ifindex = crate::datapath::interface_index(&cfg.interface)?;
-    let mac = crate::datapath::interface_mac(&cfg.interface);
+/// A running instance.
+struct Running {
+    /// Inputs are addressed by id, so a message for an instance a reload replaced is dropped.
+    id: u64,
+    spec: InstanceSpec,
+    inst: Instance<RealEffects>,
+    /// The Fault and effective priority last fed to the instance.
+    applied: (bool, u8),
+    forward: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.forward.abort();
+    }
+}
+
+/// What a reload does to an instance.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    Keep,
+    /// Priority, addresses, tracking, notify or announcements changed: applied in place, keeping
+    /// the state.
+    Update,
+    /// Something on the wire or in the election changed: released and started again.
+    Restart,
+}
+
+fn change(old: &InstanceSpec, new: &InstanceSpec) -> Change {
+    if old == new {
+        return Change::Keep;
+    }
+    fn identity(s: &InstanceSpec) -> impl PartialEq + '_ {
+        (
+            &s.interface,
+            s.vrid,
+            s.family,
+            s.version,
+            s.adver_int,
+            s.preempt,
+            &s.unicast_peers,
+            s.src,
+            &s.auth_pass,
+            // Becoming or ceasing to be the address owner changes the election itself.
+            s.priority == 255,
+        )
+    }
+    if identity(old) == identity(new) {
+        Change::Update
+    } else {
+        Change::Restart
+    }
+}
+
+/// The node's side of the running instances: what starting and stopping one needs.
+struct Node {
+    interface: String,
+    ifindex: u32,
+    addrs: Rc<AddressManager>,
+    metrics: Arc<Metrics>,
+    board: status::Board,
+    datapath: Rc<RefCell<Datapath>>,
+    ops: mpsc::UnboundedSender<VipOp>,
+    inputs: mpsc::UnboundedSender<(u64, Input)>,
+    vip_lease: Option<Duration>,
+    next_id: u64,
+}
+
+impl Node {
+    /// The advert source of each instance, waiting for the interface to have one. Runs before
+    /// anything changes, so an error leaves the system untouched.
+    async fn sources(&self, instances: &[&InstanceSpec]) -> Result<Vec<IpAddr>> {
+        let all_vips: Vec<IpAddr> = instances.iter().flat_map(|i| i.owned().map(|v| v.addr)).collect();
+        let mut out = Vec::new();
+        for i in instances {
+            if let Some(s) = i.src {
+                out.push(s);
+                continue;
+            }
+            // A link-local address is unusable until duplicate address detection ends (about a
+            // second after the link comes up): wait for it rather than fail at boot.
+            let deadline = tokio::time::Instant::now() + SOURCE_WAIT;
+            loop {
+                if let Some(a) = self.addrs.primary_address(self.ifindex, i.family, &all_vips).await? {
+                    out.push(a);
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!(
+                        "instance {}: {} has no usable {:?} address to advertise from (waited {SOURCE_WAIT:?})",
+                        i.name,
+                        self.interface,
+                        i.family,
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes addresses `spec` manages that are on their interface without being owned (left by a
+    /// crash or `kill -9`): not owned until elected.
+    async fn remove_stale(&self, spec: &InstanceSpec) -> Result<()> {
+        for v in spec.owned() {
+            let name = spec.vip_interface(v);
+            let ifindex = crate::datapath::interface_index(name)?;
+            self.addrs
+                .remove(ifindex, v)
+                .await
+                .with_context(|| format!("removing stale VIP {v} from {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the instance up in the datapath, the metrics and the status board, and starts it.
+    fn start(&mut self, spec: &InstanceSpec, src: IpAddr) -> Result<Running> {
+        self.datapath.borrow_mut().set_vrid(&spec.vrid_spec(Some(src)))?;
+        for v in spec.owned() {
+            self.datapath.borrow_mut().add_vip(&v.addr)?;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let fwd = self.inputs.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(input) = rx.recv().await {
+                if fwd.send((id, input)).is_err() {
+                    break;
+                }
+            }
+        });
+        let sender = Rc::new(AdvertSender::new(&self.interface, spec.family, src)?);
+        let dsts = if spec.unicast_peers.is_empty() {
+            vec![if spec.family == Family::V6 {
+                IpAddr::from(MCAST_V6)
+            } else {
+                IpAddr::from(MCAST_V4)
+            }]
+        } else {
+            spec.unicast_peers.clone()
+        };
+        let auth_pass = spec.auth_pass.as_ref().map(|p| {
+            let mut a = [0u8; 8];
+            let n = p.len().min(8);
+            a[..n].copy_from_slice(&p.as_bytes()[..n]);
+            a
+        });
+        let vips = placed_vips(spec);
+        {
+            let mut board = status::lock(&self.board);
+            board.retain(|s| s.instance != spec.name);
+            board.push(status::InstanceStatus {
+                instance: spec.name.clone(),
+                interface: self.interface.clone(),
+                vrid: spec.vrid,
+                family: format!("{:?}", spec.family).to_lowercase(),
+                state: State::Initialize.keepalived_name().to_owned(),
+                priority: spec.priority,
+                configured_priority: spec.priority,
+                master: None,
+                vips: vips.iter().map(ToString::to_string).collect(),
+                last_transition: 0.0,
+                src: Some(src),
+                family_key: Some(spec.family),
+            });
+        }
+        let labels = Metrics::labels(&spec.name, &self.interface, spec.vrid);
+        self.metrics.add_instance(labels.clone(), spec.family, spec.vrid);
+        let metrics = InstanceMetrics::new(&self.metrics, labels);
+        metrics.configured_priority.set(i64::from(spec.priority));
+        metrics.priority.set(i64::from(spec.priority));
+        let effects = RealEffects {
+            name: spec.name.clone(),
+            family: spec.family,
+            vrid: spec.vrid,
+            version: spec.version,
+            adver_int_cs: (spec.adver_int.as_millis() / 10) as u16,
+            src,
+            dsts,
+            advertised: advertised_bytes(spec),
+            auth_pass,
+            vips,
+            sender,
+            ops: self.ops.clone(),
+            datapath: self.datapath.clone(),
+            master_epoch: Arc::new(AtomicU64::new(0)),
+            garp: spec.garp,
+            vip_lease: self.vip_lease,
+            metrics,
+            board: self.board.clone(),
+            notify: spec.notify.clone(),
+        };
+        let icfg = InstanceConfig {
+            name: spec.name.clone(),
+            vrid: spec.vrid,
+            family: spec.family,
+            version: spec.version,
+            priority: spec.priority,
+            adver_int: spec.adver_int,
+            preempt: spec.preempt,
+            primary_addr: src,
+        };
+        let mut inst = Instance::new(icfg, effects, tx);
+        tracing::info!(
+            "({}) vrid {} on {} from {src}, priority {}",
+            spec.name,
+            spec.vrid,
+            self.interface,
+            spec.priority
+        );
+        inst.handle(Input::Startup);
+        Ok(Running {
+            id,
+            spec: spec.clone(),
+            inst,
+            applied: (false, spec.priority),
+            forward,
+        })
+    }
+
+    /// Stops an instance (priority 0 and VIPs released if Master) and forgets it everywhere.
+    fn stop(&mut self, mut r: Running) {
+        r.inst.handle(Input::Shutdown);
+        let mut dp = self.datapath.borrow_mut();
+        for v in r.spec.owned() {
+            if let Err(e) = dp.remove_vip(&v.addr) {
+                tracing::warn!("({}) datapath VIP {}: {e}", r.spec.name, v.addr);
+            }
+        }
+        if let Err(e) = dp.remove_vrid(r.spec.family, r.spec.vrid) {
+            tracing::warn!("({}) datapath VRID: {e}", r.spec.name);
+        }
+        drop(dp);
+        status::lock(&self.board).retain(|s| s.instance != r.spec.name);
+        self.metrics.remove_instance(&r.inst.effects().metrics.labels);
+    }
+
+    /// Applies a changed priority, addresses, tracking, notify or announcements in place.
+    fn update(&mut self, r: &mut Running, spec: &InstanceSpec) {
+        let master = r.inst.state() == State::Master;
+        let mut dp = self.datapath.borrow_mut();
+        for v in r.spec.owned().filter(|v| !spec.owned().any(|n| n.addr == v.addr)) {
+            if let Err(e) = dp.remove_vip(&v.addr) {
+                tracing::warn!("({}) datapath VIP {}: {e}", spec.name, v.addr);
+            }
+        }
+        for v in spec.owned() {
+            if let Err(e) = dp.add_vip(&v.addr) {
+                tracing::warn!("({}) datapath VIP {}: {e}", spec.name, v.addr);
+            }
+        }
+        drop(dp);
+        let effects = r.inst.effects_mut();
+        effects.notify = spec.notify.clone();
+        effects.garp = spec.garp;
+        effects
+            .metrics
+            .configured_priority
+            .set(i64::from(spec.priority));
+        effects.with_status(|s| s.configured_priority = spec.priority);
+        if r.spec.owned().ne(spec.owned()) {
+            effects.set_vips(placed_vips(spec), advertised_bytes(spec), master);
+        }
+        tracing::info!("({}) configuration updated in place", spec.name);
+        // The effective priority follows from the new configured one at the next health pass.
+        r.spec = spec.clone();
+    }
+}
+
+/// What checks and tracked links say.
+#[derive(Default)]
+struct Health {
+    check_ok: HashMap<String, bool>,
+    /// Links not reported yet count as up.
+    link_up: HashMap<String, bool>,
+}
+
+impl Health {
+    /// Feeds each instance the Fault and priority its checks and links call for, when they change.
+    fn apply(&self, interface: &str, checks: &[CheckSpec], running: &mut [Running]) {
+        for r in running {
+            let tracked: Vec<(i32, bool)> = r
+                .spec
+                .tracks
+                .iter()
+                .filter_map(|t| checks.iter().find(|c| &c.name == t))
+                .map(|c| (c.weight, self.check_ok.get(&c.name).copied().unwrap_or(true)))
+                .collect();
+            let (check_fault, priority) = checks::effect(r.spec.priority, &tracked);
+            let link_down = std::iter::once(interface)
+                .chain(r.spec.track_interfaces.iter().map(String::as_str))
+                .any(|l| self.link_up.get(l) == Some(&false));
+            let fault = check_fault || link_down;
+            let (was_fault, was_priority) = std::mem::replace(&mut r.applied, (fault, priority));
+            if priority != was_priority {
+                r.inst.handle(Input::Priority(priority));
+            }
+            if fault != was_fault {
+                r.inst.handle(Input::Fault(fault));
+            }
+        }
+    }
+}
+
+/// The health checks as running tasks, so a reload can keep, replace or stop each.
+struct CheckTasks {
+    tasks: HashMap<String, (CheckSpec, tokio::task::JoinHandle<()>)>,
+    target: Option<IpAddr>,
+    tx: mpsc::UnboundedSender<CheckEvent>,
+}
+
+impl CheckTasks {
+    /// Starts, restarts or stops checks to match `checks`; returns the names whose status restarts.
+    fn sync(&mut self, checks: &[CheckSpec], metrics: &Metrics) -> Vec<String> {
+        let mut restarted = Vec::new();
+        self.tasks.retain(|name, (spec, task)| {
+            let keep = checks.iter().any(|c| c == spec);
+            if !keep {
+                task.abort();
+                if !checks.iter().any(|c| &c.name == name) {
+                    metrics.remove_check(name);
+                }
+            }
+            keep
+        });
+        let Some(target) = self.target else { return restarted };
+        for c in checks {
+            if !self.tasks.contains_key(&c.name) {
+                let task = tokio::spawn(checks::run(c.clone(), target, self.tx.clone(), metrics.check(&c.name)));
+                self.tasks.insert(c.name.clone(), (c.clone(), task));
+                restarted.push(c.name.clone());
+            }
+        }
+        restarted
+    }
+}
+
+impl Drop for CheckTasks {
+    fn drop(&mut self) {
+        for (_, task) in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+/// The links to watch: the VRRP interface itself (as keepalived) and every track_interface.
+fn tracked_links(config: &Config, interface: &str) -> Vec<String> {
+    let mut out = vec![interface.to_owned()];
+    for name in config.instances.iter().flat_map(|i| &i.track_interfaces) {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// Runs the agent until SIGTERM / SIGINT; SIGHUP reloads the configuration through `reload`. Must be
+/// called on a current-thread runtime inside a `LocalSet` (the state machines and their effects are
+/// single-threaded).
+pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Result<()> {
+    check_system(&cfg.config)?;
+    let mut config = cfg.config.clone();
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let interface = config.interface().map_err(anyhow::Error::msg)?.to_owned();
+    let ifindex = crate::datapath::interface_index(&interface)?;
     let addrs = Rc::new(AddressManager::new().context("rtnetlink")?);
     let metrics = Metrics::new()?;
     if let Some(addr) = cfg.metrics_addr {
@@ -547,234 +877,85 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     if let Some(path) = &cfg.status_socket {
         status::serve(board.clone(), readers.clone(), path)?;
     }
-    let all_vips: Vec<IpAddr> = cfg.instances.iter().flat_map(|i| i.owned().map(|v| v.addr)).collect();
 
-    // Sources first: an error here must leave the system untouched.
-    let mut sources = Vec::new();
-    for i in &cfg.instances {
-        let src = match i.src {
-            Some(s) => s,
-            None => {
-                // A link-local address is unusable until duplicate address detection ends (about a
-                // second after the link comes up): wait for it rather than fail at boot.
-                let deadline = tokio::time::Instant::now() + SOURCE_WAIT;
-                loop {
-                    if let Some(a) = addrs.primary_address(ifindex, i.family, &all_vips).await? {
-                        break a;
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        bail!(
-                            "instance {}: {} has no usable {:?} address to advertise from (waited {:?})",
-                            i.name,
-                            cfg.interface,
-                            i.family,
-                            SOURCE_WAIT
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        sources.push(src);
-    }
-
-    // Addresses this configuration manages, left by a crash: not owned until elected.
-    for i in &cfg.instances {
-        for v in i.owned() {
-            addrs
-                .remove(ifindex, v)
-                .await
-                .with_context(|| format!("removing stale VIP {v}"))?;
-        }
-    }
-
-    let opts = DatapathOptions::new(&cfg.interface, cfg.xdp_mode);
+    let opts = DatapathOptions::new(&interface, cfg.xdp_mode);
     let (dp, mut events) = Datapath::start(&opts)?;
     metrics.add_datapath(dp.reader());
     readers
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .push(dp.reader());
-    let datapath = Rc::new(RefCell::new(dp));
-    for (i, src) in cfg.instances.iter().zip(&sources) {
-        let spec = cfg.vrid_spec(i, Some(*src));
-        datapath.borrow_mut().set_vrid(&spec)?;
-        for v in i.owned() {
-            datapath.borrow_mut().add_vip(&v.addr)?;
-        }
-    }
-    let announcer = Rc::new(Announcer::new(&cfg.interface)?);
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
-    let worker = tokio::task::spawn_local(vip_worker(
-        ops_rx,
-        addrs.clone(),
-        announcer,
+    let worker = tokio::task::spawn_local(vip_worker(ops_rx, addrs.clone(), cfg.vip_lease));
+    let (inputs_tx, mut inputs_rx) = mpsc::unbounded_channel::<(u64, Input)>();
+    let mut node = Node {
+        interface: interface.clone(),
         ifindex,
-        mac,
-        cfg.vip_lease,
-    ));
+        addrs,
+        metrics: metrics.clone(),
+        board,
+        datapath: Rc::new(RefCell::new(dp)),
+        ops: ops_tx,
+        inputs: inputs_tx,
+        vip_lease: cfg.vip_lease,
+        next_id: 0,
+    };
 
-    let (merged_tx, mut merged_rx) = mpsc::unbounded_channel::<(usize, Input)>();
-    let mut instances = Vec::new();
-    for (idx, (i, src)) in cfg.instances.iter().zip(&sources).enumerate() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let fwd = merged_tx.clone();
-        tokio::spawn(async move {
-            while let Some(input) = rx.recv().await {
-                if fwd.send((idx, input)).is_err() {
-                    break;
-                }
-            }
-        });
-        let sender = Rc::new(AdvertSender::new(&cfg.interface, i.family, *src)?);
-        let dsts = if i.unicast_peers.is_empty() {
-            vec![if i.family == Family::V6 {
-                IpAddr::from(MCAST_V6)
-            } else {
-                IpAddr::from(MCAST_V4)
-            }]
-        } else {
-            i.unicast_peers.clone()
-        };
-        let addr_len = if i.family == Family::V6 { 16 } else { 4 };
-        let advertised = i
-            .vips
-            .iter()
-            .take(MAX_ADVERTISED)
-            .flat_map(|v| wire_addr(&v.addr)[..addr_len].to_vec())
-            .collect();
-        let auth_pass = i.auth_pass.as_ref().map(|p| {
-            let mut a = [0u8; 8];
-            let n = p.len().min(8);
-            a[..n].copy_from_slice(&p.as_bytes()[..n]);
-            a
-        });
-        let effects = RealEffects {
-            name: i.name.clone(),
-            family: i.family,
-            vrid: i.vrid,
-            version: i.version,
-            adver_int_cs: (i.adver_int.as_millis() / 10) as u16,
-            src: *src,
-            dsts,
-            advertised,
-            auth_pass,
-            vips: i.owned().cloned().collect(),
-            sender,
-            ops: ops_tx.clone(),
-            datapath: datapath.clone(),
-            master_epoch: Arc::new(AtomicU64::new(0)),
-            garp_repeat: cfg.garp_repeat,
-            garp_delay: cfg.garp_delay,
-            garp_refresh: cfg.garp_refresh,
-            vip_lease: cfg.vip_lease,
-            notify: cfg.notify.as_deref().map(Rc::from),
-            board: board.clone(),
-            board_index: {
-                let mut b = status::lock(&board);
-                b.push(status::InstanceStatus {
-                    instance: i.name.clone(),
-                    interface: cfg.interface.clone(),
-                    vrid: i.vrid,
-                    family: format!("{:?}", i.family).to_lowercase(),
-                    state: State::Initialize.keepalived_name().to_owned(),
-                    priority: i.priority,
-                    configured_priority: i.priority,
-                    master: None,
-                    vips: i.owned().map(ToString::to_string).collect(),
-                    last_transition: 0.0,
-                    src: Some(*src),
-                    family_key: Some(i.family),
-                });
-                b.len() - 1
-            },
-            metrics: {
-                let labels = Metrics::labels(&i.name, &cfg.interface, i.vrid);
-                metrics.add_instance(labels.clone(), i.family, i.vrid);
-                metrics
-                    .configured_priority
-                    .with_label_values(&[&labels[0], &labels[1], &labels[2]])
-                    .set(i64::from(i.priority));
-                let m = InstanceMetrics::new(&metrics, &labels);
-                m.priority.set(i64::from(i.priority));
-                m
-            },
-        };
-        let icfg = InstanceConfig {
-            name: i.name.clone(),
-            vrid: i.vrid,
-            family: i.family,
-            version: i.version,
-            priority: i.priority,
-            adver_int: i.adver_int,
-            preempt: i.preempt,
-            primary_addr: *src,
-        };
-        let mut inst = Instance::new(icfg, effects, tx);
-        tracing::info!(
-            "({}) vrid {} on {} from {src}, priority {}",
-            i.name,
-            i.vrid,
-            cfg.interface,
-            i.priority
-        );
-        inst.handle(Input::Startup);
-        instances.push(inst);
+    // Sources first: an error here must leave the addresses untouched.
+    let all: Vec<&InstanceSpec> = config.instances.iter().collect();
+    let sources = node.sources(&all).await?;
+    if let Some(rule) = &config.firewall {
+        firewall::apply(rule, &families(&config)).context("firewall accept rule")?;
     }
-    drop(ops_tx);
+    for i in &config.instances {
+        node.remove_stale(i).await?;
+    }
+    let mut running = Vec::new();
+    for (i, src) in config.instances.iter().zip(&sources) {
+        running.push(node.start(i, *src)?);
+    }
     // Health checks, against this node's own address (IPv4 first, as the ipfailover monitor port).
     let (check_tx, mut check_rx) = mpsc::unbounded_channel::<CheckEvent>();
-    let target = sources
-        .iter()
-        .copied()
-        .find(IpAddr::is_ipv4)
-        .or(sources.first().copied());
-    if let Some(target) = target {
-        for c in &cfg.checks {
-            tokio::spawn(checks::run(c.clone(), target, check_tx.clone(), metrics.check(&c.name)));
-        }
-    }
-    // Tracked interfaces: the VRRP interface itself (as keepalived) and each instance's track_interface.
-    let (link_tx, mut link_rx) = mpsc::unbounded_channel::<LinkEvent>();
-    let mut tracked_links: Vec<String> = vec![cfg.interface.clone()];
-    for i in &cfg.instances {
-        tracked_links.extend(
-            i.track_interfaces
-                .iter()
-                .filter(|n| !tracked_links.contains(n))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
-    }
-    links::watch(tracked_links, link_tx)?;
-    let mut health = Health {
-        check_ok: cfg.checks.iter().map(|c| (c.name.clone(), true)).collect(),
-        link_up: Default::default(),
-        applied: cfg.instances.iter().map(|i| (false, i.priority)).collect(),
+    let mut checks = CheckTasks {
+        tasks: HashMap::new(),
+        target: sources
+            .iter()
+            .copied()
+            .find(IpAddr::is_ipv4)
+            .or(sources.first().copied()),
+        tx: check_tx,
     };
+    let mut health = Health::default();
+    for name in checks.sync(&config.checks, &metrics) {
+        health.check_ok.insert(name, true);
+    }
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel::<LinkEvent>();
+    let mut links_watched = tracked_links(&config, &interface);
+    let mut _link_watch = links::watch(links_watched.clone(), link_tx.clone())?;
     metrics.heartbeat();
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     // The heartbeat /healthz checks: proves this loop still turns.
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
 
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut sigint =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
+    let signal = |kind, name| tokio::signal::unix::signal(kind).with_context(|| format!("{name} handler"));
+    use tokio::signal::unix::SignalKind;
+    let mut sigterm = signal(SignalKind::terminate(), "SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt(), "SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
     loop {
         tokio::select! {
             _ = heartbeat.tick() => metrics.heartbeat(),
             Some(ev) = check_rx.recv() => {
                 health.check_ok.insert(ev.name, ev.ok);
-                health.apply(&cfg, &mut instances, &metrics);
+                health.apply(&interface, &config.checks, &mut running);
             }
             Some(ev) = link_rx.recv() => {
                 health.link_up.insert(ev.ifname, ev.up);
-                health.apply(&cfg, &mut instances, &metrics);
+                health.apply(&interface, &config.checks, &mut running);
             }
-            Some((idx, input)) = merged_rx.recv() => {
-                if let Some(inst) = instances.get_mut(idx) {
-                    inst.handle(input);
+            Some((id, input)) = inputs_rx.recv() => {
+                if let Some(r) = running.iter_mut().find(|r| r.id == id) {
+                    r.inst.handle(input);
                 }
             }
             ev = events.recv() => {
@@ -784,12 +965,50 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                     continue;
                 }
                 let family = if ev.family == FAMILY_V6 { Family::V6 } else { Family::V4 };
-                for inst in instances.iter_mut().filter(|i| i.config().vrid == ev.vrid && i.config().family == family) {
-                    inst.handle(Input::Advert {
+                for r in running.iter_mut().filter(|r| r.spec.vrid == ev.vrid && r.spec.family == family) {
+                    r.inst.handle(Input::Advert {
                         src: ip_from_wire(ev.family, &ev.addr),
                         priority: ev.priority,
                         adver_int: Duration::from_millis(u64::from(ev.adver_int_cs) * 10),
                     });
+                }
+            }
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                // Everything is checked before anything changes: a bad file changes nothing.
+                match reload_config(&reload, &interface) {
+                    Err(e) => tracing::error!("reload failed, the running configuration stays: {e:#}"),
+                    Ok(new) => {
+                        match apply_reload(&mut node, &mut running, &new).await {
+                            Err(e) => tracing::error!("reload failed, the running configuration stays: {e:#}"),
+                            Ok(summary) => {
+                                tracing::info!("reloaded: {summary}");
+                                if config.firewall != new.firewall {
+                                    if let Some(old) = &config.firewall
+                                        && let Err(e) = firewall::remove(old)
+                                    {
+                                        tracing::warn!("removing the old firewall rule: {e}");
+                                    }
+                                    if let Some(rule) = &new.firewall
+                                        && let Err(e) = firewall::apply(rule, &families(&new))
+                                    {
+                                        tracing::error!("firewall accept rule: {e}");
+                                    }
+                                }
+                                config = new;
+                                for name in checks.sync(&config.checks, &metrics) {
+                                    health.check_ok.insert(name, true);
+                                }
+                                health.check_ok.retain(|n, _| config.checks.iter().any(|c| &c.name == n));
+                                let wanted = tracked_links(&config, &interface);
+                                if wanted != links_watched {
+                                    _link_watch = links::watch(wanted.clone(), link_tx.clone())?;
+                                    links_watched = wanted;
+                                }
+                                health.apply(&interface, &config.checks, &mut running);
+                            }
+                        }
+                    }
                 }
             }
             _ = sigterm.recv() => break,
@@ -797,10 +1016,11 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         }
     }
     // Graceful stop: priority 0 from every Master, VIPs removed, then the datapath detaches.
-    for inst in &mut instances {
-        inst.handle(Input::Shutdown);
+    for r in running.drain(..) {
+        node.stop(r);
     }
-    drop(instances);
+    drop(checks);
+    let Node { datapath, .. } = node;
     if tokio::time::timeout(Duration::from_millis(800), worker).await.is_err() {
         tracing::error!("VIP removal did not finish within 800 ms");
     }
@@ -810,4 +1030,123 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The address families of the configured instances (for the firewall rule).
+fn families(config: &Config) -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::new();
+    for i in &config.instances {
+        if !out.contains(&i.family) {
+            out.push(i.family);
+        }
+    }
+    out
+}
+
+/// Loads and checks the new configuration; it must keep the interface (the datapath is attached
+/// there).
+fn reload_config(reload: &impl Fn() -> Result<Config>, interface: &str) -> Result<Config> {
+    let new = reload()?;
+    check_system(&new)?;
+    let new_interface = new.interface().map_err(anyhow::Error::msg)?;
+    if new_interface != interface {
+        bail!("the interface changed from {interface} to {new_interface}: restart the agent to move it");
+    }
+    Ok(new)
+}
+
+/// Brings the running instances to `new`: unchanged ones keep their state and VIPs, changed ones
+/// are updated in place or restarted, removed ones released, added ones started.
+async fn apply_reload(node: &mut Node, running: &mut Vec<Running>, new: &Config) -> Result<String> {
+    // Sources of the instances that will start, before anything changes.
+    let starting: Vec<&InstanceSpec> = new
+        .instances
+        .iter()
+        .filter(|n| {
+            running
+                .iter()
+                .find(|r| r.spec.name == n.name)
+                .is_none_or(|r| change(&r.spec, n) == Change::Restart)
+        })
+        .collect();
+    let sources = node.sources(&starting).await?;
+    let (mut kept, mut updated, mut restarted, mut removed, mut added) = (0, 0, 0, 0, 0);
+    // Stops first, so a VRID can move between instances.
+    let mut i = 0;
+    while i < running.len() {
+        let verdict = new
+            .instances
+            .iter()
+            .find(|n| n.name == running[i].spec.name)
+            .map(|n| change(&running[i].spec, n));
+        match verdict {
+            None => {
+                removed += 1;
+                let r = running.remove(i);
+                node.stop(r);
+            }
+            Some(Change::Restart) => {
+                restarted += 1;
+                let r = running.remove(i);
+                node.stop(r);
+            }
+            Some(Change::Keep) => {
+                kept += 1;
+                i += 1;
+            }
+            Some(Change::Update) => {
+                updated += 1;
+                if let Some(n) = new.instances.iter().find(|n| n.name == running[i].spec.name) {
+                    node.update(&mut running[i], n);
+                }
+                i += 1;
+            }
+        }
+    }
+    for (spec, src) in starting.iter().zip(sources) {
+        if !running.iter().any(|r| r.spec.name == spec.name) {
+            node.remove_stale(spec).await?;
+            running.push(node.start(spec, src)?);
+            added += 1;
+        }
+    }
+    added -= restarted.min(added);
+    Ok(format!(
+        "{kept} unchanged, {updated} updated in place, {restarted} restarted, {removed} removed, {added} added"
+    ))
+}
+
+/// `ipf-agent cleanup`: removes every address `config` manages from its interface and the firewall
+/// rule, whoever put them there; absent ones are fine. Returns what was done, a line each.
+pub async fn cleanup(config: &Config) -> Result<String> {
+    let addrs = AddressManager::new().context("rtnetlink")?;
+    let mut report = String::new();
+    for i in &config.instances {
+        for v in i.owned() {
+            let name = i.vip_interface(v);
+            let Ok(ifindex) = crate::datapath::interface_index(name) else {
+                report.push_str(&format!("{v}: interface {name} is gone\n"));
+                continue;
+            };
+            let present = addrs
+                .list(ifindex)
+                .await?
+                .contains(&(v.addr, v.prefix_len));
+            addrs
+                .remove(ifindex, v)
+                .await
+                .with_context(|| format!("removing {v} from {name}"))?;
+            if present {
+                report.push_str(&format!("removed {}/{} from {name}\n", v.addr, v.prefix_len));
+            }
+        }
+    }
+    if let Some(rule) = &config.firewall {
+        firewall::remove(rule).context("removing the firewall accept rule")?;
+        report.push_str("firewall accept rule removed (if it was there)\n");
+    }
+    if report.is_empty() {
+        report.push_str("nothing to remove\n");
+    }
+    Ok(report)
 }

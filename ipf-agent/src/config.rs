@@ -23,8 +23,8 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// keepalived's `state`: where an instance starts. Either way VRRP decides who is Master; MASTER only
-/// shortens the first wait (keepalived's behaviour).
+/// keepalived's `state`. As in keepalived 2.x, every instance that is not the address owner starts
+/// as Backup and VRRP elects the Master; the value is kept so the rendering matches the source.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum InitialState {
     #[default]
@@ -151,5 +151,202 @@ impl Config {
                 "instances run on {first} and on {other}: one agent serves one interface, run one agent per interface"
             )),
         }
+    }
+}
+
+impl InstanceSpec {
+    /// What the datapath needs to validate this instance's adverts.
+    pub fn vrid_spec(&self, primary: Option<IpAddr>) -> crate::datapath::VridSpec {
+        crate::datapath::VridSpec {
+            family: self.family,
+            vrid: self.vrid,
+            version: self.version,
+            priority: self.priority,
+            adver_int: self.adver_int,
+            primary_addr: primary.or(self.src),
+            unicast_peers: self.unicast_peers.clone(),
+            auth_pass: self.auth_pass.clone(),
+            expected_addrs: None,
+            master: false,
+        }
+    }
+}
+
+impl Config {
+    /// Checks what can be checked without looking at the system; errors name the instance, the field
+    /// and the value.
+    pub fn validate(&self) -> Result<(), String> {
+        let interface = self.interface()?;
+        let mut seen = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        for i in &self.instances {
+            let at = format!("instance {}", i.name);
+            if !names.insert(i.name.as_str()) {
+                return Err(format!("{at}: the name is used twice"));
+            }
+            if !seen.insert((i.family, i.vrid)) {
+                return Err(format!("{at}: vrid {} ({:?}) is used twice on {interface}", i.vrid, i.family));
+            }
+            if i.priority == 0 {
+                return Err(format!("{at}: priority 0 is invalid (1..255)"));
+            }
+            if i.vips.is_empty() {
+                return Err(format!("{at}: no virtual address"));
+            }
+            for t in &i.tracks {
+                if !self.checks.iter().any(|c| &c.name == t) {
+                    return Err(format!("{at}: track_script {t:?} names no check"));
+                }
+            }
+            for v in i.owned() {
+                if Family::of(&v.addr) != i.family {
+                    return Err(format!("{at}: VIP {v} is not {:?} like the instance", i.family));
+                }
+                v.validate().map_err(|e| format!("{at}: {e}"))?;
+            }
+            i.vrid_spec(None).validate().map_err(|e| format!("{at}: {e}"))?;
+        }
+        let mut checks = std::collections::HashSet::new();
+        for c in &self.checks {
+            if !checks.insert(c.name.as_str()) {
+                return Err(format!("check {}: the name is used twice", c.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every interface the configuration needs: the VRRP one, the VIPs' own `dev`s and the tracked
+    /// ones (they must exist before anything is touched).
+    pub fn interfaces(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for i in &self.instances {
+            let names = std::iter::once(i.interface.as_str())
+                .chain(i.owned().map(|v| i.vip_interface(v)))
+                .chain(i.track_interfaces.iter().map(String::as_str));
+            for n in names {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn or_dash(items: impl IntoIterator<Item = String>) -> String {
+    let v: Vec<String> = items.into_iter().collect();
+    if v.is_empty() { "-".to_owned() } else { v.join(", ") }
+}
+
+impl Config {
+    /// The effective configuration in a stable, readable form (`check-config` prints it; golden
+    /// tests compare it).
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line(format!("router_id: {}", self.router_id.as_deref().unwrap_or("-")));
+        line(format!(
+            "firewall: {}",
+            match &self.firewall {
+                None => "-".to_owned(),
+                Some(Firewall::Iptables { chain }) => format!("iptables accept rule for VRRP multicast in chain {chain}"),
+                Some(Firewall::Nftables) => "nftables accept rule for VRRP multicast".to_owned(),
+            }
+        ));
+        for c in &self.checks {
+            let kind = match &c.kind {
+                crate::checks::CheckKind::Script(s) => format!("script {s:?}"),
+                crate::checks::CheckKind::Tcp(p) => format!("TCP connect to this node's port {p}"),
+            };
+            line(format!(
+                "check {}: {kind}, every {}, timeout {}, rise {}, fall {}, weight {}",
+                c.name,
+                seconds(c.interval),
+                seconds(c.timeout),
+                c.rise,
+                c.fall,
+                c.weight
+            ));
+        }
+        for i in &self.instances {
+            let preempt = match i.preempt {
+                Preempt::Yes => "preempt".to_owned(),
+                Preempt::No => "nopreempt".to_owned(),
+                Preempt::Delay(d) => format!("preempt after {}", seconds(d)),
+            };
+            let state = match i.initial_state {
+                InitialState::Backup => "BACKUP",
+                InitialState::Master => "MASTER",
+            };
+            line(format!(
+                "instance {}: {} vrid {} {:?} VRRPv{}, priority {}, advert every {}, {preempt}, state {state}",
+                i.name,
+                i.interface,
+                i.vrid,
+                i.family,
+                i.version,
+                i.priority,
+                seconds(i.adver_int)
+            ));
+            line(format!("  vips: {}", or_dash(i.vips.iter().map(ToString::to_string))));
+            line(format!("  excluded: {}", or_dash(i.excluded.iter().map(ToString::to_string))));
+            let mut peers = String::new();
+            if i.unicast_peers.is_empty() {
+                peers.push_str("multicast");
+            } else {
+                let _ = write!(peers, "unicast to {}", or_dash(i.unicast_peers.iter().map(ToString::to_string)));
+            }
+            let _ = write!(
+                peers,
+                ", from {}",
+                i.src.map_or("the interface's address".to_owned(), |s| s.to_string())
+            );
+            line(format!("  adverts: {peers}"));
+            line(format!(
+                "  auth: {}",
+                i.auth_pass.as_ref().map_or("-".to_owned(), |p| {
+                    let wire: String = p.chars().take(8).collect();
+                    if wire == *p {
+                        format!("PASS {p:?}")
+                    } else {
+                        format!("PASS {p:?} (on the wire: {wire:?})")
+                    }
+                })
+            ));
+            line(format!(
+                "  track_script: {}; track_interface: {}",
+                or_dash(i.tracks.iter().cloned()),
+                or_dash(i.track_interfaces.iter().cloned())
+            ));
+            let n = &i.notify;
+            let notify = [
+                ("notify", &n.any),
+                ("notify_master", &n.master),
+                ("notify_backup", &n.backup),
+                ("notify_fault", &n.fault),
+                ("notify_stop", &n.stop),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v:?}")));
+            line(format!("  notify: {}", or_dash(notify)));
+            line(format!(
+                "  gratuitous ARP/NA: {} per burst, second burst after {}, refresh {}",
+                i.garp.repeat,
+                seconds(i.garp.delay),
+                i.garp.refresh.map_or("off".to_owned(), seconds)
+            ));
+        }
+        for w in &self.warnings {
+            line(format!("warning: {w}"));
+        }
+        out
     }
 }

@@ -34,12 +34,25 @@ fn is_up(l: &LinkMessage) -> bool {
     l.header.flags.contains(LinkFlags::Up) && l.header.flags.contains(LinkFlags::LowerUp)
 }
 
+/// A running watch; dropping it stops it (a reload that changes the tracked links starts another).
+pub struct LinkWatch {
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Drop for LinkWatch {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// Watches `names`; must run inside a tokio runtime.
-pub fn watch(names: Vec<String>, tx: mpsc::UnboundedSender<LinkEvent>) -> Result<()> {
+pub fn watch(names: Vec<String>, tx: mpsc::UnboundedSender<LinkEvent>) -> Result<LinkWatch> {
     let (conn, handle, mut messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).context("rtnetlink link events")?;
-    tokio::spawn(conn);
-    tokio::spawn(async move {
+    let conn = tokio::spawn(conn);
+    let events = tokio::spawn(async move {
         let mut state: HashMap<String, bool> = HashMap::new();
         for name in &names {
             let up = match handle.link().get().match_name(name.clone()).execute().try_next().await {
@@ -77,5 +90,5 @@ pub fn watch(names: Vec<String>, tx: mpsc::UnboundedSender<LinkEvent>) -> Result
             }
         }
     });
-    Ok(())
+    Ok(LinkWatch { tasks: [conn, events] })
 }

@@ -1,30 +1,84 @@
 use clap::{Parser, Subcommand};
+use ipf_agent::run_args::RunArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "ipf-agent", version, about = "eBPF/XDP-accelerated VRRP failover agent")]
 struct Cli {
-    /// Log level (overridden by RUST_LOG).
-    #[arg(long, global = true, default_value = "info", env = "IPF_LOG_LEVEL")]
-    log_level: String,
+    /// Log level (overridden by RUST_LOG; KEEPALIVED_DEBUG=true means debug).
+    #[arg(long, global = true, env = "IPF_LOG_LEVEL")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the VRRP instances: elect, own the VIPs, announce them.
-    Run(ipf_agent::run_args::RunArgs),
+    /// Run the VRRP instances: elect, own the VIPs, announce them. SIGHUP reloads the configuration.
+    Run(RunArgs),
     /// Attach the datapath and print the VRRP adverts and address claims it sees.
     Monitor(ipf_agent::monitor::MonitorArgs),
-    /// Validate the configuration (flags or OPENSHIFT_HA_* environment) and print it; non-zero on error.
-    CheckConfig(ipf_agent::run_args::RunArgs),
+    /// Validate the configuration (--config, flags, OPENSHIFT_HA_* or KEEPALIVED_* environment) and
+    /// print the effective configuration; non-zero on error.
+    CheckConfig(RunArgs),
+    /// Print the effective configuration as keepalived.conf (to diff against what an old image
+    /// generated).
+    RenderConfig(RunArgs),
+    /// Remove this configuration's VIPs and firewall rule from the node (what the ipfailover image's
+    /// remove-failover.sh did); idempotent.
+    Cleanup(RunArgs),
     /// Show the running agent's instances (table, --json, or --brief as a probe).
     Status(ipf_agent::status::StatusArgs),
 }
 
+fn keepalived_debug() -> bool {
+    std::env::var("KEEPALIVED_DEBUG").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    let load = |args: &RunArgs| args.load().map_err(anyhow::Error::msg);
+    match command {
+        Command::Run(args) => {
+            let (config, source) = load(&args)?;
+            tracing::info!("configuration from the {}", source.describe());
+            let cfg = args.agent_config(config).map_err(anyhow::Error::msg)?;
+            ipf_agent::agent::run(cfg, || load(&args).map(|(c, _)| c)).await
+        }
+        Command::Monitor(args) => ipf_agent::monitor::run(args).await,
+        Command::Status(args) => ipf_agent::status::run(args).await,
+        Command::CheckConfig(args) => {
+            let (config, source) = load(&args)?;
+            ipf_agent::agent::check_system(&config)?;
+            println!("source: {}", source.describe());
+            print!("{}", config.describe());
+            Ok(())
+        }
+        Command::RenderConfig(args) => {
+            let (config, _) = load(&args)?;
+            config.validate().map_err(anyhow::Error::msg)?;
+            let node = ipf_agent::openshift::host()
+                .addresses
+                .iter()
+                .copied()
+                .find(std::net::IpAddr::is_ipv4);
+            print!("{}", ipf_agent::keepalived_conf::render(&config, node));
+            Ok(())
+        }
+        Command::Cleanup(args) => {
+            let (config, _) = load(&args)?;
+            config.validate().map_err(anyhow::Error::msg)?;
+            print!("{}", ipf_agent::agent::cleanup(&config).await?);
+            Ok(())
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    ipf_agent::logging::init(&cli.log_level);
+    let level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| if keepalived_debug() { "debug" } else { "info" }.to_owned());
+    ipf_agent::logging::init(&level);
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -34,25 +88,7 @@ fn main() -> std::process::ExitCode {
     };
     // The state machines and their effects are single-threaded: a LocalSet runs them.
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&rt, async {
-        match cli.command {
-            Command::Run(args) => match args.config() {
-                Ok(cfg) => ipf_agent::agent::run(cfg).await,
-                Err(e) => Err(anyhow::anyhow!(e)),
-            },
-            Command::Monitor(args) => ipf_agent::monitor::run(args).await,
-            Command::Status(args) => ipf_agent::status::run(args).await,
-            Command::CheckConfig(args) => match args.config() {
-                Ok(cfg) => cfg.validate().and_then(|()| {
-                    ipf_agent::datapath::interface_index(&cfg.interface)?;
-                    println!("{cfg:#?}");
-                    Ok(())
-                }),
-                Err(e) => Err(anyhow::anyhow!(e)),
-            },
-        }
-    });
-    match result {
+    match local.block_on(&rt, dispatch(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -243,6 +243,37 @@ impl Metrics {
         lock(&self.instances).push((labels, family, vrid));
     }
 
+    /// Forgets a removed instance (reload): its series disappear from the next scrape.
+    pub fn remove_instance(&self, labels: &[String; 3]) {
+        lock(&self.instances).retain(|(l, _, _)| l != labels);
+        let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+        for v in [&self.state, &self.priority, &self.configured_priority] {
+            let _ = v.remove_label_values(&l);
+        }
+        for v in [
+            &self.adverts_sent,
+            &self.priority_zero_sent,
+            &self.became_master,
+            &self.released_master,
+            &self.gratuitous_sent,
+            &self.notify_failures,
+            &self.adverts_received,
+            &self.priority_zero_received,
+        ] {
+            let _ = v.remove_label_values(&l);
+        }
+        let _ = self.last_transition.remove_label_values(&l);
+        lock(&self.seen).retain(|k, _| !k.starts_with(&format!("{}/{}/", labels[0], labels[2])));
+    }
+
+    /// Forgets a removed check's series (reload).
+    pub fn remove_check(&self, name: &str) {
+        let _ = self.check_up.remove_label_values(&[name]);
+        let _ = self.check_runs.remove_label_values(&[name, "success"]);
+        let _ = self.check_runs.remove_label_values(&[name, "failure"]);
+        let _ = self.check_duration.remove_label_values(&[name]);
+    }
+
     pub fn add_datapath(&self, reader: DatapathReader) {
         self.datapath_mode
             .with_label_values(&[reader.interface.as_str(), reader.mode.label()])

@@ -9,8 +9,8 @@ use std::{
 };
 
 use crate::{
-    agent::InstanceSpec,
     checks::{CheckKind, CheckSpec},
+    config::{Config, Firewall, InitialState, InstanceSpec, Notify},
     datapath::Family,
     run_args::parse_vip,
     vrrp::Preempt,
@@ -25,15 +25,6 @@ pub struct Host {
     pub default_route_interface: Option<String>,
     /// This node's addresses (skipped in the unicast peer list; the node's identity for priorities).
     pub addresses: Vec<IpAddr>,
-}
-
-/// The configuration the environment describes.
-#[derive(Clone, Debug)]
-pub struct OpenshiftConfig {
-    pub interface: String,
-    pub instances: Vec<InstanceSpec>,
-    pub checks: Vec<CheckSpec>,
-    pub notify: Option<String>,
 }
 
 fn err(var: &str, value: &str, why: impl std::fmt::Display) -> String {
@@ -100,14 +91,19 @@ pub fn group_sizes(n: usize, groups: usize) -> Vec<usize> {
     (0..groups).map(|k| n / groups + usize::from(k < n % groups)).collect()
 }
 
-/// `<config name>_VIP_<n>` with non-alphanumerics other than `-`/`_` dropped and `-` turned into `_`.
-pub fn instance_name(config_name: &str, n: usize) -> String {
-    let scrubbed: String = config_name
+/// The config name with non-alphanumerics other than `-`/`_` dropped and `-` turned into `_` (the
+/// image's router_id and instance name prefix).
+pub fn scrub(config_name: &str) -> String {
+    config_name
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .map(|c| if c == '-' { '_' } else { c })
-        .collect();
-    format!("{scrubbed}_VIP_{n}")
+        .collect()
+}
+
+/// `<scrubbed config name>_VIP_<n>`.
+pub fn instance_name(config_name: &str, n: usize) -> String {
+    format!("{}_VIP_{n}", scrub(config_name))
 }
 
 /// This node's priority for a group: rendezvous hashing of (VRID, node address) onto 1..=254, so the
@@ -152,7 +148,7 @@ fn preemption(value: &str) -> Result<Preempt, String> {
 }
 
 /// Reads the ipfailover environment through `get`.
-pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<OpenshiftConfig, String> {
+pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Config, String> {
     let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
     let vips_text = var("OPENSHIFT_HA_VIRTUAL_IPS").ok_or("OPENSHIFT_HA_VIRTUAL_IPS is required")?;
     let vips = expand_vips(&vips_text)?;
@@ -208,9 +204,11 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Ope
         (None, 0) => None,
         (None, port) => Some(CheckKind::Tcp(port)),
     };
+    let config_name = var("OPENSHIFT_HA_CONFIG_NAME").unwrap_or_else(|| "ipfailover".into());
     let checks: Vec<CheckSpec> = check
         .map(|kind| CheckSpec {
-            name: "chk_ipfailover".into(),
+            // The image's script name: chk_<config name with - turned into _>.
+            name: format!("chk_{}", config_name.replace('-', "_")),
             kind,
             interval,
             timeout: interval,
@@ -243,8 +241,7 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Ope
     }
     // Accepted for compatibility; the priorities come from the hash, which needs no node count.
     number("OPENSHIFT_HA_REPLICA_COUNT", 2, 1, 255)?;
-    let config_name = var("OPENSHIFT_HA_CONFIG_NAME").unwrap_or_else(|| "ipfailover".into());
-    let password: String = config_name.chars().take(8).collect();
+    let notify = var("OPENSHIFT_HA_NOTIFY_SCRIPT");
     let node = host
         .addresses
         .iter()
@@ -283,29 +280,41 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Ope
             ));
         }
         let unicast: Vec<IpAddr> = peers.iter().copied().filter(|p| Family::of(p) == family).collect();
-        instances.push(InstanceSpec {
-            name: instance_name(&config_name, k),
-            vrid,
-            family,
-            // The image speaks VRRPv2 with PASS auth; keepalived forces v3 for IPv6.
-            version: if family == Family::V6 { 3 } else { 2 },
-            priority: node.map_or(100, |n| priority(vrid, n)),
-            adver_int: Duration::from_secs(1),
-            preempt,
-            vips: group,
-            excluded: Vec::new(),
-            unicast_peers: unicast,
-            src: None,
-            auth_pass: (family == Family::V4).then(|| password.clone()),
-            tracks: checks.iter().map(|c| c.name.clone()).collect(),
-            track_interfaces: Vec::new(),
-        });
+        let mut spec = InstanceSpec::new(instance_name(&config_name, k), &interface, vrid, family);
+        // The image speaks VRRPv2 with PASS auth; keepalived forces v3 for IPv6.
+        spec.version = if family == Family::V6 { 3 } else { 2 };
+        spec.priority = node.map_or(100, |n| priority(vrid, n));
+        spec.preempt = preempt;
+        // The image wrote `state MASTER` unless nopreempt; keepalived 2.x starts as Backup either way.
+        spec.initial_state = if preempt == Preempt::No {
+            InitialState::Backup
+        } else {
+            InitialState::Master
+        };
+        spec.vips = group;
+        spec.unicast_peers = unicast;
+        spec.auth_pass = (family == Family::V4).then(|| config_name.clone());
+        spec.tracks = checks.iter().map(|c| c.name.clone()).collect();
+        spec.notify = Notify {
+            any: notify.clone(),
+            ..Notify::default()
+        };
+        instances.push(spec);
     }
-    Ok(OpenshiftConfig {
-        interface,
+    // Only non-emptiness matters, as in the image; the nftables switch is the newer one and wins.
+    let firewall = if var("OPENSHIFT_HA_NFTABLES_RULE").is_some() {
+        Some(Firewall::Nftables)
+    } else {
+        var("OPENSHIFT_HA_IPTABLES_CHAIN").map(|chain| Firewall::Iptables {
+            chain: chain.trim().to_owned(),
+        })
+    };
+    Ok(Config {
         instances,
         checks,
-        notify: var("OPENSHIFT_HA_NOTIFY_SCRIPT"),
+        firewall,
+        router_id: Some(scrub(&config_name)),
+        warnings: Vec::new(),
     })
 }
 
@@ -437,10 +446,11 @@ mod tests {
         );
         let vrids: Vec<u8> = c.instances.iter().map(|i| i.vrid).collect();
         assert_eq!(vrids, [11, 13, 14]);
-        assert_eq!(c.instances[0].auth_pass.as_deref(), Some("my-ip.fa"));
+        // The whole name, as the image wrote it; keepalived sends its first 8 bytes.
+        assert_eq!(c.instances[0].auth_pass.as_deref(), Some("my-ip.failover"));
         assert_eq!(c.instances[0].version, 2);
         assert_eq!(c.checks[0].kind, CheckKind::Tcp(8080));
-        assert_eq!(c.instances[0].tracks, ["chk_ipfailover"]);
+        assert_eq!(c.instances[0].tracks, ["chk_my_ip.failover"]);
         assert_eq!(c.instances[0].preempt, Preempt::Delay(Duration::from_secs(300)));
         let none = from_env(
             env(&[

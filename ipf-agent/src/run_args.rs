@@ -4,7 +4,8 @@
 use std::{net::IpAddr, str::FromStr, time::Duration};
 
 use crate::{
-    agent::{AgentConfig, InstanceSpec},
+    agent::AgentConfig,
+    config::{Config, InstanceSpec},
     datapath::{Family, XdpModeArg},
     network::Vip,
     vrrp::Preempt,
@@ -91,22 +92,9 @@ impl FromStr for InstanceArg {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut spec = InstanceSpec {
-            name: String::new(),
-            vrid: 0,
-            family: Family::V4,
-            version: 3,
-            priority: 100,
-            adver_int: Duration::from_secs(1),
-            preempt: Preempt::Yes,
-            vips: Vec::new(),
-            excluded: Vec::new(),
-            unicast_peers: Vec::new(),
-            src: None,
-            auth_pass: None,
-            tracks: Vec::new(),
-            track_interfaces: Vec::new(),
-        };
+        // The interface comes from --interface when the configuration is assembled.
+        let mut spec = InstanceSpec::new(String::new(), String::new(), 0, Family::V4);
+        spec.version = 3;
         for part in s.split(',').filter(|p| !p.is_empty()) {
             let (k, v) = part
                 .split_once('=')
@@ -167,32 +155,36 @@ impl FromStr for InstanceArg {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface the instances run on (default: from the OPENSHIFT_HA_* environment, else eth0).
-    #[arg(long, short = 'i', env = "IPF_INTERFACE")]
-    pub interface: Option<String>,
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value = "auto", env = "IPF_XDP_MODE")]
-    pub xdp_mode: XdpModeArg,
+    /// A keepalived.conf to run (the subset ipf supports; see the README).
+    #[arg(long = "config", short = 'f', env = "IPF_CONFIG", value_name = "FILE")]
+    pub config_file: Option<std::path::PathBuf>,
     /// A VRRP instance: `vrid=N,priority=P,vip=ADDR/PREFIX[,vip=...][,version=2|3][,interval=MS][,peer=ADDR]...`.
-    /// Without any, the instances come from the OPENSHIFT_HA_* environment (ipfailover image).
+    /// Without --config or --instance, the configuration comes from the OPENSHIFT_HA_* environment
+    /// (ipfailover image) or the KEEPALIVED_* environment (arcts/keepalived image).
     #[arg(long = "instance")]
     pub instances: Vec<InstanceArg>,
-    /// A health check: `name=N,tcp=PORT|script=CMD[,interval=S][,timeout=S][,rise=N][,fall=N][,weight=W]`
+    /// Interface of the --instance instances (default eth0).
+    #[arg(long, short = 'i', env = "IPF_INTERFACE")]
+    pub interface: Option<String>,
+    /// A health check for --instance: `name=N,tcp=PORT|script=CMD[,interval=S][,timeout=S][,rise=N][,fall=N][,weight=W]`
     /// (`script=` last: it takes the rest). Instances track it with `track=N`.
     #[arg(long = "check")]
     pub checks: Vec<crate::checks::CheckSpec>,
-    /// Script run on every state change: `SCRIPT INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
+    /// Script run on every state change of every instance: `SCRIPT INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
     #[arg(long)]
     pub notify: Option<String>,
-    /// Gratuitous ARP / NA packets per burst on becoming Master.
-    #[arg(long, default_value_t = 5)]
-    pub garp_repeat: u32,
-    /// Delay of the second gratuitous ARP / NA burst, in seconds.
-    #[arg(long, default_value_t = 5)]
-    pub garp_delay_secs: u64,
-    /// Gratuitous ARP / NA refresh while Master, in seconds (0: off).
-    #[arg(long, default_value_t = 0)]
-    pub garp_refresh_secs: u64,
+    /// Gratuitous ARP / NA packets per burst on becoming Master (default 5, or the configuration's).
+    #[arg(long)]
+    pub garp_repeat: Option<u32>,
+    /// Delay of the second gratuitous ARP / NA burst, in seconds (default 5, or the configuration's).
+    #[arg(long)]
+    pub garp_delay_secs: Option<u64>,
+    /// Gratuitous ARP / NA refresh while Master, in seconds; 0: off (the default, or the configuration's).
+    #[arg(long)]
+    pub garp_refresh_secs: Option<u64>,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value = "auto", env = "IPF_XDP_MODE")]
+    pub xdp_mode: XdpModeArg,
     /// Lifetime of a VIP on the interface in seconds, renewed by the Master every quarter of it; a
     /// killed agent's VIPs vanish after at most this long. 0: permanent addresses (keepalived's way).
     #[arg(long, default_value_t = 4, env = "IPF_VIP_LEASE_SECS")]
@@ -205,8 +197,110 @@ pub struct RunArgs {
     pub metrics_addr: String,
 }
 
+/// Where the configuration came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Flags,
+    OpenshiftEnv,
+    KeepalivedEnv,
+}
+
+impl Source {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Source::File => "keepalived.conf",
+            Source::Flags => "command-line flags",
+            Source::OpenshiftEnv => "OPENSHIFT_HA_* environment",
+            Source::KeepalivedEnv => "KEEPALIVED_* environment",
+        }
+    }
+}
+
 impl RunArgs {
-    pub fn config(self) -> Result<AgentConfig, String> {
+    /// Reads the configuration from its source (again, on reload): `--config`, else `--instance`,
+    /// else the OPENSHIFT_HA_* or KEEPALIVED_* environment.
+    pub fn load(&self) -> Result<(Config, Source), String> {
+        self.load_from(&std::env::vars().collect(), &crate::openshift::host())
+    }
+
+    /// [`RunArgs::load`] with the environment and the host given (tests).
+    pub fn load_from(
+        &self,
+        env: &std::collections::BTreeMap<String, String>,
+        host: &crate::openshift::Host,
+    ) -> Result<(Config, Source), String> {
+        let openshift = env.contains_key("OPENSHIFT_HA_VIRTUAL_IPS");
+        let keepalived = env.keys().any(|k| k.starts_with("KEEPALIVED_"));
+        if self.interface.is_some() && self.instances.is_empty() {
+            return Err("--interface (IPF_INTERFACE) applies to --instance; the configuration names its own".into());
+        }
+        if (!self.checks.is_empty()) && self.instances.is_empty() {
+            return Err("--check applies to --instance; the configuration has its own checks".into());
+        }
+        let (mut config, source) = if let Some(path) = &self.config_file {
+            if !self.instances.is_empty() {
+                return Err("--config and --instance exclude each other".into());
+            }
+            (crate::keepalived_conf::parse_file(path).map_err(|e| e.to_string())?, Source::File)
+        } else if !self.instances.is_empty() {
+            let interface = self.interface.clone().unwrap_or_else(|| "eth0".to_owned());
+            let instances = self
+                .instances
+                .iter()
+                .map(|i| InstanceSpec {
+                    interface: interface.clone(),
+                    ..i.0.clone()
+                })
+                .collect();
+            let config = Config {
+                instances,
+                checks: self.checks.clone(),
+                ..Config::default()
+            };
+            (config, Source::Flags)
+        } else if openshift && keepalived {
+            return Err(
+                "both OPENSHIFT_HA_VIRTUAL_IPS and KEEPALIVED_* variables are set: keep the ones of one image".into(),
+            );
+        } else if openshift {
+            (
+                crate::openshift::from_env(|k| env.get(k).cloned(), host)?,
+                Source::OpenshiftEnv,
+            )
+        } else if keepalived {
+            match crate::keepalived_env::from_env(env, host)? {
+                crate::keepalived_env::Source::Autoconf(c) => (c, Source::KeepalivedEnv),
+                crate::keepalived_env::Source::File(path) => (
+                    crate::keepalived_conf::parse_file(&path).map_err(|e| e.to_string())?,
+                    Source::File,
+                ),
+            }
+        } else {
+            return Err("no configuration: give --config FILE or --instance, or set OPENSHIFT_HA_VIRTUAL_IPS \
+                 (ipfailover) or KEEPALIVED_VIRTUAL_IPADDRESS_<n> (arcts/keepalived)"
+                .into());
+        };
+        // Explicit flags win over what the configuration says.
+        for i in &mut config.instances {
+            if let Some(n) = &self.notify {
+                i.notify.any = Some(n.clone());
+            }
+            if let Some(r) = self.garp_repeat {
+                i.garp.repeat = r;
+            }
+            if let Some(d) = self.garp_delay_secs {
+                i.garp.delay = Duration::from_secs(d);
+            }
+            if let Some(r) = self.garp_refresh_secs {
+                i.garp.refresh = (r > 0).then(|| Duration::from_secs(r));
+            }
+        }
+        Ok((config, source))
+    }
+
+    /// The configuration and the runtime options of `run`.
+    pub fn agent_config(&self, config: Config) -> Result<AgentConfig, String> {
         let metrics_addr = match self.metrics_addr.as_str() {
             "off" | "" => None,
             a => Some(
@@ -214,31 +308,11 @@ impl RunArgs {
                     .map_err(|_| format!("--metrics-addr {a:?}: not an address:port (or off)"))?,
             ),
         };
-        let mut instances: Vec<InstanceSpec> = self.instances.into_iter().map(|i| i.0).collect();
-        let mut checks = self.checks;
-        let mut notify = self.notify;
-        let mut interface = self.interface;
-        if instances.is_empty() {
-            if std::env::var_os("OPENSHIFT_HA_VIRTUAL_IPS").is_none() {
-                return Err("no --instance given and OPENSHIFT_HA_VIRTUAL_IPS is not set".into());
-            }
-            let env = crate::openshift::from_env(|k| std::env::var(k).ok(), &crate::openshift::host())?;
-            instances = env.instances;
-            checks.extend(env.checks);
-            notify = notify.or(env.notify);
-            interface = interface.or(Some(env.interface));
-        }
         Ok(AgentConfig {
-            interface: interface.unwrap_or_else(|| "eth0".to_owned()),
-            instances,
-            checks,
-            notify,
+            config,
             metrics_addr,
-            status_socket: (!matches!(self.status_socket.as_str(), "off" | "")).then(|| self.status_socket.into()),
+            status_socket: (!matches!(self.status_socket.as_str(), "off" | "")).then(|| self.status_socket.clone().into()),
             xdp_mode: self.xdp_mode,
-            garp_repeat: self.garp_repeat,
-            garp_delay: Duration::from_secs(self.garp_delay_secs),
-            garp_refresh: (self.garp_refresh_secs > 0).then(|| Duration::from_secs(self.garp_refresh_secs)),
             vip_lease: (self.vip_lease_secs > 0).then(|| Duration::from_secs(self.vip_lease_secs)),
         })
     }

@@ -187,13 +187,9 @@ impl VridSpec {
         if self.version == 2 && self.family == Family::V6 {
             return err(format!("vrid {}: VRRPv2 has no IPv6", self.vrid));
         }
-        if let Some(p) = &self.auth_pass
-            && (p.len() > 8 || self.version != 2)
-        {
-            return err(format!(
-                "vrid {}: auth_pass needs VRRPv2 and at most 8 bytes",
-                self.vrid
-            ));
+        // Longer passwords are cut to their first 8 bytes on the wire, as keepalived does.
+        if self.auth_pass.is_some() && self.version != 2 {
+            return err(format!("vrid {}: auth_pass needs VRRPv2", self.vrid));
         }
         let cs = self.adver_int.as_millis() / 10;
         let whole_cs = self.adver_int.as_nanos().is_multiple_of(10_000_000);
