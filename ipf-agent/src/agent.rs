@@ -405,11 +405,13 @@ fn vip_interface<'a>(interfaces: &'a mut HashMap<String, VipInterface>, v: &Vip)
         let opened = crate::datapath::interface_index(name)
             .map_err(|e| e.to_string())
             .and_then(|ifindex| {
-                Announcer::new(name).map_err(|e| e.to_string()).map(|announcer| VipInterface {
-                    ifindex,
-                    mac: crate::datapath::interface_mac(name),
-                    announcer,
-                })
+                Announcer::new(name)
+                    .map_err(|e| e.to_string())
+                    .map(|announcer| VipInterface {
+                        ifindex,
+                        mac: crate::datapath::interface_mac(name),
+                        announcer,
+                    })
             });
         match opened {
             Ok(i) => {
@@ -755,10 +757,7 @@ impl Node {
         let effects = r.inst.effects_mut();
         effects.notify = spec.notify.clone();
         effects.garp = spec.garp;
-        effects
-            .metrics
-            .configured_priority
-            .set(i64::from(spec.priority));
+        effects.metrics.configured_priority.set(i64::from(spec.priority));
         effects.with_status(|s| s.configured_priority = spec.priority);
         if r.spec.owned().ne(spec.owned()) {
             effects.set_vips(placed_vips(spec), advertised_bytes(spec), master);
@@ -1128,10 +1127,7 @@ pub async fn cleanup(config: &Config) -> Result<String> {
                 report.push_str(&format!("{v}: interface {name} is gone\n"));
                 continue;
             };
-            let present = addrs
-                .list(ifindex)
-                .await?
-                .contains(&(v.addr, v.prefix_len));
+            let present = addrs.list(ifindex).await?.contains(&(v.addr, v.prefix_len));
             addrs
                 .remove(ifindex, v)
                 .await

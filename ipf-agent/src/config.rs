@@ -185,7 +185,10 @@ impl Config {
                 return Err(format!("{at}: the name is used twice"));
             }
             if !seen.insert((i.family, i.vrid)) {
-                return Err(format!("{at}: vrid {} ({:?}) is used twice on {interface}", i.vrid, i.family));
+                return Err(format!(
+                    "{at}: vrid {} ({:?}) is used twice on {interface}",
+                    i.vrid, i.family
+                ));
             }
             if i.priority == 0 {
                 return Err(format!("{at}: priority 0 is invalid (1..255)"));
@@ -257,7 +260,8 @@ impl Config {
             "firewall: {}",
             match &self.firewall {
                 None => "-".to_owned(),
-                Some(Firewall::Iptables { chain }) => format!("iptables accept rule for VRRP multicast in chain {chain}"),
+                Some(Firewall::Iptables { chain }) =>
+                    format!("iptables accept rule for VRRP multicast in chain {chain}"),
                 Some(Firewall::Nftables) => "nftables accept rule for VRRP multicast".to_owned(),
             }
         ));
@@ -297,12 +301,19 @@ impl Config {
                 seconds(i.adver_int)
             ));
             line(format!("  vips: {}", or_dash(i.vips.iter().map(ToString::to_string))));
-            line(format!("  excluded: {}", or_dash(i.excluded.iter().map(ToString::to_string))));
+            line(format!(
+                "  excluded: {}",
+                or_dash(i.excluded.iter().map(ToString::to_string))
+            ));
             let mut peers = String::new();
             if i.unicast_peers.is_empty() {
                 peers.push_str("multicast");
             } else {
-                let _ = write!(peers, "unicast to {}", or_dash(i.unicast_peers.iter().map(ToString::to_string)));
+                let _ = write!(
+                    peers,
+                    "unicast to {}",
+                    or_dash(i.unicast_peers.iter().map(ToString::to_string))
+                );
             }
             let _ = write!(
                 peers,

@@ -242,7 +242,10 @@ impl RunArgs {
             if !self.instances.is_empty() {
                 return Err("--config and --instance exclude each other".into());
             }
-            (crate::keepalived_conf::parse_file(path).map_err(|e| e.to_string())?, Source::File)
+            (
+                crate::keepalived_conf::parse_file(path).map_err(|e| e.to_string())?,
+                Source::File,
+            )
         } else if !self.instances.is_empty() {
             let interface = self.interface.clone().unwrap_or_else(|| "eth0".to_owned());
             let instances = self
@@ -277,9 +280,11 @@ impl RunArgs {
                 ),
             }
         } else {
-            return Err("no configuration: give --config FILE or --instance, or set OPENSHIFT_HA_VIRTUAL_IPS \
+            return Err(
+                "no configuration: give --config FILE or --instance, or set OPENSHIFT_HA_VIRTUAL_IPS \
                  (ipfailover) or KEEPALIVED_VIRTUAL_IPADDRESS_<n> (arcts/keepalived)"
-                .into());
+                    .into(),
+            );
         };
         // Explicit flags win over what the configuration says.
         for i in &mut config.instances {
@@ -311,7 +316,8 @@ impl RunArgs {
         Ok(AgentConfig {
             config,
             metrics_addr,
-            status_socket: (!matches!(self.status_socket.as_str(), "off" | "")).then(|| self.status_socket.clone().into()),
+            status_socket: (!matches!(self.status_socket.as_str(), "off" | ""))
+                .then(|| self.status_socket.clone().into()),
             xdp_mode: self.xdp_mode,
             vip_lease: (self.vip_lease_secs > 0).then(|| Duration::from_secs(self.vip_lease_secs)),
         })

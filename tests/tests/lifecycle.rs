@@ -1,0 +1,327 @@
+//! The agent's lifecycle with a keepalived.conf (`--config`) and the OPENSHIFT_HA_* environment, on two
+//! ipf nodes: SIGHUP with an unchanged file changes no state and no address; SIGHUP with a changed file
+//! updates an instance in place (its state kept) and releases a removed one; a bad file, at start or on
+//! reload, leaves the node as it was; `cleanup` removes the VIPs and the firewall rule, idempotently.
+//! Needs root.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::{path::Path, time::Duration};
+
+use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, http_get, wait_for};
+use ipf_tests::agent_bin;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(20);
+
+fn pair(tag: &str) -> (Switch, Netns, Netns) {
+    let switch = Switch::new(&format!("ipf-{tag}s"));
+    let a = Netns::new(&format!("ipf-{tag}a"));
+    let b = Netns::new(&format!("ipf-{tag}b"));
+    switch.attach(&a, "eth0", &["192.0.2.1/24"], "pa");
+    switch.attach(&b, "eth0", &["192.0.2.2/24"], "pb");
+    (switch, a, b)
+}
+
+/// A `vrrp_instance` with 100 ms adverts (VRRPv3), so elections settle fast.
+fn instance(name: &str, vrid: u8, priority: u8, vips: &[&str]) -> String {
+    format!(
+        "vrrp_instance {name} {{\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
+        vips.join("\n    ")
+    )
+}
+
+fn conf(instances: &[String]) -> String {
+    format!(
+        "global_defs {{\n  router_id ipf-test\n  vrrp_version 3\n}}\n{}",
+        instances.concat()
+    )
+}
+
+fn agent(ns: &Netns, file: &Path, socket: &Path) -> Proc {
+    let mut cmd = ns.command(agent_bin());
+    cmd.args(["run", "--vip-lease-secs", "0", "--status-socket"])
+        .arg(socket)
+        .arg("--config")
+        .arg(file);
+    Proc::spawn("ipf-agent", cmd)
+}
+
+/// `ipf-agent status --json` of the agent behind `socket`: instance name → (state, last transition).
+fn status(ns: &Netns, socket: &Path) -> Vec<(String, String, f64)> {
+    let out = ns
+        .command(agent_bin())
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let mut out: Vec<(String, String, f64)> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["instance"].as_str().unwrap_or_default().to_owned(),
+                i["state"].as_str().unwrap_or_default().to_owned(),
+                i["last_transition"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort_by(|x, y| x.0.cmp(&y.0));
+    out
+}
+
+fn states(s: &[(String, String, f64)]) -> Vec<(&str, &str)> {
+    s.iter().map(|(n, st, _)| (n.as_str(), st.as_str())).collect()
+}
+
+fn holds(ns: &Netns, vip: &str) -> bool {
+    addresses(ns, "eth0").iter().any(|a| a == vip)
+}
+
+/// Adverts the agent in `ns` has sent, from its /metrics.
+fn adverts_sent(ns: &Netns) -> u64 {
+    let Some((200, body)) = http_get(ns, "127.0.0.1".parse().unwrap(), 9477, "/metrics") else {
+        return 0;
+    };
+    body.lines()
+        .filter(|l| l.starts_with("ipf_vrrp_adverts_sent_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn count(p: &Proc, needle: &str) -> usize {
+    p.stderr_lines().iter().filter(|l| l.contains(needle)).count()
+}
+
+/// Waits until `ns`'s agent has sent `n` more adverts: at 100 ms a peer would have noticed any gap
+/// (Master_Down_Interval is about 0.35 s) by then.
+fn let_elections_run(ns: &Netns, n: u64) {
+    let start = adverts_sent(ns);
+    wait_for("the master to keep advertising", T, || {
+        (adverts_sent(ns) >= start + n).then_some(())
+    });
+}
+
+#[test]
+fn sighup_with_an_unchanged_configuration_changes_nothing() {
+    let (_switch, a_ns, b_ns) = pair("hu");
+    let dir = TempDir::new("ipf-hup");
+    let (fa, fb) = (dir.path().join("a.conf"), dir.path().join("b.conf"));
+    let (sa, sb) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    std::fs::write(
+        &fa,
+        conf(&[
+            instance("VI_1", 51, 150, &["192.0.2.100/24"]),
+            instance("VI_2", 52, 50, &["192.0.2.101/24"]),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        &fb,
+        conf(&[
+            instance("VI_1", 51, 100, &["192.0.2.100/24"]),
+            instance("VI_2", 52, 100, &["192.0.2.101/24"]),
+        ]),
+    )
+    .unwrap();
+    let a = agent(&a_ns, &fa, &sa);
+    let b = agent(&b_ns, &fb, &sb);
+    wait_for("a to master VI_1 and b VI_2", T, || {
+        (holds(&a_ns, "192.0.2.100") && holds(&b_ns, "192.0.2.101")).then_some(())
+    });
+    wait_for("both agents to settle", T, || {
+        (states(&status(&a_ns, &sa)) == [("VI_1", "MASTER"), ("VI_2", "BACKUP")]
+            && states(&status(&b_ns, &sb)) == [("VI_1", "BACKUP"), ("VI_2", "MASTER")])
+        .then_some(())
+    });
+    let (before_a, before_b) = (status(&a_ns, &sa), status(&b_ns, &sb));
+    let (addr_a, addr_b) = (addresses(&a_ns, "eth0"), addresses(&b_ns, "eth0"));
+    let (entering_a, entering_b) = (count(&a, "Entering"), count(&b, "Entering"));
+    a.signal(libc::SIGHUP);
+    b.signal(libc::SIGHUP);
+    for p in [&a, &b] {
+        wait_for("the reload to be done", T, || {
+            (count(
+                p,
+                "reloaded: 2 unchanged, 0 updated in place, 0 restarted, 0 removed, 0 added",
+            ) == 1)
+                .then_some(())
+        });
+    }
+    let_elections_run(&a_ns, 10);
+    let_elections_run(&b_ns, 10);
+    assert_eq!(status(&a_ns, &sa), before_a, "a's states and transition times");
+    assert_eq!(status(&b_ns, &sb), before_b, "b's states and transition times");
+    assert_eq!(addresses(&a_ns, "eth0"), addr_a);
+    assert_eq!(addresses(&b_ns, "eth0"), addr_b);
+    assert_eq!((count(&a, "Entering"), count(&b, "Entering")), (entering_a, entering_b));
+}
+
+#[test]
+fn sighup_updates_in_place_and_releases_removed_instances() {
+    let (_switch, a_ns, b_ns) = pair("hc");
+    let dir = TempDir::new("ipf-hupc");
+    let (fa, fb) = (dir.path().join("a.conf"), dir.path().join("b.conf"));
+    let (sa, sb) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    std::fs::write(
+        &fa,
+        conf(&[
+            instance("VI_1", 51, 150, &["192.0.2.100/24"]),
+            instance("VI_2", 52, 150, &["192.0.2.101/24"]),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        &fb,
+        conf(&[
+            instance("VI_1", 51, 100, &["192.0.2.100/24"]),
+            instance("VI_2", 52, 100, &["192.0.2.101/24"]),
+        ]),
+    )
+    .unwrap();
+    let a = agent(&a_ns, &fa, &sa);
+    let _b = agent(&b_ns, &fb, &sb);
+    wait_for("a to master both", T, || {
+        (states(&status(&a_ns, &sa)) == [("VI_1", "MASTER"), ("VI_2", "MASTER")]
+            && states(&status(&b_ns, &sb)) == [("VI_1", "BACKUP"), ("VI_2", "BACKUP")])
+        .then_some(())
+    });
+    let vi1_since = status(&a_ns, &sa)[0].2;
+    // VI_1 gains an address and a lower (still winning) priority; VI_2 goes away.
+    std::fs::write(
+        &fa,
+        conf(&[instance("VI_1", 51, 140, &["192.0.2.100/24", "192.0.2.102/24"])]),
+    )
+    .unwrap();
+    a.signal(libc::SIGHUP);
+    wait_for("the reload to be done", T, || {
+        (count(
+            &a,
+            "reloaded: 0 unchanged, 1 updated in place, 0 restarted, 1 removed, 0 added",
+        ) == 1)
+            .then_some(())
+    });
+    wait_for("a to hold the new address and b to take VI_2 over", T, || {
+        (holds(&a_ns, "192.0.2.102") && !holds(&a_ns, "192.0.2.101") && holds(&b_ns, "192.0.2.101")).then_some(())
+    });
+    let_elections_run(&a_ns, 10);
+    let now = status(&a_ns, &sa);
+    assert_eq!(states(&now), [("VI_1", "MASTER")], "VI_2 is gone from a's status");
+    assert_eq!(now[0].2, vi1_since, "VI_1 kept its state through the update");
+    assert!(holds(&a_ns, "192.0.2.100"));
+    assert!(!holds(&b_ns, "192.0.2.100") && !holds(&b_ns, "192.0.2.102"));
+}
+
+#[test]
+fn a_bad_configuration_leaves_the_node_as_it_was() {
+    let (_switch, a_ns, _b_ns) = pair("bc");
+    let dir = TempDir::new("ipf-bad");
+    let file = dir.path().join("bad.conf");
+    let socket = dir.path().join("a.sock");
+    // An address this configuration manages is on the interface (say, left by a kill -9).
+    a_ns.ip(&["addr", "add", "192.0.2.100/24", "dev", "eth0"]);
+    let before = addresses(&a_ns, "eth0");
+    std::fs::write(
+        &file,
+        conf(&[instance("VI_1", 51, 150, &["192.0.2.100/24"]).replace("priority 150", "priority 300")]),
+    )
+    .unwrap();
+    let mut p = agent(&a_ns, &file, &socket);
+    let status = p.wait_exit(T);
+    assert!(!status.success());
+    let err = p.stderr_lines().join("\n");
+    assert!(
+        err.contains("bad.conf:") && err.contains("300"),
+        "names the file, line and value: {err}"
+    );
+    assert_eq!(addresses(&a_ns, "eth0"), before, "no address touched");
+    assert!(!a_ns.has_xdp("eth0"), "no program attached");
+    assert!(!socket.exists());
+
+    // The same at reload: the running configuration stays.
+    std::fs::write(&file, conf(&[instance("VI_1", 51, 150, &["192.0.2.100/24"])])).unwrap();
+    let a = agent(&a_ns, &file, &socket);
+    wait_for("a to master VI_1", T, || {
+        (states(&self::status(&a_ns, &socket)) == [("VI_1", "MASTER")]).then_some(())
+    });
+    let before = self::status(&a_ns, &socket);
+    std::fs::write(
+        &file,
+        "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  bogus_keyword 1\n}\n",
+    )
+    .unwrap();
+    a.signal(libc::SIGHUP);
+    wait_for("the reload to fail", T, || {
+        (count(&a, "reload failed") == 1).then_some(())
+    });
+    assert!(
+        a.stderr_lines()
+            .iter()
+            .any(|l| l.contains("bad.conf:4") && l.contains("bogus_keyword")),
+        "the error names the line and keyword"
+    );
+    let_elections_run(&a_ns, 5);
+    assert_eq!(self::status(&a_ns, &socket), before);
+    assert!(holds(&a_ns, "192.0.2.100"));
+}
+
+fn iptables_rules(ns: &Netns) -> String {
+    ns.exec("iptables", &["-w", "-S", "INPUT"])
+}
+
+#[test]
+fn cleanup_removes_the_vips_and_the_firewall_rule() {
+    let (_switch, a_ns, _b_ns) = pair("cu");
+    let env = [
+        ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-11"),
+        ("OPENSHIFT_HA_MONITOR_PORT", "0"),
+        ("OPENSHIFT_HA_NETWORK_INTERFACE", "eth0"),
+        ("OPENSHIFT_HA_PREEMPTION", "nopreempt"),
+        ("OPENSHIFT_HA_IPTABLES_CHAIN", "INPUT"),
+    ];
+    let ipf = |args: &[&str]| {
+        let mut cmd = a_ns.command(agent_bin());
+        cmd.args(args).envs(env);
+        cmd
+    };
+    let mut cmd = ipf(&[
+        "run",
+        "--vip-lease-secs",
+        "0",
+        "--status-socket",
+        "off",
+        "--metrics-addr",
+        "off",
+    ]);
+    cmd.env_remove("KEEPALIVED_DEBUG");
+    let mut agent = Proc::spawn("ipf-agent", cmd);
+    wait_for("the agent to master both VIPs", T, || {
+        (holds(&a_ns, "192.0.2.10") && holds(&a_ns, "192.0.2.11")).then_some(())
+    });
+    assert!(
+        iptables_rules(&a_ns).contains("224.0.0.18"),
+        "the accept rule is in INPUT"
+    );
+    // A crash leaves the addresses and the rule behind; cleanup removes both.
+    agent.signal(libc::SIGKILL);
+    agent.wait_exit(T);
+    assert!(holds(&a_ns, "192.0.2.10"));
+    let out = ipf(&["cleanup"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("removed 192.0.2.10/32") && report.contains("removed 192.0.2.11/32"),
+        "{report}"
+    );
+    assert!(!holds(&a_ns, "192.0.2.10") && !holds(&a_ns, "192.0.2.11"));
+    assert!(!iptables_rules(&a_ns).contains("224.0.0.18"), "the rule is gone");
+    // Idempotent.
+    let again = ipf(&["cleanup"]).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("removed 192.0.2"));
+    assert!(
+        addresses(&a_ns, "eth0").contains(&"192.0.2.1".to_owned()),
+        "the node's own address stays"
+    );
+}
