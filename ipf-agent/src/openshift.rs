@@ -163,14 +163,16 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Con
                 .ok_or_else(|| err(name, &v, format!("a whole number {min}..{max} expected"))),
         }
     };
-    let groups = number("OPENSHIFT_HA_VIP_GROUPS", vips.len() as u64, 1, 255)? as usize;
+    let mut warnings = Vec::new();
+    let mut groups = number("OPENSHIFT_HA_VIP_GROUPS", vips.len() as u64, 1, 255)? as usize;
     if groups > vips.len() {
-        let v = var("OPENSHIFT_HA_VIP_GROUPS").unwrap_or_default();
-        return Err(err(
-            "OPENSHIFT_HA_VIP_GROUPS",
-            &v,
-            format!("more groups than the {} VIPs", vips.len()),
+        // The documented example Deployment asks for 10 groups of 2 VIPs; the image then made one
+        // group per address, and so does ipf.
+        warnings.push(format!(
+            "OPENSHIFT_HA_VIP_GROUPS={groups} is more than the {} VIPs: one group per VIP",
+            vips.len()
         ));
+        groups = vips.len();
     }
     let offset = number("OPENSHIFT_HA_VRRP_ID_OFFSET", 0, 0, 254)?;
     let excluded: Vec<u8> = match var("HA_EXCLUDED_VRRP_IDS") {
@@ -314,7 +316,7 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Con
         checks,
         firewall,
         router_id: Some(scrub(&config_name)),
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -424,6 +426,17 @@ mod tests {
         let sizes: Vec<usize> = c.instances.iter().map(|i| i.vips.len()).collect();
         assert_eq!(sizes, [3, 2, 2]);
         assert_eq!(c.instances[0].vips[0].prefix_len, 32);
+        // More groups than VIPs (the documented example Deployment): one group per VIP, with a warning.
+        let c = from_env(
+            env(&[
+                ("OPENSHIFT_HA_VIRTUAL_IPS", "1.1.1.1-2"),
+                ("OPENSHIFT_HA_VIP_GROUPS", "10"),
+            ]),
+            &host(),
+        )
+        .expect("ok");
+        assert_eq!(c.instances.len(), 2);
+        assert!(c.warnings[0].contains("OPENSHIFT_HA_VIP_GROUPS=10"), "{:?}", c.warnings);
     }
 
     #[test]
@@ -493,7 +506,7 @@ mod tests {
                 vec![("OPENSHIFT_HA_VIP_GROUPS", "abc")],
                 "OPENSHIFT_HA_VIP_GROUPS=\"abc\"",
             ),
-            (vec![("OPENSHIFT_HA_VIP_GROUPS", "9")], "OPENSHIFT_HA_VIP_GROUPS=\"9\""),
+            (vec![("OPENSHIFT_HA_VIP_GROUPS", "0")], "OPENSHIFT_HA_VIP_GROUPS=\"0\""),
             (
                 vec![("OPENSHIFT_HA_VRRP_ID_OFFSET", "254"), ("OPENSHIFT_HA_VIP_GROUPS", "2")],
                 "OPENSHIFT_HA_VRRP_ID_OFFSET=\"254\"",
