@@ -31,6 +31,9 @@ const PACKAGES: &[&str] = &[
     "frr",
     "python3",
     "prometheus",
+    // The firewall tests drive the same tools ipf-agent runs for OPENSHIFT_HA_*TABLES*.
+    "iptables",
+    "nftables",
 ];
 
 pub fn run() -> Result<()> {
