@@ -904,7 +904,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let all: Vec<&InstanceSpec> = config.instances.iter().collect();
     let sources = node.sources(&all).await?;
     if let Some(rule) = &config.firewall {
-        firewall::apply(rule, &families(&config)).context("firewall accept rule")?;
+        apply_firewall(rule, &config).await?;
     }
     for i in &config.instances {
         node.remove_stale(i).await?;
@@ -982,16 +982,18 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                             Err(e) => tracing::error!("reload failed, the running configuration stays: {e:#}"),
                             Ok(summary) => {
                                 tracing::info!("reloaded: {summary}");
-                                if config.firewall != new.firewall {
-                                    if let Some(old) = &config.firewall
-                                        && let Err(e) = firewall::remove(old)
-                                    {
-                                        tracing::warn!("removing the old firewall rule: {e}");
+                                if config.firewall != new.firewall || families(&config) != families(&new) {
+                                    if let Some(old) = config.firewall.clone().filter(|o| Some(o) != new.firewall.as_ref()) {
+                                        match tokio::task::spawn_blocking(move || firewall::remove(&old)).await {
+                                            Ok(Ok(())) => {}
+                                            Ok(Err(e)) => tracing::warn!("removing the old firewall rule: {e}"),
+                                            Err(e) => tracing::warn!("removing the old firewall rule: {e}"),
+                                        }
                                     }
                                     if let Some(rule) = &new.firewall
-                                        && let Err(e) = firewall::apply(rule, &families(&new))
+                                        && let Err(e) = apply_firewall(rule, &new).await
                                     {
-                                        tracing::error!("firewall accept rule: {e}");
+                                        tracing::error!("{e:#}");
                                     }
                                 }
                                 config = new;
@@ -1029,6 +1031,15 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Adds the firewall accept rule (the tools block: off the event loop).
+async fn apply_firewall(rule: &crate::config::Firewall, config: &Config) -> Result<()> {
+    let (rule, families) = (rule.clone(), families(config));
+    tokio::task::spawn_blocking(move || firewall::apply(&rule, &families))
+        .await
+        .context("firewall task")?
+        .context("firewall accept rule")
 }
 
 /// The address families of the configured instances (for the firewall rule).

@@ -269,6 +269,9 @@ impl Config {
             let kind = match &c.kind {
                 crate::checks::CheckKind::Script(s) => format!("script {s:?}"),
                 crate::checks::CheckKind::Tcp(p) => format!("TCP connect to this node's port {p}"),
+                crate::checks::CheckKind::KubeApiserver { address, port } => format!(
+                    "kube-apiserver: HTTPS GET /healthz on localhost:{port}, and on {address}:{port} while holding it"
+                ),
             };
             line(format!(
                 "check {}: {kind}, every {}, timeout {}, rise {}, fall {}, weight {}",

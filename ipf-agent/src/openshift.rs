@@ -540,6 +540,96 @@ mod tests {
         }
     }
 
+    /// Each variable not covered above, with what it must do to the model.
+    #[test]
+    fn every_variable_reaches_the_model() {
+        type Check = fn(&Config);
+        let base = ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10");
+        let cases: Vec<(Vec<(&str, &str)>, Check)> = vec![
+            (vec![], |c| {
+                // Defaults: eth0, TCP check on port 80 every 2 s, preempt_delay 300, multicast, no rule.
+                let i = &c.instances[0];
+                assert_eq!((i.interface.as_str(), i.vrid), ("eth0", 1));
+                assert_eq!(c.checks[0].kind, CheckKind::Tcp(80));
+                assert_eq!(c.checks[0].interval, Duration::from_secs(2));
+                assert_eq!(i.preempt, Preempt::Delay(Duration::from_secs(300)));
+                assert!(i.unicast_peers.is_empty() && c.firewall.is_none() && i.notify.any.is_none());
+                assert_eq!(i.auth_pass.as_deref(), Some("ipfailover"));
+                assert_eq!(c.router_id.as_deref(), Some("ipfailover"));
+            }),
+            (vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "ens3")], |c| {
+                assert_eq!(c.instances[0].interface, "ens3")
+            }),
+            (vec![("OPENSHIFT_HA_CHECK_SCRIPT", "/bin/check.sh")], |c| {
+                // Replaces the TCP check (the image's code, not its comment).
+                assert_eq!(c.checks.len(), 1);
+                assert_eq!(c.checks[0].kind, CheckKind::Script("/bin/check.sh".into()));
+            }),
+            (vec![("OPENSHIFT_HA_CHECK_INTERVAL", "7")], |c| {
+                // A check still running after the interval is killed and counts as failed.
+                assert_eq!(
+                    (c.checks[0].interval, c.checks[0].timeout),
+                    (Duration::from_secs(7), Duration::from_secs(7))
+                );
+                assert_eq!((c.checks[0].rise, c.checks[0].fall, c.checks[0].weight), (1, 1, 0));
+            }),
+            (vec![("OPENSHIFT_HA_NOTIFY_SCRIPT", "/bin/notify.sh")], |c| {
+                assert_eq!(c.instances[0].notify.any.as_deref(), Some("/bin/notify.sh"))
+            }),
+            (vec![("OPENSHIFT_HA_PREEMPTION", "nopreempt")], |c| {
+                assert_eq!(c.instances[0].preempt, Preempt::No);
+                assert_eq!(c.instances[0].initial_state, InitialState::Backup);
+            }),
+            (vec![("OPENSHIFT_HA_PREEMPTION", "preempt_nodelay")], |c| {
+                assert_eq!(c.instances[0].preempt, Preempt::Yes)
+            }),
+            (vec![("OPENSHIFT_HA_PREEMPTION", "preempt_delay 30")], |c| {
+                assert_eq!(c.instances[0].preempt, Preempt::Delay(Duration::from_secs(30)))
+            }),
+            (vec![("OPENSHIFT_HA_REPLICA_COUNT", "5")], |c| {
+                assert_eq!(c.instances.len(), 1)
+            }),
+            (vec![("OPENSHIFT_HA_USE_UNICAST", "false")], |c| {
+                assert!(c.instances[0].unicast_peers.is_empty())
+            }),
+            (vec![("OPENSHIFT_HA_IPTABLES_CHAIN", "INPUT")], |c| {
+                assert_eq!(c.firewall, Some(Firewall::Iptables { chain: "INPUT".into() }))
+            }),
+            (
+                vec![
+                    ("OPENSHIFT_HA_NFTABLES_RULE", "yes"),
+                    ("OPENSHIFT_HA_IPTABLES_CHAIN", "INPUT"),
+                ],
+                |c| assert_eq!(c.firewall, Some(Firewall::Nftables)),
+            ),
+            (vec![("OPENSHIFT_HA_CONFIG_NAME", "my-ha")], |c| {
+                assert_eq!(c.instances[0].name, "my_ha_VIP_0");
+                assert_eq!(c.checks[0].name, "chk_my_ha");
+                assert_eq!(c.router_id.as_deref(), Some("my_ha"));
+            }),
+            (vec![("OPENSHIFT_HA_VRRP_ID_OFFSET", "254")], |c| {
+                assert_eq!(c.instances[0].vrid, 255)
+            }),
+            (vec![("HA_EXCLUDED_VRRP_IDS", "1 2")], |c| {
+                assert_eq!(c.instances[0].vrid, 3)
+            }),
+        ];
+        for (pairs, check) in cases {
+            let mut all = vec![base];
+            all.extend(pairs.iter().copied());
+            let c = from_env(env(&all), &host()).unwrap_or_else(|e| panic!("{pairs:?}: {e}"));
+            check(&c);
+        }
+        // No eth0: the default route's interface.
+        let no_eth0 = Host {
+            interfaces: vec!["ens5".into()],
+            default_route_interface: Some("ens5".into()),
+            ..host()
+        };
+        let c = from_env(env(&[base]), &no_eth0).expect("ok");
+        assert_eq!(c.instances[0].interface, "ens5");
+    }
+
     const PINNED_51: [u8; 3] = [109, 162, 39];
 
     #[test]

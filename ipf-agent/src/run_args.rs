@@ -272,12 +272,14 @@ impl RunArgs {
                 Source::OpenshiftEnv,
             )
         } else if keepalived {
-            match crate::keepalived_env::from_env(env, host)? {
+            // KEEPALIVED_DEBUG is applied by main, before logging starts.
+            match crate::keepalived_env::from_env(env, host)?.source {
                 crate::keepalived_env::Source::Autoconf(c) => (c, Source::KeepalivedEnv),
-                crate::keepalived_env::Source::File(path) => (
-                    crate::keepalived_conf::parse_file(&path).map_err(|e| e.to_string())?,
-                    Source::File,
-                ),
+                crate::keepalived_env::Source::File { path, warnings } => {
+                    let mut c = crate::keepalived_conf::parse_file(&path).map_err(|e| e.to_string())?;
+                    c.warnings.extend(warnings);
+                    (c, Source::File)
+                }
             }
         } else {
             return Err(

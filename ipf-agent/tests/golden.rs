@@ -42,7 +42,10 @@ fn fixture(name: &str) -> String {
 fn check(name: &str, args: &[&str], env: &[(&str, &str)]) {
     let cli = Cli::try_parse_from(std::iter::once("ipf-agent").chain(args.iter().copied())).unwrap();
     let env: BTreeMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let (config, source) = cli.run.load_from(&env, &host()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (config, source) = cli
+        .run
+        .load_from(&env, &host())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     config.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
     let effective = format!("source: {}\n{}", source.describe(), config.describe());
     let node: IpAddr = "10.10.0.21".parse().unwrap();
@@ -57,11 +60,19 @@ fn check(name: &str, args: &[&str], env: &[(&str, &str)]) {
         }
         let want = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (IPF_UPDATE_GOLDEN=1 writes it)", path.display()));
-        assert_eq!(got, &want, "{} differs (IPF_UPDATE_GOLDEN=1 rewrites it)", path.display());
+        assert_eq!(
+            got,
+            &want,
+            "{} differs (IPF_UPDATE_GOLDEN=1 rewrites it)",
+            path.display()
+        );
     }
     // What ipf renders, ipf reads back to the same configuration.
     let reread = keepalived_conf::parse(&rendered, "rendered.conf").unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(reread.instances, config.instances, "{name}: instances survive render → parse");
+    assert_eq!(
+        reread.instances, config.instances,
+        "{name}: instances survive render → parse"
+    );
 }
 
 /// The example Deployment of the OKD "Configuring IP failover" page (seed 000), as written: 2 VIPs,
@@ -170,11 +181,7 @@ fn arcts_docker_run_backup_with_kube_apiserver_check() {
 /// `KEEPALIVED_AUTOCONF=false` + `KEEPALIVED_CONF`.
 #[test]
 fn arcts_example_keepalived_conf_files() {
-    check(
-        "arcts-conf-master",
-        &["--config", &fixture("arcts-master.conf")],
-        &[],
-    );
+    check("arcts-conf-master", &["--config", &fixture("arcts-master.conf")], &[]);
     check(
         "arcts-conf-backup",
         &[],
