@@ -3,6 +3,7 @@ pub mod agent;
 pub mod checks;
 pub mod config;
 pub mod datapath;
+pub mod keepalived_conf;
 pub mod links;
 pub mod logging;
 pub mod metrics;
