@@ -1550,6 +1550,13 @@ impl Reader {
             );
         }
 
+        if raw.vips.is_empty() {
+            self.warn(
+                raw.loc,
+                format!("vrrp_instance {name} has no virtual_ipaddress: it elects a master but moves no address (keepalived warns too)"),
+            );
+        }
+
         let version = match (family, raw.version) {
             (Family::V6, Some((2, loc))) => {
                 return Err(self.error(

@@ -10,6 +10,9 @@
 //! - Scripts (vrrp_script, notify) need `enable_script_security` and a `script_user` that exists, else
 //!   "SECURITY VIOLATION - scripts are being executed but script_security not enabled" and a non-zero
 //!   exit; `render` writes both when there are scripts.
+//! - A track_interface naming the instance's own interface is an error to it ("Ignoring track_interface
+//!   eth0 since own interface"), as is an instance without virtual_ipaddress; the arcts README's files
+//!   track their own interface, so they pass only as ipf writes them back (without it).
 //! - Exit codes: 0 when the file is valid; for an invalid file 2.2.7 exits 5 whatever the error (a bad
 //!   value, an unknown keyword, a missing "}", a missing interface), 6 for the script security
 //!   violation. The man page documents 3, 4 and 5 by kind, so the test asserts only non-zero.

@@ -350,6 +350,11 @@ fn defaults_that_follow_other_keywords() {
     // The family without addresses: the source's, else IPv4.
     let no_vips = ok("vrrp_instance X {\n interface eth0\n virtual_router_id 9\n mcast_src_ip fe80::1\n}\n");
     assert_eq!(only(&no_vips).family, Family::V6);
+    assert!(
+        no_vips.warnings[0].contains("has no virtual_ipaddress"),
+        "{:?}",
+        no_vips.warnings
+    );
     // Repeated tracks collapse; an empty unicast_peer block means multicast, with a warning.
     let repeated = ok(&format!(
         "vrrp_script c {{\n script \"/bin/true\"\n}}\n{}",
