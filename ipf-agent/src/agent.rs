@@ -641,7 +641,8 @@ impl Node {
                 IpAddr::from(MCAST_V4)
             }]
         } else {
-            spec.unicast_peers.clone()
+            // The ipfailover image lists every node, this one included.
+            spec.unicast_peers.iter().copied().filter(|p| *p != src).collect()
         };
         let auth_pass = spec.auth_pass.as_ref().map(|p| {
             let mut a = [0u8; 8];

@@ -1093,7 +1093,16 @@ impl Reader {
                     format!("script {script:?}: TCP port {p:?} must be 1..65535"),
                 ));
             }
-            None => CheckKind::Script(script),
+            None => match kube_apiserver_check(&script) {
+                Some(kind) => {
+                    self.warn(
+                        script_loc,
+                        format!("script {script:?} in {context}: run as ipf's native kube-apiserver check"),
+                    );
+                    kind
+                }
+                None => CheckKind::Script(script),
+            },
         };
         Ok(CheckSpec {
             name,
@@ -1471,12 +1480,13 @@ impl Reader {
                 format!("auth_pass {text:?}: longer than 8 bytes and the 8th byte splits a character"),
             ));
         }
+        // Kept whole (the ipfailover image wrote the whole config name): the wire carries the first 8.
         let kept = &text[..end];
         self.warn(
             loc,
             format!("auth_pass {text:?}: only the first 8 characters, {kept:?}, are used (as keepalived does)"),
         );
-        Ok(kept.to_owned())
+        Ok(text.to_owned())
     }
 
     /// Applies keepalived's defaults and adjustments, and checks what spans several keywords.
@@ -1776,6 +1786,24 @@ fn tcp_check_port(script: &str) -> Option<TcpScript> {
     })
 }
 
+/// The arcts/keepalived image's kube-apiserver check script, which ipf runs natively.
+pub const KUBE_APISERVER_SCRIPT: &str = "/usr/lib/keepalived/scripts/chk_kube_apiserver.sh";
+
+/// Recognises `chk_kube_apiserver.sh ADDRESS PORT` as the arcts image wrote it.
+fn kube_apiserver_check(script: &str) -> Option<CheckKind> {
+    let mut words = script.split_whitespace();
+    let program = words.next()?;
+    if program != KUBE_APISERVER_SCRIPT {
+        return None;
+    }
+    let address = words.next()?.parse().ok()?;
+    let port = words.next()?.parse().ok().filter(|p| *p > 0)?;
+    words
+        .next()
+        .is_none()
+        .then_some(CheckKind::KubeApiserver { address, port })
+}
+
 /// `N` or `N.F` seconds (F up to 6 digits) in microseconds.
 fn decimal_micros(text: &str) -> Option<u64> {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
@@ -1904,6 +1932,7 @@ fn render_into(out: &mut String, cfg: &Config, node: IpAddr) -> std::fmt::Result
         let script = match &check.kind {
             CheckKind::Script(s) => s.clone(),
             CheckKind::Tcp(port) => format!("/bin/bash -c '</dev/tcp/{node}/{port}'"),
+            CheckKind::KubeApiserver { address, port } => format!("{KUBE_APISERVER_SCRIPT} {address} {port}"),
         };
         writeln!(out, "   script {}", quoted(&script))?;
         whole_seconds_line(out, "   ", "interval", check.interval)?;

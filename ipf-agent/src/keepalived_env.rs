@@ -399,10 +399,21 @@ fn generate(
             ),
         ));
     }
-    // keepalived moves excluded addresses of either family; only the advertised ones must match.
+    // One family per instance, excluded addresses included (keepalived would move either; the agent's
+    // instance is one family).
     let excluded: Vec<Vip> = numbered(vars, EXCLUDED, &mut warnings)?
         .iter()
-        .map(|m| parse_vip(m.value).map_err(|e| err(m.name, m.value, e)))
+        .map(|m| {
+            let vip = parse_vip(m.value).map_err(|e| err(m.name, m.value, e))?;
+            if Family::of(&vip.addr) != family {
+                return Err(err(
+                    m.name,
+                    m.value,
+                    format!("not {} like the VIPs", family_name(family)),
+                ));
+            }
+            Ok(vip)
+        })
         .collect::<Result<_, _>>()?;
     // keepalived forces VRRPv3 for IPv6, which has no authentication.
     let version = if family == Family::V6 { 3 } else { 2 };
@@ -475,9 +486,8 @@ fn generate(
         .iter()
         .map(|m| interface_name(m.name, m.value))
         .collect::<Result<_, _>>()?;
-    if track_interfaces.is_empty() {
-        track_interfaces.push(interface.clone());
-    }
+    // The VRRP interface is always tracked (the image's default list): the model lists only others.
+    track_interfaces.retain(|t| *t != interface);
 
     let mut checks = Vec::new();
     if v.boolean(KUBE_CHECK, false)? {
@@ -509,8 +519,15 @@ fn generate(
     instance.priority = priority;
     instance.adver_int = adver_int;
     instance.initial_state = initial_state;
-    instance.vips = vips;
-    instance.excluded = excluded;
+    // `dev` naming the instance's own interface says nothing more: the model stays canonical.
+    let own_dev = |mut v: Vip| {
+        if v.dev.as_deref() == Some(instance.interface.as_str()) {
+            v.dev = None;
+        }
+        v
+    };
+    instance.vips = vips.into_iter().map(own_dev).collect();
+    instance.excluded = excluded.into_iter().map(own_dev).collect();
     instance.unicast_peers = unicast_peers;
     instance.src = src;
     instance.auth_pass = auth_pass;
@@ -649,7 +666,6 @@ mod tests {
         i.initial_state = InitialState::Master;
         i.vips = vec![vip("10.10.0.2/24")];
         i.auth_pass = Some("pwd1".into());
-        i.track_interfaces = vec!["eth0".into()];
         i
     }
 
@@ -671,7 +687,6 @@ mod tests {
         let table: &[(&[(&str, &str)], Edit)] = &[
             (&[("KEEPALIVED_INTERFACE", "ens3")], |i| {
                 i.interface = "ens3".into();
-                i.track_interfaces = vec!["ens3".into()];
             }),
             (&[("KEEPALIVED_STATE", "backup")], |i| {
                 i.initial_state = InitialState::Backup;
@@ -728,16 +743,13 @@ mod tests {
                 )],
                 |i| i.excluded = vec![vip("172.16.1.20/24 brd 172.16.1.255 dev eth1 scope 253")],
             ),
-            // Excluded addresses may be of the other family (keepalived allows it).
-            (&[("KEEPALIVED_VIRTUAL_IPADDRESS_EXCLUDED_1", "2001:db8::5/64")], |i| {
-                i.excluded = vec![vip("2001:db8::5/64")]
-            }),
             (
                 &[
                     ("KEEPALIVED_TRACK_INTERFACE_1", "eth1"),
                     ("KEEPALIVED_TRACK_INTERFACE_0", "eth0"),
                 ],
-                |i| i.track_interfaces = vec!["eth0".into(), "eth1".into()],
+                // The VRRP interface is always tracked; the model lists the others.
+                |i| i.track_interfaces = vec!["eth1".into()],
             ),
             // Given track interfaces replace the default (the image did the same).
             (&[("KEEPALIVED_TRACK_INTERFACE_5", "eth1")], |i| {
@@ -786,7 +798,7 @@ mod tests {
         assert_eq!(addrs(&i.vips), ["10.0.0.1", "10.0.0.2", "10.0.0.10", "10.0.0.100"]);
         assert_eq!(addrs(&i.excluded), ["10.1.0.9", "10.1.0.10"]);
         assert_eq!(i.unicast_peers, [ip("10.2.0.0"), ip("10.2.0.2"), ip("10.2.0.10")]);
-        assert_eq!(i.track_interfaces, ["eth0", "eth1"]);
+        assert_eq!(i.track_interfaces, ["eth1"]);
     }
 
     #[test]
@@ -1049,7 +1061,7 @@ mod tests {
         }
         assert_eq!(c.warnings.len(), want.len(), "{:#?}", c.warnings);
         // The misspelled and empty ones do not count.
-        assert_eq!(c.instances[0].track_interfaces, ["eth0"]);
+        assert!(c.instances[0].track_interfaces.is_empty());
     }
 
     #[test]
@@ -1193,16 +1205,14 @@ mod tests {
             want.src = Some(ip(src));
             want.unicast_peers = vec![ip(peer)];
             want.auth_pass = Some("pwd2".into());
-            want.vips = vec![Vip {
-                dev: Some("eth0".into()),
-                ..Vip::new(ip("10.10.0.3"), 24)
-            }];
+            // `dev eth0` is the instance's own interface: the canonical model leaves it out.
+            want.vips = vec![Vip::new(ip("10.10.0.3"), 24)];
             want.excluded = vec![Vip {
                 dev: Some("eth1".into()),
                 ..Vip::new(ip("172.16.1.20"), 24)
             }];
             // The misspelled KEEPALVED_TRACK_INTERFACE_2 does not count (nor did it for the image).
-            want.track_interfaces = vec!["eth0".into()];
+            // (eth0 is the VRRP interface, always tracked.)
             assert_eq!(c.instances, [want], "{state}");
             assert_eq!(c.router_id.as_deref(), Some("LVS_MAIN"));
             assert!(c.checks.is_empty());

@@ -287,12 +287,8 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Con
         spec.version = if family == Family::V6 { 3 } else { 2 };
         spec.priority = node.map_or(100, |n| priority(vrid, n));
         spec.preempt = preempt;
-        // The image wrote `state MASTER` unless nopreempt; keepalived 2.x starts as Backup either way.
-        spec.initial_state = if preempt == Preempt::No {
-            InitialState::Backup
-        } else {
-            InitialState::Master
-        };
+        // The image wrote `state MASTER` on some instances as part of its priority scheme, which made
+        // keepalived ignore preempt_delay there; ipf starts every instance as Backup and honours it.
         spec.vips = group;
         spec.unicast_peers = unicast;
         spec.auth_pass = (family == Family::V4).then(|| config_name.clone());
@@ -554,6 +550,7 @@ mod tests {
                 assert_eq!(c.checks[0].interval, Duration::from_secs(2));
                 assert_eq!(i.preempt, Preempt::Delay(Duration::from_secs(300)));
                 assert!(i.unicast_peers.is_empty() && c.firewall.is_none() && i.notify.any.is_none());
+                assert_eq!(i.initial_state, InitialState::Backup);
                 assert_eq!(i.auth_pass.as_deref(), Some("ipfailover"));
                 assert_eq!(c.router_id.as_deref(), Some("ipfailover"));
             }),
@@ -578,7 +575,6 @@ mod tests {
             }),
             (vec![("OPENSHIFT_HA_PREEMPTION", "nopreempt")], |c| {
                 assert_eq!(c.instances[0].preempt, Preempt::No);
-                assert_eq!(c.instances[0].initial_state, InitialState::Backup);
             }),
             (vec![("OPENSHIFT_HA_PREEMPTION", "preempt_nodelay")], |c| {
                 assert_eq!(c.instances[0].preempt, Preempt::Yes)

@@ -17,13 +17,13 @@ struct Cli {
     run: RunArgs,
 }
 
-/// The node the examples run on: eth0 (10.10.0.21, the arcts README's first node), eth1 and ens3 (the
-/// ipfailover example Deployment's interface).
-fn host() -> Host {
+/// The node an example runs on: eth0 (with `node`; the arcts README's nodes are 10.10.0.21 and .22),
+/// eth1 and ens3 (the ipfailover example Deployment's interface).
+fn host(node: IpAddr) -> Host {
     Host {
         interfaces: vec!["eth0".into(), "eth1".into(), "ens3".into()],
         default_route_interface: Some("eth0".into()),
-        addresses: vec!["10.10.0.21".parse().unwrap()],
+        addresses: vec![node],
     }
 }
 
@@ -40,15 +40,19 @@ fn fixture(name: &str) -> String {
 }
 
 fn check(name: &str, args: &[&str], env: &[(&str, &str)]) {
+    check_on("10.10.0.21", name, args, env);
+}
+
+fn check_on(node: &str, name: &str, args: &[&str], env: &[(&str, &str)]) {
+    let node: IpAddr = node.parse().unwrap();
     let cli = Cli::try_parse_from(std::iter::once("ipf-agent").chain(args.iter().copied())).unwrap();
     let env: BTreeMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let (config, source) = cli
         .run
-        .load_from(&env, &host())
+        .load_from(&env, &host(node))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     config.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
     let effective = format!("source: {}\n{}", source.describe(), config.describe());
-    let node: IpAddr = "10.10.0.21".parse().unwrap();
     let rendered = keepalived_conf::render(&config, Some(node));
     let dir = golden_dir();
     for (suffix, got) in [("effective.txt", &effective), ("keepalived.conf", &rendered)] {
@@ -159,7 +163,8 @@ fn arcts_docker_run_master() {
 /// The arcts README's second `docker run` (the BACKUP node), with the kube-apiserver check on.
 #[test]
 fn arcts_docker_run_backup_with_kube_apiserver_check() {
-    check(
+    check_on(
+        "10.10.0.22",
         "arcts-docker-run-backup-kube",
         &[],
         &[
@@ -182,7 +187,8 @@ fn arcts_docker_run_backup_with_kube_apiserver_check() {
 #[test]
 fn arcts_example_keepalived_conf_files() {
     check("arcts-conf-master", &["--config", &fixture("arcts-master.conf")], &[]);
-    check(
+    check_on(
+        "10.10.0.22",
         "arcts-conf-backup",
         &[],
         &[
