@@ -104,6 +104,16 @@ pub struct InstanceSpec {
     pub garp: Garp,
 }
 
+/// What a VRRPv2 PASS password is on the wire: its first 8 bytes (cut at a character boundary), as
+/// keepalived reads it. The model keeps that, so every front end and the rendering agree.
+pub fn wire_password(text: &str) -> String {
+    let mut end = text.len().min(8);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 impl InstanceSpec {
     /// An instance with keepalived's defaults for everything but what identifies it.
     pub fn new(name: impl Into<String>, interface: impl Into<String>, vrid: u8, family: Family) -> Self {
@@ -326,14 +336,7 @@ impl Config {
             line(format!("  adverts: {peers}"));
             line(format!(
                 "  auth: {}",
-                i.auth_pass.as_ref().map_or("-".to_owned(), |p| {
-                    let wire: String = p.chars().take(8).collect();
-                    if wire == *p {
-                        format!("PASS {p:?}")
-                    } else {
-                        format!("PASS {p:?} (on the wire: {wire:?})")
-                    }
-                })
+                i.auth_pass.as_ref().map_or("-".to_owned(), |p| format!("PASS {p:?}"))
             ));
             line(format!(
                 "  track_script: {}; track_interface: {}",

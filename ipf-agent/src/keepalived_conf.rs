@@ -1480,13 +1480,12 @@ impl Reader {
                 format!("auth_pass {text:?}: longer than 8 bytes and the 8th byte splits a character"),
             ));
         }
-        // Kept whole (the ipfailover image wrote the whole config name): the wire carries the first 8.
         let kept = &text[..end];
         self.warn(
             loc,
             format!("auth_pass {text:?}: only the first 8 characters, {kept:?}, are used (as keepalived does)"),
         );
-        Ok(text.to_owned())
+        Ok(kept.to_owned())
     }
 
     /// Applies keepalived's defaults and adjustments, and checks what spans several keywords.

@@ -473,12 +473,13 @@ fn generate(
             if pass.contains(char::is_whitespace) {
                 return Err(err(AUTH_PASS, text, "a password without spaces expected"));
             }
-            if pass.len() > 8 {
+            let wire = crate::config::wire_password(pass);
+            if wire != pass {
                 warnings.push(format!(
-                    "{AUTH_PASS}: only its first 8 bytes are sent and compared (VRRPv2 PASS), as keepalived does"
+                    "{AUTH_PASS}: only its first 8 bytes, {wire:?}, are sent and compared (VRRPv2 PASS), as keepalived does"
                 ));
             }
-            Some(pass.to_owned())
+            Some(wire)
         }
     };
 

@@ -291,7 +291,8 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Con
         // keepalived ignore preempt_delay there; ipf starts every instance as Backup and honours it.
         spec.vips = group;
         spec.unicast_peers = unicast;
-        spec.auth_pass = (family == Family::V4).then(|| config_name.clone());
+        // The image wrote the whole name; keepalived uses its first 8 bytes, and so does the model.
+        spec.auth_pass = (family == Family::V4).then(|| crate::config::wire_password(&config_name));
         spec.tracks = checks.iter().map(|c| c.name.clone()).collect();
         spec.notify = Notify {
             any: notify.clone(),
@@ -455,8 +456,8 @@ mod tests {
         );
         let vrids: Vec<u8> = c.instances.iter().map(|i| i.vrid).collect();
         assert_eq!(vrids, [11, 13, 14]);
-        // The whole name, as the image wrote it; keepalived sends its first 8 bytes.
-        assert_eq!(c.instances[0].auth_pass.as_deref(), Some("my-ip.failover"));
+        // keepalived sends the first 8 bytes of the name.
+        assert_eq!(c.instances[0].auth_pass.as_deref(), Some("my-ip.fa"));
         assert_eq!(c.instances[0].version, 2);
         assert_eq!(c.checks[0].kind, CheckKind::Tcp(8080));
         assert_eq!(c.instances[0].tracks, ["chk_my_ip.failover"]);
@@ -551,7 +552,7 @@ mod tests {
                 assert_eq!(i.preempt, Preempt::Delay(Duration::from_secs(300)));
                 assert!(i.unicast_peers.is_empty() && c.firewall.is_none() && i.notify.any.is_none());
                 assert_eq!(i.initial_state, InitialState::Backup);
-                assert_eq!(i.auth_pass.as_deref(), Some("ipfailover"));
+                assert_eq!(i.auth_pass.as_deref(), Some("ipfailov"));
                 assert_eq!(c.router_id.as_deref(), Some("ipfailover"));
             }),
             (vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "ens3")], |c| {

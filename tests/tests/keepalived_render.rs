@@ -230,3 +230,58 @@ fn keepalived_rejects_a_broken_file() {
         );
     }
 }
+
+/// The golden renderings of the images' documented examples (`ipf-agent/tests/golden/`), the files
+/// users diff against what the old images wrote, are valid keepalived configurations too.
+#[test]
+fn keepalived_accepts_the_golden_renderings() {
+    let ns = namespace();
+    // The ipfailover example Deployment's interface.
+    ns.ip(&["link", "add", "ens3", "type", "veth", "peer", "name", "ens3p"]);
+    ns.ip(&["link", "set", "ens3", "up"]);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ipf-agent/tests/golden");
+    let scripts = TempDir::new("ipf-kt-scripts");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let golden = entry.unwrap().path();
+        let Some(name) = golden
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| n.ends_with(".keepalived.conf"))
+        else {
+            continue;
+        };
+        // keepalived -t insists that scripts exist: the examples' scripts (their checks and notify
+        // paths, the arcts image's kube-apiserver check) become stand-ins in a temporary directory.
+        let text = std::fs::read_to_string(&golden).unwrap();
+        let mut rewritten = String::new();
+        for line in text.lines() {
+            let quoted = line
+                .split_once('"')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            match quoted
+                .map(|w| w.trim_end_matches('"'))
+                .filter(|w| w.starts_with('/') && !Path::new(w).exists())
+            {
+                Some(missing) => {
+                    let stand_in = scripts.path().join(missing.trim_start_matches('/').replace('/', "_"));
+                    std::fs::write(&stand_in, "#!/bin/sh\nexit 0\n").unwrap();
+                    std::fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                    rewritten.push_str(&line.replacen(missing, &stand_in.display().to_string(), 1));
+                }
+                None => rewritten.push_str(line),
+            }
+            rewritten.push('\n');
+        }
+        let file = scripts.path().join(name);
+        std::fs::write(&file, rewritten).unwrap();
+        let (accepted, output) = keepalived_test(&ns, &file);
+        assert!(accepted, "keepalived -t rejects {}:\n{output}", golden.display());
+        checked += 1;
+    }
+    assert!(
+        checked >= 7,
+        "only {checked} golden renderings found in {}",
+        dir.display()
+    );
+}

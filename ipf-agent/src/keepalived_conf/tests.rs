@@ -330,11 +330,11 @@ fn defaults_that_follow_other_keywords() {
     ));
     assert_eq!(only(&v3_auth).auth_pass, None);
     assert!(v3_auth.warnings[0].contains("VRRPv3"), "{:?}", v3_auth.warnings);
-    // Passwords: kept whole (the wire carries the first 8 bytes), with a warning.
+    // Passwords: the first 8 bytes, as on the wire.
     let long = ok(&instance(
         "  authentication {\n    auth_type PASS\n    auth_pass ipfailover\n  }",
     ));
-    assert_eq!(only(&long).auth_pass.as_deref(), Some("ipfailover"));
+    assert_eq!(only(&long).auth_pass.as_deref(), Some("ipfailov"));
     assert_eq!(
         long.warnings,
         vec![
@@ -641,7 +641,7 @@ fn ipfailover_generated_file() {
         let mut i = InstanceSpec::new(name, "eth0", vrid, Family::V4);
         i.priority = priority;
         i.preempt = Preempt::Delay(Duration::from_secs(300));
-        i.auth_pass = Some("ipfailover".into());
+        i.auth_pass = Some("ipfailov".into());
         i.tracks = vec!["chk_ipfailover".into()];
         i.notify.any = Some("/etc/keepalived/notify.sh".into());
         // As written: the image listed the node itself among the peers.
@@ -708,7 +708,7 @@ fn sample_configs() -> Vec<Config> {
         let mut i = InstanceSpec::new(format!("ipfailover_VIP_{}", k + 1), "eth0", vrid, Family::V4);
         i.priority = 100 + vrid;
         i.preempt = Preempt::Delay(Duration::from_secs(300));
-        i.auth_pass = Some("ipfailover".into());
+        i.auth_pass = Some("ipfailov".into());
         i.tracks = vec!["chk_ipfailover".into()];
         i.notify.any = Some("/etc/keepalived/notify.sh".into());
         i.vips = vips.iter().filter(|v| !v.is_empty()).map(|v| vip(v)).collect();
@@ -831,7 +831,7 @@ vrrp_instance ipfailover_VIP_1 {
    preempt_delay 300
    authentication {
       auth_type PASS
-      auth_pass ipfailover
+      auth_pass ipfailov
    }
    track_script {
       chk_ipfailover
