@@ -66,6 +66,16 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Cleanup(args) => {
             let (config, _) = load(&args)?;
             config.validate().map_err(anyhow::Error::msg)?;
+            // A running agent would take the VIPs right back; its own stop releases them anyway.
+            let runtime = args.agent_config(config.clone()).map_err(anyhow::Error::msg)?;
+            if let Some(socket) = runtime.status_socket
+                && std::os::unix::net::UnixStream::connect(&socket).is_ok()
+            {
+                anyhow::bail!(
+                    "an ipf-agent is running (it answers on {}): stop it first, its shutdown releases its VIPs",
+                    socket.display()
+                );
+            }
             print!("{}", ipf_agent::agent::cleanup(&config).await?);
             Ok(())
         }

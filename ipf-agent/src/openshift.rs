@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     checks::{CheckKind, CheckSpec},
-    config::{Config, Firewall, InitialState, InstanceSpec, Notify},
+    config::{Config, Firewall, InstanceSpec, Notify},
     datapath::Family,
     run_args::parse_vip,
     vrrp::Preempt,
@@ -370,6 +370,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::config::InitialState;
 
     fn host() -> Host {
         Host {

@@ -285,12 +285,15 @@ fn cleanup_removes_the_vips_and_the_firewall_rule() {
         cmd.args(args).envs(env);
         cmd
     };
+    let dir = TempDir::new("ipf-cleanup");
+    let socket = dir.path().join("a.sock");
+    let socket = socket.to_str().unwrap();
     let mut cmd = ipf(&[
         "run",
         "--vip-lease-secs",
         "0",
         "--status-socket",
-        "off",
+        socket,
         "--metrics-addr",
         "off",
     ]);
@@ -303,11 +306,16 @@ fn cleanup_removes_the_vips_and_the_firewall_rule() {
         iptables_rules(&a_ns).contains("224.0.0.18"),
         "the accept rule is in INPUT"
     );
+    // Not under a running agent, which would take them right back.
+    let refused = ipf(&["cleanup", "--status-socket", socket]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is running"));
+    assert!(holds(&a_ns, "192.0.2.10"));
     // A crash leaves the addresses and the rule behind; cleanup removes both.
     agent.signal(libc::SIGKILL);
     agent.wait_exit(T);
     assert!(holds(&a_ns, "192.0.2.10"));
-    let out = ipf(&["cleanup"]).output().unwrap();
+    let out = ipf(&["cleanup", "--status-socket", socket]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -323,5 +331,125 @@ fn cleanup_removes_the_vips_and_the_firewall_rule() {
     assert!(
         addresses(&a_ns, "eth0").contains(&"192.0.2.1".to_owned()),
         "the node's own address stays"
+    );
+}
+
+#[test]
+fn keepalived_conf_notify_scripts_get_keepalived_argv() {
+    let (_switch, a_ns, _b_ns) = pair("nt");
+    let dir = TempDir::new("ipf-notify");
+    let log = dir.path().join("notify.log");
+    let script = |name: &str| {
+        let path = dir.path().join(format!("{name}.sh"));
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"{name} $#:$*\" >> {}\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    };
+    let (any, master, backup, stop) = (script("any"), script("master"), script("backup"), script("stop"));
+    let file = dir.path().join("a.conf");
+    let extra = format!(
+        "  notify \"{any}\"\n  notify_master \"{master}\"\n  notify_backup \"{backup}\"\n  notify_stop \"{stop}\"\n"
+    );
+    std::fs::write(
+        &file,
+        conf(&[instance("VI_1", 51, 150, &["192.0.2.100/24"])
+            .replace("  virtual_ipaddress", &format!("{extra}  virtual_ipaddress"))]),
+    )
+    .unwrap();
+    let mut a = agent(&a_ns, &file, &dir.path().join("a.sock"));
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("BACKUP then MASTER notifications", T, || {
+        (lines().lines().count() >= 4).then_some(())
+    });
+    a.signal(libc::SIGTERM);
+    assert!(a.wait_exit(T).success());
+    wait_for("the STOP notifications", T, || {
+        (lines().lines().count() >= 6).then_some(())
+    });
+    let got: Vec<String> = lines().lines().map(str::to_owned).collect();
+    // Each state's own script with no arguments, then `notify` with keepalived's four, in order per
+    // script (they run detached, so the two of one change may land in either order).
+    let of = |prefix: &str| -> Vec<String> { got.iter().filter(|l| l.starts_with(prefix)).cloned().collect() };
+    assert_eq!(
+        of("any"),
+        [
+            "any 4:INSTANCE VI_1 BACKUP 150",
+            "any 4:INSTANCE VI_1 MASTER 150",
+            "any 4:INSTANCE VI_1 STOP 150"
+        ],
+        "{got:?}"
+    );
+    assert_eq!(of("backup"), ["backup 0:"], "{got:?}");
+    assert_eq!(of("master"), ["master 0:"], "{got:?}");
+    assert_eq!(of("stop"), ["stop 0:"], "{got:?}");
+}
+
+#[test]
+fn check_config_names_the_variable_and_value_or_prints_the_configuration() {
+    let (_switch, a_ns, _b_ns) = pair("cc");
+    let check_config = |env: &[(&str, &str)]| {
+        let out = a_ns
+            .command(agent_bin())
+            .arg("check-config")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (env, needle) in [
+        (
+            vec![
+                ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10"),
+                ("OPENSHIFT_HA_VIP_GROUPS", "abc"),
+            ],
+            "OPENSHIFT_HA_VIP_GROUPS=\"abc\"",
+        ),
+        (
+            vec![("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10,10.0.0.x")],
+            "\"10.0.0.x\"",
+        ),
+        (
+            vec![("KEEPALIVED_VIRTUAL_IPADDRESS_1", "192.0.2.300/24")],
+            "KEEPALIVED_VIRTUAL_IPADDRESS_1=\"192.0.2.300/24\"",
+        ),
+        (
+            vec![
+                ("KEEPALIVED_VIRTUAL_IPADDRESS_1", "192.0.2.10/24"),
+                ("KEEPALIVED_UNICAST_PEER_x", "192.0.2.2"),
+            ],
+            "KEEPALIVED_UNICAST_PEER_x",
+        ),
+        (
+            vec![
+                ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10"),
+                ("OPENSHIFT_HA_NETWORK_INTERFACE", "nosuch0"),
+            ],
+            "nosuch0",
+        ),
+    ] {
+        let (ok, _, err) = check_config(&env);
+        assert!(!ok, "{env:?} is accepted");
+        assert!(err.contains(needle), "{env:?}: {err}");
+    }
+    let (ok, out, err) = check_config(&[
+        ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-12"),
+        ("OPENSHIFT_HA_VIP_GROUPS", "2"),
+        ("OPENSHIFT_HA_CONFIG_NAME", "web-vips"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("source: OPENSHIFT_HA_* environment"), "{out}");
+    assert!(out.contains("instance web_vips_VIP_0: eth0 vrid 1 V4 VRRPv2"), "{out}");
+    assert!(out.contains("vips: 192.0.2.12/32"), "{out}");
+    assert!(
+        out.contains("check chk_web_vips: TCP connect to this node's port 80"),
+        "{out}"
     );
 }
