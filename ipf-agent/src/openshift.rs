@@ -331,32 +331,7 @@ pub fn host() -> Host {
             (f.get(1) == Some(&"00000000")).then(|| f[0].to_owned())
         })
     });
-    let mut addresses = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills a list we walk read-only and free with freeifaddrs.
-    unsafe {
-        if libc::getifaddrs(&mut ifap) == 0 {
-            let mut p = ifap;
-            while !p.is_null() {
-                let a = (*p).ifa_addr;
-                if !a.is_null() {
-                    match i32::from((*a).sa_family) {
-                        libc::AF_INET => {
-                            let sin = &*(a as *const libc::sockaddr_in);
-                            addresses.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
-                        }
-                        libc::AF_INET6 => {
-                            let sin6 = &*(a as *const libc::sockaddr_in6);
-                            addresses.push(IpAddr::from(sin6.sin6_addr.s6_addr));
-                        }
-                        _ => {}
-                    }
-                }
-                p = (*p).ifa_next;
-            }
-            libc::freeifaddrs(ifap);
-        }
-    }
+    let mut addresses = crate::checks::local_addresses();
     addresses.retain(|a| !a.is_loopback());
     Host {
         interfaces,

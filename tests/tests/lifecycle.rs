@@ -103,30 +103,58 @@ fn let_elections_run(ns: &Netns, n: u64) {
     });
 }
 
+/// Two nodes on a bridge, each running an agent with a keepalived.conf of VI_1 (VRID 51,
+/// 192.0.2.100) and VI_2 (VRID 52, 192.0.2.101) at the given priorities.
+struct Pair {
+    _switch: Switch,
+    a_ns: Netns,
+    b_ns: Netns,
+    dir: TempDir,
+    a: Proc,
+    b: Proc,
+}
+
+impl Pair {
+    fn start(tag: &str, a: [u8; 2], b: [u8; 2]) -> Pair {
+        let (switch, a_ns, b_ns) = pair(tag);
+        let dir = TempDir::new(&format!("ipf-{tag}"));
+        let start = |ns: &Netns, node: &str, p: [u8; 2]| {
+            let file = dir.path().join(format!("{node}.conf"));
+            std::fs::write(
+                &file,
+                conf(&[
+                    instance("VI_1", 51, p[0], &["192.0.2.100/24"]),
+                    instance("VI_2", 52, p[1], &["192.0.2.101/24"]),
+                ]),
+            )
+            .unwrap();
+            agent(ns, &file, &dir.path().join(format!("{node}.sock")))
+        };
+        let (a, b) = (start(&a_ns, "a", a), start(&b_ns, "b", b));
+        Pair {
+            _switch: switch,
+            a_ns,
+            b_ns,
+            dir,
+            a,
+            b,
+        }
+    }
+
+    fn file(&self, node: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("{node}.conf"))
+    }
+
+    fn socket(&self, node: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("{node}.sock"))
+    }
+}
+
 #[test]
 fn sighup_with_an_unchanged_configuration_changes_nothing() {
-    let (_switch, a_ns, b_ns) = pair("hu");
-    let dir = TempDir::new("ipf-hup");
-    let (fa, fb) = (dir.path().join("a.conf"), dir.path().join("b.conf"));
-    let (sa, sb) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
-    std::fs::write(
-        &fa,
-        conf(&[
-            instance("VI_1", 51, 150, &["192.0.2.100/24"]),
-            instance("VI_2", 52, 50, &["192.0.2.101/24"]),
-        ]),
-    )
-    .unwrap();
-    std::fs::write(
-        &fb,
-        conf(&[
-            instance("VI_1", 51, 100, &["192.0.2.100/24"]),
-            instance("VI_2", 52, 100, &["192.0.2.101/24"]),
-        ]),
-    )
-    .unwrap();
-    let a = agent(&a_ns, &fa, &sa);
-    let b = agent(&b_ns, &fb, &sb);
+    let p = Pair::start("hu", [150, 50], [100, 100]);
+    let (sa, sb) = (p.socket("a"), p.socket("b"));
+    let Pair { a_ns, b_ns, a, b, .. } = p;
     wait_for("a to master VI_1 and b VI_2", T, || {
         (holds(&a_ns, "192.0.2.100") && holds(&b_ns, "192.0.2.101")).then_some(())
     });
@@ -160,28 +188,11 @@ fn sighup_with_an_unchanged_configuration_changes_nothing() {
 
 #[test]
 fn sighup_updates_in_place_and_releases_removed_instances() {
-    let (_switch, a_ns, b_ns) = pair("hc");
-    let dir = TempDir::new("ipf-hupc");
-    let (fa, fb) = (dir.path().join("a.conf"), dir.path().join("b.conf"));
-    let (sa, sb) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
-    std::fs::write(
-        &fa,
-        conf(&[
-            instance("VI_1", 51, 150, &["192.0.2.100/24"]),
-            instance("VI_2", 52, 150, &["192.0.2.101/24"]),
-        ]),
-    )
-    .unwrap();
-    std::fs::write(
-        &fb,
-        conf(&[
-            instance("VI_1", 51, 100, &["192.0.2.100/24"]),
-            instance("VI_2", 52, 100, &["192.0.2.101/24"]),
-        ]),
-    )
-    .unwrap();
-    let a = agent(&a_ns, &fa, &sa);
-    let _b = agent(&b_ns, &fb, &sb);
+    let p = Pair::start("hc", [150, 150], [100, 100]);
+    let (sa, sb, fa) = (p.socket("a"), p.socket("b"), p.file("a"));
+    let Pair {
+        a_ns, b_ns, a, b: _b, ..
+    } = p;
     wait_for("a to master both", T, || {
         (states(&status(&a_ns, &sa)) == [("VI_1", "MASTER"), ("VI_2", "MASTER")]
             && states(&status(&b_ns, &sb)) == [("VI_1", "BACKUP"), ("VI_2", "BACKUP")])
