@@ -101,7 +101,7 @@ pub fn scrub(config_name: &str) -> String {
         .collect()
 }
 
-/// `<scrubbed config name>_VIP_<n>`.
+/// `<scrubbed config name>_VIP_<n>`, `n` from 1.
 pub fn instance_name(config_name: &str, n: usize) -> String {
     format!("{}_VIP_{n}", scrub(config_name))
 }
@@ -282,7 +282,8 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Con
             ));
         }
         let unicast: Vec<IpAddr> = peers.iter().copied().filter(|p| Family::of(p) == family).collect();
-        let mut spec = InstanceSpec::new(instance_name(&config_name, k), &interface, vrid, family);
+        // Numbered from 1, as the image's generator counts groups (its logs name them so).
+        let mut spec = InstanceSpec::new(instance_name(&config_name, k + 1), &interface, vrid, family);
         // The image speaks VRRPv2 with PASS auth; keepalived forces v3 for IPv6.
         spec.version = if family == Family::V6 { 3 } else { 2 };
         spec.priority = node.map_or(100, |n| priority(vrid, n));
@@ -428,7 +429,7 @@ mod tests {
         let names: Vec<&str> = c.instances.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(
             names,
-            ["my_ipfailover_VIP_0", "my_ipfailover_VIP_1", "my_ipfailover_VIP_2"]
+            ["my_ipfailover_VIP_1", "my_ipfailover_VIP_2", "my_ipfailover_VIP_3"]
         );
         let vrids: Vec<u8> = c.instances.iter().map(|i| i.vrid).collect();
         assert_eq!(vrids, [11, 13, 14]);
@@ -576,7 +577,7 @@ mod tests {
                 |c| assert_eq!(c.firewall, Some(Firewall::Nftables)),
             ),
             (vec![("OPENSHIFT_HA_CONFIG_NAME", "my-ha")], |c| {
-                assert_eq!(c.instances[0].name, "my_ha_VIP_0");
+                assert_eq!(c.instances[0].name, "my_ha_VIP_1");
                 assert_eq!(c.checks[0].name, "chk_my_ha");
                 assert_eq!(c.router_id.as_deref(), Some("my_ha"));
             }),

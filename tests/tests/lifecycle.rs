@@ -457,7 +457,7 @@ fn check_config_names_the_variable_and_value_or_prints_the_configuration() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("source: OPENSHIFT_HA_* environment"), "{out}");
-    assert!(out.contains("instance web_vips_VIP_0: eth0 vrid 1 V4 VRRPv2"), "{out}");
+    assert!(out.contains("instance web_vips_VIP_1: eth0 vrid 1 V4 VRRPv2"), "{out}");
     assert!(out.contains("vips: 192.0.2.12/32"), "{out}");
     assert!(
         out.contains("check chk_web_vips: TCP connect to this node's port 80"),

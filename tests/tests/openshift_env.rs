@@ -68,7 +68,7 @@ fn two_ipf_nodes_from_the_ipfailover_environment() {
     let nodes = [("a", &a), ("b", &b)];
     let masters = wait_one_master_each(&nodes);
     assert!(
-        pa.stderr_lines().iter().any(|l| l.contains("(ipf_test_VIP_0)")),
+        pa.stderr_lines().iter().any(|l| l.contains("(ipf_test_VIP_1)")),
         "instance names follow the config name"
     );
     // Kill whichever node masters group 0: the other ends up with every group.
@@ -80,13 +80,19 @@ fn two_ipf_nodes_from_the_ipfailover_environment() {
     });
 }
 
-/// What the old ipfailover image generates for the same environment (VRRPv2, PASS auth with the config
-/// name's first 8 bytes, one instance per group, VRIDs 1 and 2).
+/// What the old ipfailover image generates for the same environment (its config-generators.sh, see
+/// shared/docs/anchors-vrrp.md §2.3): its global_defs, the `chk_<name>` script (`true` for monitor port
+/// 0), one VRRPv2 instance per group with `state MASTER`, the preemption line, PASS auth with the whole
+/// config name (keepalived uses its first 8 bytes), the check tracked, and `<ip> dev <if>` VIPs; VRIDs 1
+/// and 2. Only the priority is the test's choice.
 fn old_image_conf(priority: u8) -> String {
-    let mut s = String::from("global_defs {\n  router_id ipfailover\n}\n");
+    let mut s = String::from(
+        "global_defs {\n   notification_email {\n     root@localhost\n   }\n   notification_email_from ipfailover@openshift.local\n   smtp_server 127.0.0.1\n   smtp_connect_timeout 30\n   router_id ipf_test\n   max_auto_priority 99\n}\n\nvrrp_script chk_ipf_test {\n   script \"true\"\n   interval 2\n}\n\n",
+    );
     for (k, group) in GROUPS.iter().enumerate() {
         s.push_str(&format!(
-            "vrrp_instance ipf_test_VIP_{k} {{\n  interface eth0\n  state BACKUP\n  virtual_router_id {}\n  priority {priority}\n  advert_int 1\n  authentication {{\n    auth_type PASS\n    auth_pass ipf-test\n  }}\n  virtual_ipaddress {{\n    {}\n    {}\n  }}\n}}\n",
+            "vrrp_instance ipf_test_VIP_{} {{\n   interface eth0\n\n   state MASTER\n   virtual_router_id {}\n   priority {priority}\n   preempt_delay 300\n\n   authentication {{\n      auth_type PASS\n      auth_pass ipf-test\n   }}\n\n   track_script {{\n      chk_ipf_test\n   }}\n\n   virtual_ipaddress {{\n      {} dev eth0\n      {} dev eth0\n   }}\n}}\n\n",
+            k + 1,
             k + 1,
             group[0],
             group[1]
