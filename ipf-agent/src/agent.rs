@@ -704,6 +704,7 @@ impl Node {
             adver_int: spec.adver_int,
             preempt: spec.preempt,
             primary_addr: src,
+            timer_precision: crate::vrrp::timers::Precision::Fine,
         };
         let mut inst = Instance::new(icfg, effects, tx);
         tracing::info!(

@@ -4,7 +4,7 @@ use std::{net::IpAddr, time::Duration};
 
 use tokio::{sync::mpsc, time::Instant};
 
-use super::timers::{Timer, TimerKind};
+use super::timers::{Precision, Timer, TimerKind};
 use crate::datapath::Family;
 
 /// RFC 5798 §6.4 states, plus keepalived's Fault.
@@ -52,6 +52,8 @@ pub struct InstanceConfig {
     pub preempt: Preempt,
     /// Our primary address on the interface: the advert source and the tie-breaker.
     pub primary_addr: IpAddr,
+    /// How the timers wait (fine in the agent, tokio's millisecond timer under simulated time).
+    pub timer_precision: Precision,
 }
 
 /// What the datapath last saw from the current master of this VRID.
@@ -180,7 +182,13 @@ impl<E: Effects> Instance<E> {
     pub(super) fn arm(&mut self, kind: TimerKind, after: Duration) {
         self.generation += 1;
         let deadline = Instant::now() + after;
-        self.timer = Some(Timer::start(kind, self.generation, deadline, self.tx.clone()));
+        self.timer = Some(Timer::start(
+            kind,
+            self.generation,
+            deadline,
+            self.cfg.timer_precision,
+            self.tx.clone(),
+        ));
     }
 
     pub(super) fn disarm(&mut self) {

@@ -105,6 +105,7 @@ pub fn config(name: &str, priority: u8, addr: &str) -> InstanceConfig {
         adver_int: Duration::from_secs(1),
         preempt: Preempt::Yes,
         primary_addr: addr.parse().expect("test address"),
+        timer_precision: super::timers::Precision::Millisecond,
     }
 }
 

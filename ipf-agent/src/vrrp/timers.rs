@@ -2,6 +2,12 @@
 //! dropping the handle cancels it. A generation number lets the instance ignore a timer that fired
 //! after it was replaced (its message already queued).
 
+use std::time::Duration;
+
+use nix::sys::{
+    time::TimeSpec,
+    timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags},
+};
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
 use super::instance::Input;
@@ -15,6 +21,17 @@ pub enum TimerKind {
     MasterDown,
 }
 
+/// How a timer waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// tokio's timer alone: millisecond wheel, rounded up, so up to a millisecond late. The
+    /// simulated-time tests use it (tokio's clock can be paused; a kernel timer's cannot).
+    Millisecond,
+    /// tokio's timer up to the last millisecond, then a timerfd: a Backup takes over within
+    /// microseconds of its Master_Down_Interval, which matters at 10 ms adverts.
+    Fine,
+}
+
 /// A running timer; cancelled when dropped.
 #[derive(Debug)]
 pub struct Timer {
@@ -25,9 +42,18 @@ pub struct Timer {
 }
 
 impl Timer {
-    pub fn start(kind: TimerKind, generation: u64, deadline: Instant, tx: mpsc::UnboundedSender<Input>) -> Self {
+    pub fn start(
+        kind: TimerKind,
+        generation: u64,
+        deadline: Instant,
+        precision: Precision,
+        tx: mpsc::UnboundedSender<Input>,
+    ) -> Self {
         let task = tokio::spawn(async move {
-            tokio::time::sleep_until(deadline).await;
+            match precision {
+                Precision::Millisecond => tokio::time::sleep_until(deadline).await,
+                Precision::Fine => sleep_until_precisely(deadline).await,
+            }
             // The instance may be gone (shutting down): nothing to do then.
             let _ = tx.send(Input::Timer { kind, generation });
         });
@@ -43,5 +69,57 @@ impl Timer {
 impl Drop for Timer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Sleeps until `deadline` with microsecond precision: tokio's timer for all but the last
+/// millisecond, a one-shot timerfd for the rest.
+async fn sleep_until_precisely(deadline: Instant) {
+    if let Some(early) = deadline.checked_sub(Duration::from_millis(1)) {
+        tokio::time::sleep_until(early).await;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return;
+    }
+    if let Err(e) = timerfd_sleep(left).await {
+        tracing::debug!("timerfd: {e}; falling back to tokio's timer");
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+async fn timerfd_sleep(d: Duration) -> std::io::Result<()> {
+    let fd = TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )?;
+    // `d` is not zero: a zero expiration would disarm the timer instead.
+    fd.set(
+        Expiration::OneShot(TimeSpec::from_duration(d)),
+        TimerSetTimeFlags::empty(),
+    )?;
+    let fd = crate::datapath::readable_fd(std::os::fd::OwnedFd::from(fd))?;
+    let mut ready = fd.readable().await?;
+    ready.clear_ready();
+    Ok(())
+}
+
+#[cfg(test)]
+mod precision_tests {
+    use super::*;
+
+    /// The fine timer fires after its deadline, and well within a millisecond of it (tokio's alone
+    /// is up to a millisecond late). Real time: a loaded machine may be later, so the bound is loose.
+    #[tokio::test]
+    async fn fine_timers_fire_on_time() {
+        let mut worst = Duration::ZERO;
+        for i in 0..20u64 {
+            let deadline = Instant::now() + Duration::from_micros(2_300 + 97 * i);
+            sleep_until_precisely(deadline).await;
+            let late = Instant::now().saturating_duration_since(deadline);
+            assert!(Instant::now() >= deadline);
+            worst = worst.max(late);
+        }
+        assert!(worst < Duration::from_millis(5), "worst lateness {worst:?}");
     }
 }
