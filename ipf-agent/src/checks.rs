@@ -162,28 +162,37 @@ async fn run_once(spec: &CheckSpec, target: IpAddr) -> bool {
     }
 }
 
-/// This node's addresses now (all interfaces, loopback included), from getifaddrs. Empty when the
-/// call fails.
+/// This node's addresses now (all interfaces, loopback included). Empty when getifaddrs fails.
 pub fn local_addresses() -> Vec<IpAddr> {
-    let mut addresses = Vec::new();
+    interface_addresses().into_iter().map(|(_, a)| a).collect()
+}
+
+/// Every (interface name, address) pair of this network namespace, from getifaddrs.
+pub fn interface_addresses() -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills a list we walk read-only and free with freeifaddrs.
     unsafe {
         if libc::getifaddrs(&mut ifap) != 0 {
-            return addresses;
+            return out;
         }
         let mut p = ifap;
         while !p.is_null() {
             let a = (*p).ifa_addr;
+            let name = if (*p).ifa_name.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr((*p).ifa_name).to_string_lossy().into_owned()
+            };
             if !a.is_null() {
                 match i32::from((*a).sa_family) {
                     libc::AF_INET => {
                         let sin = &*(a as *const libc::sockaddr_in);
-                        addresses.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                        out.push((name, IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())));
                     }
                     libc::AF_INET6 => {
                         let sin6 = &*(a as *const libc::sockaddr_in6);
-                        addresses.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                        out.push((name, IpAddr::from(sin6.sin6_addr.s6_addr)));
                     }
                     _ => {}
                 }
@@ -192,7 +201,7 @@ pub fn local_addresses() -> Vec<IpAddr> {
         }
         libc::freeifaddrs(ifap);
     }
-    addresses
+    out
 }
 
 /// The kube-apiserver probe: async HTTPS (hyper over tokio-rustls), so a slow API server never

@@ -55,11 +55,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::RenderConfig(args) => {
             let (config, _) = load(&args)?;
             config.validate().map_err(anyhow::Error::msg)?;
-            let node = ipf_agent::openshift::host()
-                .addresses
-                .iter()
-                .copied()
-                .find(std::net::IpAddr::is_ipv4);
+            // The TCP check's target, as the agent picks it: this node's IPv4 address on the interface.
+            let interface = config.interface().map_err(anyhow::Error::msg)?;
+            let node = ipf_agent::checks::interface_addresses()
+                .into_iter()
+                .find(|(name, a)| name == interface && a.is_ipv4())
+                .map(|(_, a)| a);
             print!("{}", ipf_agent::keepalived_conf::render(&config, node));
             Ok(())
         }
