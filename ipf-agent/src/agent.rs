@@ -1068,7 +1068,8 @@ fn reload_config(reload: &impl Fn() -> Result<Config>, interface: &str) -> Resul
 }
 
 /// Brings the running instances to `new`: unchanged ones keep their state and VIPs, changed ones
-/// are updated in place or restarted, removed ones released, added ones started.
+/// are updated in place or restarted, removed ones released, added ones started. An error means
+/// nothing was changed (it comes before the first change).
 async fn apply_reload(node: &mut Node, running: &mut Vec<Running>, new: &Config) -> Result<String> {
     // Sources of the instances that will start, before anything changes.
     let starting: Vec<&InstanceSpec> = new
@@ -1082,7 +1083,7 @@ async fn apply_reload(node: &mut Node, running: &mut Vec<Running>, new: &Config)
         })
         .collect();
     let sources = node.sources(&starting).await?;
-    let (mut kept, mut updated, mut restarted, mut removed, mut added) = (0, 0, 0, 0, 0);
+    let (mut kept, mut updated, mut restarted, mut removed) = (0, 0, 0, 0);
     // Stops first, so a VRID can move between instances.
     let mut i = 0;
     while i < running.len() {
@@ -1115,17 +1116,30 @@ async fn apply_reload(node: &mut Node, running: &mut Vec<Running>, new: &Config)
             }
         }
     }
+    // From here on the change is under way: an instance that cannot start is reported, the others
+    // go on.
+    let mut failed = Vec::new();
     for (spec, src) in starting.iter().zip(sources) {
-        if !running.iter().any(|r| r.spec.name == spec.name) {
+        let started = async {
             node.remove_stale(spec).await?;
-            running.push(node.start(spec, src)?);
-            added += 1;
+            node.start(spec, src)
+        };
+        match started.await {
+            Ok(r) => running.push(r),
+            Err(e) => {
+                tracing::error!("({}) cannot start: {e:#}", spec.name);
+                failed.push(spec.name.clone());
+            }
         }
     }
-    added -= restarted.min(added);
-    Ok(format!(
+    let added = starting.len() - restarted;
+    let mut summary = format!(
         "{kept} unchanged, {updated} updated in place, {restarted} restarted, {removed} removed, {added} added"
-    ))
+    );
+    if !failed.is_empty() {
+        summary.push_str(&format!("; failed to start: {}", failed.join(", ")));
+    }
+    Ok(summary)
 }
 
 /// `ipf-agent cleanup`: removes every address `config` manages from its interface and the firewall
