@@ -52,7 +52,9 @@ fn check_on(node: &str, name: &str, args: &[&str], env: &[(&str, &str)]) {
         .load_from(&env, &host(node))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     config.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
-    let effective = format!("source: {}\n{}", source.describe(), config.describe());
+    // Warnings name the file with its absolute path: the checkout's place is not part of the result.
+    let effective = format!("source: {}\n{}", source.describe(), config.describe())
+        .replace(env!("CARGO_MANIFEST_DIR"), "$CARGO_MANIFEST_DIR");
     let rendered = keepalived_conf::render(&config, Some(node));
     let dir = golden_dir();
     for (suffix, got) in [("effective.txt", &effective), ("keepalived.conf", &rendered)] {
