@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     process::Output,
     time::{Duration, Instant},
@@ -14,8 +14,10 @@ use ipf_agent::{
     config::Firewall,
     datapath::Family,
     firewall::{self, FirewallError},
+    network::AdvertSender,
 };
-use ipf_testbed::{Netns, in_netns, veth};
+use ipf_common::vrrp::{MCAST_V4, MCAST_V6};
+use ipf_testbed::{Netns, in_netns, veth, wait_for};
 
 const V4: &[Family] = &[Family::V4];
 const BOTH: &[Family] = &[Family::V4, Family::V6];
@@ -23,11 +25,6 @@ const IPF_MARK: &str = "--comment \"ipf: accept VRRP\"";
 
 fn iptables(chain: &str) -> Firewall {
     Firewall::Iptables { chain: chain.into() }
-}
-
-/// `f` with the namespace's firewall, as ipf-agent would run it there.
-fn within<R: Send>(ns: &Netns, f: impl FnOnce() -> R + Send) -> R {
-    in_netns(ns, f)
 }
 
 /// `tool -S chain` lines.
@@ -88,21 +85,21 @@ fn iptables_input_apply_is_idempotent_and_remove_spares_other_rules() {
         "iptables",
         &["-w", "-A", "INPUT", "-d", "224.0.0.18/32", "-p", "112", "-j", "ACCEPT"],
     );
-    assert!(!within(&ns, || firewall::is_present(&rule)).unwrap());
+    assert!(!in_netns(&ns, || firewall::is_present(&rule)).unwrap());
 
-    within(&ns, || firewall::apply(&rule, V4)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, V4)).unwrap();
     assert_one_ipf_rule(&ns, "iptables", "INPUT", "224.0.0.18/32");
-    assert!(within(&ns, || firewall::is_present(&rule)).unwrap());
-    within(&ns, || firewall::apply(&rule, V4)).unwrap();
+    assert!(in_netns(&ns, || firewall::is_present(&rule)).unwrap());
+    in_netns(&ns, || firewall::apply(&rule, V4)).unwrap();
     assert_one_ipf_rule(&ns, "iptables", "INPUT", "224.0.0.18/32");
     assert!(
         ipf_rules(&ns, "ip6tables", "INPUT").is_empty(),
         "no IPv6 instances, no IPv6 rule"
     );
 
-    within(&ns, || firewall::remove(&rule)).unwrap();
+    in_netns(&ns, || firewall::remove(&rule)).unwrap();
     assert!(ipf_rules(&ns, "iptables", "INPUT").is_empty());
-    assert!(!within(&ns, || firewall::is_present(&rule)).unwrap());
+    assert!(!in_netns(&ns, || firewall::is_present(&rule)).unwrap());
     let left = rules(&ns, "iptables", "INPUT");
     assert_eq!(
         left,
@@ -113,7 +110,7 @@ fn iptables_input_apply_is_idempotent_and_remove_spares_other_rules() {
         ],
         "the old image's and the user's rules stay"
     );
-    within(&ns, || firewall::remove(&rule)).unwrap();
+    in_netns(&ns, || firewall::remove(&rule)).unwrap();
     assert_eq!(rules(&ns, "iptables", "INPUT"), left);
 }
 
@@ -127,26 +124,26 @@ fn iptables_custom_chain_follows_the_families() {
     }
     let rule = iptables(chain);
 
-    within(&ns, || firewall::apply(&rule, BOTH)).unwrap();
-    within(&ns, || firewall::apply(&rule, BOTH)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, BOTH)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, BOTH)).unwrap();
     assert_one_ipf_rule(&ns, "iptables", chain, "224.0.0.18/32");
     assert_one_ipf_rule(&ns, "ip6tables", chain, "ff02::12/128");
 
     // The IPv6 instances went away (a reload): so does the IPv6 rule.
-    within(&ns, || firewall::apply(&rule, V4)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, V4)).unwrap();
     assert_one_ipf_rule(&ns, "iptables", chain, "224.0.0.18/32");
     assert!(ipf_rules(&ns, "ip6tables", chain).is_empty());
 
-    within(&ns, || firewall::apply(&rule, BOTH)).unwrap();
-    within(&ns, || firewall::remove(&rule)).unwrap();
-    within(&ns, || firewall::remove(&rule)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, BOTH)).unwrap();
+    in_netns(&ns, || firewall::remove(&rule)).unwrap();
+    in_netns(&ns, || firewall::remove(&rule)).unwrap();
     for tool in ["iptables", "ip6tables"] {
         assert_eq!(
             rules(&ns, tool, chain),
             [format!("-N {chain}"), format!("-A {chain} -j RETURN")]
         );
     }
-    assert!(!within(&ns, || firewall::is_present(&rule)).unwrap());
+    assert!(!in_netns(&ns, || firewall::is_present(&rule)).unwrap());
 }
 
 /// Everything ipf could have added anywhere in the filter tables.
@@ -166,7 +163,7 @@ fn any_ipf_rule(ns: &Netns) -> Vec<String> {
 #[test]
 fn iptables_missing_chain_is_an_error_naming_it_and_adds_nothing() {
     let ns = Netns::new("fwiptm");
-    let err = within(&ns, || firewall::apply(&iptables("NO-SUCH-CHAIN"), V4)).unwrap_err();
+    let err = in_netns(&ns, || firewall::apply(&iptables("NO-SUCH-CHAIN"), V4)).unwrap_err();
     assert!(
         matches!(&err, FirewallError::MissingChain { chain, tool: "iptables", .. } if chain == "NO-SUCH-CHAIN"),
         "{err:?}"
@@ -180,7 +177,7 @@ fn iptables_missing_chain_is_an_error_naming_it_and_adds_nothing() {
 
     // The chain exists for IPv4 only: the IPv6 half fails before the IPv4 half is added.
     ns.exec("iptables", &["-w", "-N", "V4-ONLY"]);
-    let err = within(&ns, || firewall::apply(&iptables("V4-ONLY"), BOTH)).unwrap_err();
+    let err = in_netns(&ns, || firewall::apply(&iptables("V4-ONLY"), BOTH)).unwrap_err();
     assert!(
         matches!(&err, FirewallError::MissingChain { chain, tool: "ip6tables", .. } if chain == "V4-ONLY"),
         "{err:?}"
@@ -188,11 +185,11 @@ fn iptables_missing_chain_is_an_error_naming_it_and_adds_nothing() {
     assert!(any_ipf_rule(&ns).is_empty());
 
     // Nothing to remove is not an error, with or without the chain.
-    within(&ns, || firewall::remove(&iptables("NO-SUCH-CHAIN"))).unwrap();
-    within(&ns, || firewall::remove(&iptables("V4-ONLY"))).unwrap();
-    assert!(!within(&ns, || firewall::is_present(&iptables("NO-SUCH-CHAIN"))).unwrap());
+    in_netns(&ns, || firewall::remove(&iptables("NO-SUCH-CHAIN"))).unwrap();
+    in_netns(&ns, || firewall::remove(&iptables("V4-ONLY"))).unwrap();
+    assert!(!in_netns(&ns, || firewall::is_present(&iptables("NO-SUCH-CHAIN"))).unwrap());
 
-    let err = within(&ns, || firewall::apply(&iptables("-F"), V4)).unwrap_err();
+    let err = in_netns(&ns, || firewall::apply(&iptables("-F"), V4)).unwrap_err();
     assert!(matches!(err, FirewallError::InvalidChain { .. }), "{err:?}");
 }
 
@@ -203,10 +200,10 @@ fn nftables_table_is_idempotent_and_remove_spares_the_old_images_table() {
     let theirs = "table inet keepalived { chain filter { type filter hook input priority 0; policy accept; ip daddr 224.0.0.18 accept; }; }";
     ns.exec("nft", &[theirs]);
     let rule = Firewall::Nftables;
-    assert!(!within(&ns, || firewall::is_present(&rule)).unwrap());
+    assert!(!in_netns(&ns, || firewall::is_present(&rule)).unwrap());
 
-    within(&ns, || firewall::apply(&rule, V4)).unwrap();
-    within(&ns, || firewall::apply(&rule, V4)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, V4)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, V4)).unwrap();
     let table = nft_table(&ns, firewall::NFT_TABLE).unwrap();
     assert_eq!(count(&table, "ip daddr 224.0.0.18"), 1, "{table}");
     assert_eq!(count(&table, "ff02::12"), 0, "{table}");
@@ -220,19 +217,19 @@ fn nftables_table_is_idempotent_and_remove_spares_the_old_images_table() {
         v4_rule.contains("meta l4proto vrrp") && v4_rule.contains("accept comment \"ipf: accept VRRP\""),
         "{table}"
     );
-    assert!(within(&ns, || firewall::is_present(&rule)).unwrap());
+    assert!(in_netns(&ns, || firewall::is_present(&rule)).unwrap());
 
-    within(&ns, || firewall::apply(&rule, BOTH)).unwrap();
-    within(&ns, || firewall::apply(&rule, BOTH)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, BOTH)).unwrap();
+    in_netns(&ns, || firewall::apply(&rule, BOTH)).unwrap();
     let table = nft_table(&ns, firewall::NFT_TABLE).unwrap();
     assert_eq!(count(&table, "ip daddr 224.0.0.18"), 1, "{table}");
     assert_eq!(count(&table, "ip6 daddr ff02::12 meta l4proto vrrp"), 1, "{table}");
     assert_eq!(count(&table, "chain "), 1, "{table}");
 
-    within(&ns, || firewall::remove(&rule)).unwrap();
+    in_netns(&ns, || firewall::remove(&rule)).unwrap();
     assert_eq!(nft_table(&ns, firewall::NFT_TABLE), None);
-    assert!(!within(&ns, || firewall::is_present(&rule)).unwrap());
-    within(&ns, || firewall::remove(&rule)).unwrap();
+    assert!(!in_netns(&ns, || firewall::is_present(&rule)).unwrap());
+    in_netns(&ns, || firewall::remove(&rule)).unwrap();
     let kept = nft_table(&ns, "keepalived").expect("the old image's table stays");
     assert_eq!(count(&kept, "ip daddr 224.0.0.18 accept"), 1, "{kept}");
 }
@@ -324,89 +321,6 @@ fn vrrp_listener(family: Family, ifname: &str) -> OwnedFd {
     fd
 }
 
-/// A raw VRRP socket sending to the family's VRRP group out of `ifname`, hop limit 255 as VRRP requires.
-fn vrrp_sender(family: Family, ifname: &str) -> (OwnedFd, u32) {
-    let idx = ifindex(ifname);
-    match family {
-        Family::V4 => {
-            let fd = raw_socket(libc::AF_INET);
-            let mreq = libc::ip_mreqn {
-                imr_multiaddr: libc::in_addr { s_addr: 0 },
-                imr_address: libc::in_addr { s_addr: 0 },
-                imr_ifindex: idx as i32,
-            };
-            setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreq, "IP_MULTICAST_IF");
-            setsockopt(
-                &fd,
-                libc::IPPROTO_IP,
-                libc::IP_MULTICAST_TTL,
-                &255i32,
-                "IP_MULTICAST_TTL",
-            );
-            (fd, idx)
-        }
-        Family::V6 => {
-            let fd = raw_socket(libc::AF_INET6);
-            setsockopt(
-                &fd,
-                libc::IPPROTO_IPV6,
-                libc::IPV6_MULTICAST_IF,
-                &(idx as i32),
-                "IPV6_MULTICAST_IF",
-            );
-            setsockopt(
-                &fd,
-                libc::IPPROTO_IPV6,
-                libc::IPV6_MULTICAST_HOPS,
-                &255i32,
-                "IPV6_MULTICAST_HOPS",
-            );
-            (fd, idx)
-        }
-    }
-}
-
-fn send(family: Family, (fd, idx): &(OwnedFd, u32), payload: &[u8]) {
-    let rc = match family {
-        Family::V4 => {
-            // SAFETY: all-zero is a valid sockaddr_in; the fields that matter are set below.
-            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sa.sin_family = libc::AF_INET as u16;
-            sa.sin_addr.s_addr = u32::from(Ipv4Addr::new(224, 0, 0, 18)).to_be();
-            // SAFETY: valid fd, buffer and a sockaddr_in of the stated size.
-            unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    payload.as_ptr().cast(),
-                    payload.len(),
-                    0,
-                    (&raw const sa).cast(),
-                    size_of::<libc::sockaddr_in>() as u32,
-                )
-            }
-        }
-        Family::V6 => {
-            // SAFETY: all-zero is a valid sockaddr_in6; the fields that matter are set below.
-            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sa.sin6_family = libc::AF_INET6 as u16;
-            sa.sin6_addr.s6_addr = "ff02::12".parse::<Ipv6Addr>().unwrap().octets();
-            sa.sin6_scope_id = *idx;
-            // SAFETY: valid fd, buffer and a sockaddr_in6 of the stated size.
-            unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    payload.as_ptr().cast(),
-                    payload.len(),
-                    0,
-                    (&raw const sa).cast(),
-                    size_of::<libc::sockaddr_in6>() as u32,
-                )
-            }
-        }
-    };
-    check(rc as i32, "sendto");
-}
-
 /// Whether a packet carrying `payload` reaches `listener` within `within`.
 fn received(listener: &OwnedFd, payload: &[u8], within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -477,10 +391,19 @@ fn vrrp_multicast_passes_a_drop_policy_only_with_the_rule() {
         .iter()
         .map(|(f, _)| in_netns(&b, || vrrp_listener(*f, "vrrp0")))
         .collect();
-    let senders: Vec<(OwnedFd, u32)> = families
+    // The agent's own advert sender (raw VRRP, hop limit 255, out of vrrp0). The IPv6 source is
+    // usable once duplicate address detection is over.
+    let sources: [IpAddr; 2] = ["192.0.2.1".parse().unwrap(), "fe80::a".parse().unwrap()];
+    let senders: Vec<AdvertSender> = families
         .iter()
-        .map(|(f, _)| in_netns(&a, || vrrp_sender(*f, "vrrp0")))
+        .zip(sources)
+        .map(|((f, _), src)| {
+            wait_for("a usable VRRP source address", Duration::from_secs(10), || {
+                in_netns(&a, || AdvertSender::new("vrrp0", *f, src).ok())
+            })
+        })
         .collect();
+    let groups: [IpAddr; 2] = [MCAST_V4.into(), MCAST_V6.into()];
 
     let mut seq = 0u32;
     // Probes until one passes (`expect`) or until the counting rule sees one that was not received;
@@ -492,7 +415,7 @@ fn vrrp_multicast_passes_a_drop_policy_only_with_the_rule() {
         while Instant::now() < deadline {
             seq += 1;
             let payload = format!("ipf-firewall-test {seq}");
-            send(family, &senders[i], payload.as_bytes());
+            senders[i].send(groups[i], payload.as_bytes()).unwrap();
             if received(&listeners[i], payload.as_bytes(), Duration::from_millis(200)) {
                 assert!(
                     expect,
@@ -517,11 +440,11 @@ fn vrrp_multicast_passes_a_drop_policy_only_with_the_rule() {
     for i in 0..families.len() {
         probe(i, false);
     }
-    within(&b, || firewall::apply(&rule, BOTH)).unwrap();
+    in_netns(&b, || firewall::apply(&rule, BOTH)).unwrap();
     for i in 0..families.len() {
         probe(i, true);
     }
-    within(&b, || firewall::remove(&rule)).unwrap();
+    in_netns(&b, || firewall::remove(&rule)).unwrap();
     for i in 0..families.len() {
         probe(i, false);
     }
