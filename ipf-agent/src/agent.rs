@@ -955,8 +955,9 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                 health.apply(&interface, &config.checks, &mut running);
             }
             Some((id, input)) = inputs_rx.recv() => {
-                if let Some(r) = running.iter_mut().find(|r| r.id == id) {
-                    r.inst.handle(input);
+                // `running` stays sorted by id: ids only grow and new instances are pushed.
+                if let Ok(i) = running.binary_search_by_key(&id, |r| r.id) {
+                    running[i].inst.handle(input);
                 }
             }
             ev = events.recv() => {
