@@ -5,106 +5,11 @@
 //! A status change is logged as keepalived does (`VRRP_Script(<name>) succeeded|failed`) and sent to
 //! the agent, which turns it into Fault (weight 0) or a priority change (weight ≠ 0).
 
-use std::{net::IpAddr, str::FromStr, time::Duration};
+use std::net::IpAddr;
 
 use tokio::sync::mpsc;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CheckKind {
-    /// Run through `sh -c` (keepalived passes the script line to a shell too).
-    Script(String),
-    /// TCP connect to the node's primary address on this port.
-    Tcp(u16),
-    /// The arcts/keepalived image's `chk_kube_apiserver.sh`, natively: HTTPS GET `/healthz` on
-    /// `localhost:port` and, while this node holds `address` (the API server's VIP), on
-    /// `address:port`; healthy when every request answers 200 within the timeout.
-    KubeApiserver { address: IpAddr, port: u16 },
-}
-
-/// `--check name=N,script=CMD|tcp=PORT[,interval=S][,timeout=S][,rise=N][,fall=N][,weight=W]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckSpec {
-    pub name: String,
-    pub kind: CheckKind,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub rise: u32,
-    pub fall: u32,
-    /// 0: failing puts tracking instances in FAULT; < 0: lowers their priority while failing; > 0:
-    /// raises it while succeeding (keepalived's semantics).
-    pub weight: i32,
-}
-
-impl FromStr for CheckSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut name = None;
-        let mut kind = None;
-        let (mut interval, mut timeout, mut rise, mut fall, mut weight) = (Duration::from_secs(2), None, 1, 1, 0);
-        let secs = |k: &str, v: &str| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|s| *s > 0.0 && s.is_finite())
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| format!("check {k}={v:?}: seconds > 0 expected"))
-        };
-        let count = |k: &str, v: &str| {
-            v.parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| format!("check {k}={v:?}: a count >= 1 expected"))
-        };
-        // A script may contain commas: `script=` takes the rest of the value.
-        let mut rest = s;
-        while !rest.is_empty() {
-            let (part, tail) = if rest.starts_with("script=") {
-                (rest, "")
-            } else {
-                rest.split_once(',').unwrap_or((rest, ""))
-            };
-            rest = tail;
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| format!("check {part:?} is not key=value"))?;
-            match k {
-                "name" => name = Some(v.to_owned()),
-                "script" => kind = Some(CheckKind::Script(v.to_owned())),
-                "tcp" => {
-                    kind = Some(CheckKind::Tcp(
-                        v.parse()
-                            .ok()
-                            .filter(|p| *p > 0)
-                            .ok_or_else(|| format!("check tcp={v:?}: a port 1..65535 expected"))?,
-                    ))
-                }
-                "interval" => interval = secs(k, v)?,
-                "timeout" => timeout = Some(secs(k, v)?),
-                "rise" => rise = count(k, v)?,
-                "fall" => fall = count(k, v)?,
-                "weight" => {
-                    weight = v
-                        .parse()
-                        .ok()
-                        .filter(|w: &i32| (-253..=253).contains(w))
-                        .ok_or_else(|| format!("check weight={v:?}: -253..253 expected"))?
-                }
-                _ => return Err(format!("check: unknown key {k:?}")),
-            }
-        }
-        let name = name.ok_or("check: name= is required")?;
-        let kind = kind.ok_or_else(|| format!("check {name}: script= or tcp= is required"))?;
-        Ok(CheckSpec {
-            name,
-            kind,
-            interval,
-            timeout: timeout.unwrap_or(interval),
-            rise,
-            fall,
-            weight,
-        })
-    }
-}
+pub use crate::config::{CheckKind, CheckSpec};
 
 /// A check's series: its status, results and run time.
 #[derive(Clone)]
@@ -160,48 +65,6 @@ async fn run_once(spec: &CheckSpec, target: IpAddr) -> bool {
             }
         }
     }
-}
-
-/// This node's addresses now (all interfaces, loopback included). Empty when getifaddrs fails.
-pub fn local_addresses() -> Vec<IpAddr> {
-    interface_addresses().into_iter().map(|(_, a)| a).collect()
-}
-
-/// Every (interface name, address) pair of this network namespace, from getifaddrs.
-pub fn interface_addresses() -> Vec<(String, IpAddr)> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills a list we walk read-only and free with freeifaddrs.
-    unsafe {
-        if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
-        }
-        let mut p = ifap;
-        while !p.is_null() {
-            let a = (*p).ifa_addr;
-            let name = if (*p).ifa_name.is_null() {
-                String::new()
-            } else {
-                std::ffi::CStr::from_ptr((*p).ifa_name).to_string_lossy().into_owned()
-            };
-            if !a.is_null() {
-                match i32::from((*a).sa_family) {
-                    libc::AF_INET => {
-                        let sin = &*(a as *const libc::sockaddr_in);
-                        out.push((name, IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(a as *const libc::sockaddr_in6);
-                        out.push((name, IpAddr::from(sin6.sin6_addr.s6_addr)));
-                    }
-                    _ => {}
-                }
-            }
-            p = (*p).ifa_next;
-        }
-        libc::freeifaddrs(ifap);
-    }
-    out
 }
 
 /// The kube-apiserver probe: async HTTPS (hyper over tokio-rustls), so a slow API server never
@@ -332,7 +195,7 @@ mod kube_apiserver {
         let local_host = format!("localhost:{port}");
         let local = get_healthz(tls.clone(), &localhost, localhost_name, &local_host);
         // Exact match (fix: the script grepped `ip addr` for it, so 10.0.0.1 matched 10.0.0.10).
-        let holds = super::local_addresses().contains(&address);
+        let holds = crate::config::host::local_addresses().contains(&address);
         let vip_addr = [SocketAddr::new(address, port)];
         let vip_host = SocketAddr::new(address, port).to_string();
         let vip = async {
@@ -436,6 +299,8 @@ pub fn effect(configured: u8, tracked: &[(i32, bool)]) -> (bool, u8) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -457,7 +322,7 @@ mod tests {
             ("tcp=80", "name="),
             ("name=x", "script= or tcp="),
         ] {
-            let e = text.parse::<CheckSpec>().expect_err(text);
+            let e = text.parse::<CheckSpec>().expect_err(text).to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
     }
@@ -584,7 +449,7 @@ mod tests {
         #[tokio::test]
         async fn healthy_on_200_from_localhost_and_the_held_address() {
             assert!(
-                local_addresses().contains(&IpAddr::from([127, 0, 0, 1])),
+                crate::config::host::local_addresses().contains(&IpAddr::from([127, 0, 0, 1])),
                 "the test needs 127.0.0.1 on lo"
             );
             let (port, requests) = server(|_| Some(200)).await;

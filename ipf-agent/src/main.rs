@@ -1,74 +1,50 @@
-use clap::{Parser, Subcommand};
-use ipf_agent::run_args::RunArgs;
-
-#[derive(Debug, Parser)]
-#[command(name = "ipf-agent", version, about = "eBPF/XDP-accelerated VRRP failover agent")]
-struct Cli {
-    /// Log level (overridden by RUST_LOG; KEEPALIVED_DEBUG=true means debug).
-    #[arg(long, global = true, env = "IPF_LOG_LEVEL")]
-    log_level: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the VRRP instances: elect, own the VIPs, announce them. SIGHUP reloads the configuration.
-    Run(RunArgs),
-    /// Attach the datapath and print the VRRP adverts and address claims it sees.
-    Monitor(ipf_agent::monitor::MonitorArgs),
-    /// Validate the configuration (--config, flags, OPENSHIFT_HA_* or KEEPALIVED_* environment) and
-    /// print the effective configuration; non-zero on error.
-    CheckConfig(RunArgs),
-    /// Print the effective configuration as keepalived.conf (to diff against what an old image
-    /// generated).
-    RenderConfig(RunArgs),
-    /// Remove this configuration's VIPs and firewall rule from the node (what the ipfailover image's
-    /// remove-failover.sh did); idempotent.
-    Cleanup(RunArgs),
-    /// Show the running agent's instances (table, --json, or --brief as a probe).
-    Status(ipf_agent::status::StatusArgs),
-}
+use clap::Parser as _;
+use ipf_agent::cli::{Cli, Command, Format, RunArgs};
 
 fn keepalived_debug() -> bool {
     std::env::var("KEEPALIVED_DEBUG").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
-    let load = |args: &RunArgs| args.load().map_err(anyhow::Error::msg);
+    let load = |args: &RunArgs| args.load().map_err(anyhow::Error::from);
     match command {
         Command::Run(args) => {
             let (config, source) = load(&args)?;
             tracing::info!("configuration from the {}", source.describe());
-            let cfg = args.agent_config(config).map_err(anyhow::Error::msg)?;
+            let cfg = args.agent_config(config)?;
             ipf_agent::agent::run(cfg, || load(&args).map(|(c, _)| c)).await
         }
         Command::Monitor(args) => ipf_agent::monitor::run(args).await,
         Command::Status(args) => ipf_agent::status::run(args).await,
-        Command::CheckConfig(args) => {
+        Command::CheckConfig { args, format } => {
             let (config, source) = load(&args)?;
             ipf_agent::agent::check_system(&config)?;
-            println!("source: {}", source.describe());
-            print!("{}", config.describe());
+            match format {
+                Format::Text => {
+                    println!("source: {}", source.describe());
+                    print!("{}", config.describe());
+                }
+                Format::Json => println!("{}", config.to_json(source)?),
+            }
             Ok(())
         }
         Command::RenderConfig(args) => {
             let (config, _) = load(&args)?;
-            config.validate().map_err(anyhow::Error::msg)?;
+            config.validate()?;
             // The TCP check's target, as the agent picks it: this node's IPv4 address on the interface.
-            let interface = config.interface().map_err(anyhow::Error::msg)?;
-            let node = ipf_agent::checks::interface_addresses()
+            let interface = config.interface()?;
+            let node = ipf_agent::config::host::interface_addresses()
                 .into_iter()
                 .find(|(name, a)| name == interface && a.is_ipv4())
                 .map(|(_, a)| a);
-            print!("{}", ipf_agent::keepalived_conf::render(&config, node));
+            print!("{}", ipf_agent::config::keepalived_conf::render(&config, node));
             Ok(())
         }
         Command::Cleanup(args) => {
             let (config, _) = load(&args)?;
-            config.validate().map_err(anyhow::Error::msg)?;
+            config.validate()?;
             // A running agent would take the VIPs right back; its own stop releases them anyway.
-            let runtime = args.agent_config(config.clone()).map_err(anyhow::Error::msg)?;
+            let runtime = args.agent_config(config.clone())?;
             if let Some(socket) = runtime.status_socket
                 && std::os::unix::net::UnixStream::connect(&socket).is_ok()
             {

@@ -9,7 +9,10 @@
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
 use clap::Parser;
-use ipf_agent::{keepalived_conf, openshift::Host, run_args::RunArgs};
+use ipf_agent::{
+    cli::RunArgs,
+    config::{Host, keepalived_conf},
+};
 
 #[derive(Parser)]
 struct Cli {
@@ -49,6 +52,7 @@ fn check_on(node: &str, name: &str, args: &[&str], env: &[(&str, &str)]) {
     let env: BTreeMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let (config, source) = cli
         .run
+        .selection()
         .load_from(&env, &host(node))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     config.validate().unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -4,7 +4,8 @@
 //! the [`event_kind`] bits to report (0 in steady state), so userspace is woken only by changes.
 
 use crate::{
-    maps::{VridConfig, VridState, event_kind, vrid_flags},
+    frame::Claim,
+    maps::{DatapathEvent, VridConfig, VridState, event_kind, vrid_flags},
     vrrp::{Advert, IpMeta},
 };
 
@@ -79,6 +80,42 @@ pub fn conflict_due(
     }
     vip.last_conflict_ns = now_ns;
     true
+}
+
+// The event constructors live here, beside `observe_advert` that decides them, so the map layout
+// (maps.rs) depends on no parser.
+impl DatapathEvent {
+    /// The event for a valid advert that changed something (`kind` from `observe_advert`).
+    #[inline(always)]
+    pub fn advert(kind: u32, ip: &IpMeta, advert: &Advert, src_mac: [u8; 6], now_ns: u64) -> Self {
+        DatapathEvent {
+            timestamp_ns: now_ns,
+            kind,
+            family: ip.family,
+            vrid: advert.vrid,
+            priority: advert.priority,
+            version: advert.version,
+            adver_int_cs: advert.adver_int_cs,
+            addr_count: advert.addr_count,
+            _pad: 0,
+            addr: ip.src,
+            mac: src_mac,
+            _pad2: [0; 2],
+        }
+    }
+
+    /// The event for a foreign claim of one of our VIPs.
+    #[inline(always)]
+    pub fn conflict(claim: &Claim, now_ns: u64) -> Self {
+        DatapathEvent {
+            timestamp_ns: now_ns,
+            kind: event_kind::VIP_CONFLICT,
+            family: claim.family,
+            addr: claim.addr,
+            mac: claim.mac,
+            ..DatapathEvent::default()
+        }
+    }
 }
 
 #[cfg(test)]

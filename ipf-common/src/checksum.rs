@@ -1,6 +1,6 @@
 //! The Internet checksum (RFC 1071) over VRRP messages, with the RFC 5798 §5.2.8 pseudo-header.
 
-use crate::maps::FAMILY_V6;
+use crate::consts::{FAMILY_V6, IPPROTO_VRRP};
 
 /// One's-complement sum of `data` as big-endian 16-bit words (an odd trailing byte is padded with zero),
 /// added to `initial`. Not folded: call [`fold`] on the result.
@@ -48,7 +48,7 @@ pub fn pseudo_header_sum(family: u8, src: &[u8; 16], dst: &[u8; 16], upper_len: 
     let mut acc = sum(&src[..addr_len], 0);
     acc = sum(&dst[..addr_len], acc);
     acc += upper_len as u32;
-    acc += crate::vrrp::IPPROTO_VRRP as u32;
+    acc += IPPROTO_VRRP as u32;
     acc
 }
 

@@ -5,8 +5,9 @@
 //! [`header_at`]. Both then call the same functions below.
 
 use crate::{
-    maps::{FAMILY_V4, FAMILY_V6, addr16},
-    vrrp::{IPPROTO_VRRP, IpMeta, RxError},
+    consts::{FAMILY_V4, FAMILY_V6, IPPROTO_VRRP},
+    maps::addr16,
+    vrrp::{IpMeta, RxError},
 };
 
 pub const ETH_HDR_LEN: usize = 14;

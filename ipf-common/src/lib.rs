@@ -10,6 +10,7 @@ extern crate std;
 
 pub mod advert;
 pub mod checksum;
+pub mod consts;
 pub mod frame;
 pub mod maps;
 #[cfg(feature = "testing")]

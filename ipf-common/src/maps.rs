@@ -3,14 +3,10 @@
 
 use core::mem::size_of;
 
-pub const FAMILY_V4: u8 = 4;
-pub const FAMILY_V6: u8 = 6;
+pub use crate::consts::{FAMILY_V4, FAMILY_V6, MAX_VRRP_LEN};
 
 /// Slots in the per-VRID arrays: VRIDs 0..=255 for IPv4, then 0..=255 for IPv6.
 pub const VRID_SLOTS: u32 = 512;
-
-/// Largest VRRP message: 8-byte header plus 255 IPv6 addresses (4088), rounded to a power of two.
-pub const MAX_VRRP_LEN: usize = 4096;
 
 /// Entries in the VIP map (ARP/NA conflict detection).
 pub const MAX_VIPS: u32 = 4096;
@@ -199,46 +195,6 @@ pub struct DatapathEvent {
     pub _pad2: [u8; 2],
 }
 const _: () = assert!(size_of::<DatapathEvent>() == 48);
-
-impl DatapathEvent {
-    /// The event for a valid advert that changed something (`kind` from `observe_advert`).
-    #[inline(always)]
-    pub fn advert(
-        kind: u32,
-        ip: &crate::vrrp::IpMeta,
-        advert: &crate::vrrp::Advert,
-        src_mac: [u8; 6],
-        now_ns: u64,
-    ) -> Self {
-        DatapathEvent {
-            timestamp_ns: now_ns,
-            kind,
-            family: ip.family,
-            vrid: advert.vrid,
-            priority: advert.priority,
-            version: advert.version,
-            adver_int_cs: advert.adver_int_cs,
-            addr_count: advert.addr_count,
-            _pad: 0,
-            addr: ip.src,
-            mac: src_mac,
-            _pad2: [0; 2],
-        }
-    }
-
-    /// The event for a foreign claim of one of our VIPs.
-    #[inline(always)]
-    pub fn conflict(claim: &crate::frame::Claim, now_ns: u64) -> Self {
-        DatapathEvent {
-            timestamp_ns: now_ns,
-            kind: event_kind::VIP_CONFLICT,
-            family: claim.family,
-            addr: claim.addr,
-            mac: claim.mac,
-            ..DatapathEvent::default()
-        }
-    }
-}
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal ),+ $(,)?) => {

@@ -26,12 +26,13 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 
+pub use crate::consts::{IPPROTO_VRRP, MCAST_V4, MCAST_V6};
 use crate::{
     checksum,
-    maps::{FAMILY_V4, FAMILY_V6, MAX_VRRP_LEN, VridConfig, vrid_flags},
+    consts::{FAMILY_V4, FAMILY_V6, MAX_VRRP_LEN},
+    maps::{VridConfig, vrid_flags},
 };
 
-pub const IPPROTO_VRRP: u8 = 112;
 pub const VRRP_TTL: u8 = 255;
 pub const HEADER_LEN: usize = 8;
 pub const V2_AUTH_LEN: usize = 8;
@@ -40,10 +41,6 @@ pub const AUTH_NONE: u8 = 0;
 pub const AUTH_PASS: u8 = 1;
 /// RFC 2338 IP Authentication Header; deprecated by RFC 3768 but still a known type.
 pub const AUTH_AH: u8 = 2;
-/// 224.0.0.18
-pub const MCAST_V4: [u8; 4] = [224, 0, 0, 18];
-/// ff02::12
-pub const MCAST_V6: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12];
 /// VRRPv3 carries a 12-bit interval in centiseconds.
 pub const V3_MAX_INTERVAL_CS: u16 = 0x0fff;
 

@@ -16,6 +16,28 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: plain syscall.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Ends the calling test early, saying why, unless it runs as root (network namespaces and BPF
+/// need it), so a normal user's `cargo test` passes; `cargo xtask test` runs everything as root.
+#[macro_export]
+macro_rules! skip_unless_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!(
+                "skipped ({}:{}): needs root for network namespaces and BPF; `sudo -E cargo xtask test` runs it",
+                file!(),
+                line!()
+            );
+            return;
+        }
+    };
+}
+
 /// Panics unless running as root: namespaces and BPF need it.
 pub fn require_root() {
     // SAFETY: plain syscall.

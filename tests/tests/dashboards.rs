@@ -343,6 +343,7 @@ fn prometheus_config(dir: &Path) -> PathBuf {
 
 #[test]
 fn dashboard_queries_and_split_brain_alert_in_a_live_lab() {
+    ipf_testbed::skip_unless_root!();
     let switch = Switch::new("ipf-ds");
     let a_ns = Netns::new("ipf-da");
     let b_ns = Netns::new("ipf-db");

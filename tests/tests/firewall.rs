@@ -74,6 +74,7 @@ fn count(haystack: &str, needle: &str) -> usize {
 
 #[test]
 fn iptables_input_apply_is_idempotent_and_remove_spares_other_rules() {
+    ipf_testbed::skip_unless_root!();
     let ns = Netns::new("fwipt");
     let rule = iptables("INPUT");
     // The old image's rule and a user's own, both for 224.0.0.18 and neither ipf's.
@@ -116,6 +117,7 @@ fn iptables_input_apply_is_idempotent_and_remove_spares_other_rules() {
 
 #[test]
 fn iptables_custom_chain_follows_the_families() {
+    ipf_testbed::skip_unless_root!();
     let ns = Netns::new("fwiptc");
     let chain = "OPENSHIFT-VRRP";
     for tool in ["iptables", "ip6tables"] {
@@ -162,6 +164,7 @@ fn any_ipf_rule(ns: &Netns) -> Vec<String> {
 
 #[test]
 fn iptables_missing_chain_is_an_error_naming_it_and_adds_nothing() {
+    ipf_testbed::skip_unless_root!();
     let ns = Netns::new("fwiptm");
     let err = in_netns(&ns, || firewall::apply(&iptables("NO-SUCH-CHAIN"), V4)).unwrap_err();
     assert!(
@@ -195,6 +198,7 @@ fn iptables_missing_chain_is_an_error_naming_it_and_adds_nothing() {
 
 #[test]
 fn nftables_table_is_idempotent_and_remove_spares_the_old_images_table() {
+    ipf_testbed::skip_unless_root!();
     let ns = Netns::new("fwnft");
     // The newer ipfailover image's table, which is not ipf's to remove.
     let theirs = "table inet keepalived { chain filter { type filter hook input priority 0; policy accept; ip daddr 224.0.0.18 accept; }; }";
@@ -371,6 +375,7 @@ fn probe_drops(ns: &Netns, tool: &str) -> u64 {
 
 #[test]
 fn vrrp_multicast_passes_a_drop_policy_only_with_the_rule() {
+    ipf_testbed::skip_unless_root!();
     let a = Netns::new("fwsnd");
     let b = Netns::new("fwrcv");
     veth(

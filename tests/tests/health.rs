@@ -45,6 +45,7 @@ fn pair() -> (Switch, Netns, Netns) {
 
 #[test]
 fn failing_check_script_moves_the_vip_and_notify_sees_each_change() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, b_ns) = pair();
     let dir = TempDir::new("ipf-health");
     let healthy = dir.path().join("healthy");
@@ -107,6 +108,7 @@ fn failing_check_script_moves_the_vip_and_notify_sees_each_change() {
 
 #[test]
 fn closed_monitor_port_means_fault_and_an_open_one_recovers() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, _b_ns) = pair();
     let a = agent(
         &a_ns,
@@ -136,6 +138,7 @@ fn closed_monitor_port_means_fault_and_an_open_one_recovers() {
 
 #[test]
 fn a_failing_check_with_a_weight_lowers_the_priority() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, b_ns) = pair();
     let dir = TempDir::new("ipf-weight");
     let healthy: &Path = &dir.path().join("healthy");
@@ -155,6 +158,7 @@ fn a_failing_check_with_a_weight_lowers_the_priority() {
 
 #[test]
 fn a_tracked_interface_going_down_means_fault_at_once() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, b_ns) = pair();
     // A second link on A, tracked: its carrier going away must fault A without waiting for a poll.
     let spare = Netns::new("ipf-hx");

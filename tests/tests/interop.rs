@@ -149,11 +149,13 @@ fn run_failover(version: u8, ka_extra: &str, ipf_extra: &str, interval_ms: u32, 
 
 #[test]
 fn with_keepalived_vrrpv3_multicast() {
+    ipf_testbed::skip_unless_root!();
     run_failover(3, "", "", 100, VIP4);
 }
 
 #[test]
 fn with_keepalived_vrrpv2_pass_auth() {
+    ipf_testbed::skip_unless_root!();
     run_failover(
         2,
         "  authentication {\n    auth_type PASS\n    auth_pass ipfpass\n  }",
@@ -165,6 +167,7 @@ fn with_keepalived_vrrpv2_pass_auth() {
 
 #[test]
 fn with_keepalived_vrrpv3_unicast() {
+    ipf_testbed::skip_unless_root!();
     run_failover(
         3,
         "  unicast_src_ip 192.0.2.2\n  unicast_peer {\n    192.0.2.1\n  }",
@@ -176,11 +179,13 @@ fn with_keepalived_vrrpv3_unicast() {
 
 #[test]
 fn with_keepalived_vrrpv3_ipv6() {
+    ipf_testbed::skip_unless_root!();
     run_failover(3, "", "", 100, VIP6);
 }
 
 #[test]
 fn bad_configuration_exits_non_zero_and_touches_nothing() {
+    ipf_testbed::skip_unless_root!();
     let lab = lab(VIP4);
     let before = addresses(&lab.ipf.ns, "eth0");
     for (args, needle) in [

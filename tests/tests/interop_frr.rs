@@ -61,6 +61,7 @@ fn wait_owner(client: &Netns, who: &str, holders: &[(&str, &dyn Fn() -> bool)]) 
 
 #[test]
 fn with_frr_vrrpv3() {
+    ipf_testbed::skip_unless_root!();
     let switch = Switch::new("ipf-fs");
     let ipf = node(&switch, "ipf-fi", "192.0.2.1/24", "p1");
     let frr_node = node(&switch, "ipf-ff", "192.0.2.3/24", "p3");
@@ -100,6 +101,7 @@ fn with_frr_vrrpv3() {
 
 #[test]
 fn three_node_mixed_cluster_ipf_keepalived_frr() {
+    ipf_testbed::skip_unless_root!();
     let switch = Switch::new("ipf-ms");
     let ipf = node(&switch, "ipf-mi", "192.0.2.1/24", "p1");
     let ka_node = node(&switch, "ipf-mk", "192.0.2.2/24", "p2");

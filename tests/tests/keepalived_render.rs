@@ -21,11 +21,12 @@
 use std::{net::IpAddr, path::Path, time::Duration};
 
 use ipf_agent::{
-    checks::{CheckKind, CheckSpec},
-    config::{Config, Firewall, Garp, InitialState, InstanceSpec, Notify},
+    config::{
+        CheckKind, CheckSpec, Config, Firewall, Garp, InitialState, InstanceSpec, Notify,
+        keepalived_conf::{parse, render},
+        parse_vip,
+    },
     datapath::Family,
-    keepalived_conf::{parse, render},
-    run_args::parse_vip,
     vrrp::Preempt,
 };
 use ipf_testbed::{Netns, TempDir};
@@ -169,6 +170,7 @@ fn unicast() -> Config {
 
 #[test]
 fn keepalived_accepts_what_ipf_renders() {
+    ipf_testbed::skip_unless_root!();
     let ns = namespace();
     let dir = TempDir::new("ipf-kt");
     let mut cases: Vec<(&str, String)> = vec![
@@ -200,6 +202,7 @@ fn keepalived_accepts_what_ipf_renders() {
 
 #[test]
 fn keepalived_rejects_a_broken_file() {
+    ipf_testbed::skip_unless_root!();
     let ns = namespace();
     let dir = TempDir::new("ipf-kt");
     let good = render(&unicast(), None);
@@ -235,6 +238,7 @@ fn keepalived_rejects_a_broken_file() {
 /// users diff against what the old images wrote, are valid keepalived configurations too.
 #[test]
 fn keepalived_accepts_the_golden_renderings() {
+    ipf_testbed::skip_unless_root!();
     let ns = namespace();
     // The ipfailover example Deployment's interface.
     ns.ip(&["link", "add", "ens3", "type", "veth", "peer", "name", "ens3p"]);

@@ -152,6 +152,7 @@ impl Pair {
 
 #[test]
 fn sighup_with_an_unchanged_configuration_changes_nothing() {
+    ipf_testbed::skip_unless_root!();
     let p = Pair::start("hu", [150, 50], [100, 100]);
     let (sa, sb) = (p.socket("a"), p.socket("b"));
     let Pair { a_ns, b_ns, a, b, .. } = p;
@@ -188,6 +189,7 @@ fn sighup_with_an_unchanged_configuration_changes_nothing() {
 
 #[test]
 fn sighup_updates_in_place_and_releases_removed_instances() {
+    ipf_testbed::skip_unless_root!();
     let p = Pair::start("hc", [150, 150], [100, 100]);
     let (sa, sb, fa) = (p.socket("a"), p.socket("b"), p.file("a"));
     let Pair {
@@ -226,6 +228,7 @@ fn sighup_updates_in_place_and_releases_removed_instances() {
 
 #[test]
 fn a_bad_configuration_leaves_the_node_as_it_was() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, _b_ns) = pair("bc");
     let dir = TempDir::new("ipf-bad");
     let file = dir.path().join("bad.conf");
@@ -283,6 +286,7 @@ fn iptables_rules(ns: &Netns) -> String {
 
 #[test]
 fn cleanup_removes_the_vips_and_the_firewall_rule() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, _b_ns) = pair("cu");
     let env = [
         ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-11"),
@@ -347,6 +351,7 @@ fn cleanup_removes_the_vips_and_the_firewall_rule() {
 
 #[test]
 fn keepalived_conf_notify_scripts_get_keepalived_argv() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, _b_ns) = pair("nt");
     let dir = TempDir::new("ipf-notify");
     let log = dir.path().join("notify.log");
@@ -401,6 +406,7 @@ fn keepalived_conf_notify_scripts_get_keepalived_argv() {
 
 #[test]
 fn check_config_names_the_variable_and_value_or_prints_the_configuration() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, _b_ns) = pair("cc");
     let check_config = |env: &[(&str, &str)]| {
         let out = a_ns

@@ -65,6 +65,7 @@ fn promtool_check(exposition: &str) {
 
 #[test]
 fn metrics_and_health_follow_a_failover() {
+    ipf_testbed::skip_unless_root!();
     let switch = Switch::new("ipf-ms");
     let a_ns = Netns::new("ipf-ma");
     let b_ns = Netns::new("ipf-mb");

@@ -72,6 +72,7 @@ fn counter(report: &Value, name: &str) -> u64 {
 
 #[test]
 fn keepalived_v2_then_v3_multicast_one_event_per_change() {
+    ipf_testbed::skip_unless_root!();
     let lab = lab();
     let mon = spawn_monitor(
         &lab.node,
@@ -172,6 +173,7 @@ fn keepalived_v2_then_v3_multicast_one_event_per_change() {
 
 #[test]
 fn keepalived_v3_unicast_only_from_configured_peers() {
+    ipf_testbed::skip_unless_root!();
     let lab = lab();
     let mon = spawn_monitor(
         &lab.node,
@@ -235,6 +237,7 @@ fn keepalived_v3_unicast_only_from_configured_peers() {
 
 #[test]
 fn raw_socket_path_reports_the_same_events() {
+    ipf_testbed::skip_unless_root!();
     let lab = lab();
     let mon = spawn_monitor(
         &lab.node,
@@ -270,6 +273,7 @@ fn raw_socket_path_reports_the_same_events() {
 
 #[test]
 fn no_xdp_program_stays_attached_after_sigkill_or_sigterm() {
+    ipf_testbed::skip_unless_root!();
     let lab = lab();
     for signal in [libc::SIGKILL, libc::SIGTERM] {
         let mut mon = spawn_monitor(&lab.node, &agent_bin(), &["-i", "eth0", "--vrid", "51"]);

@@ -183,6 +183,7 @@ fn pair(prefix: &str) -> (Netns, Netns) {
 
 #[test]
 fn vips_add_list_remove_idempotent_and_primary_address() {
+    ipf_testbed::skip_unless_root!();
     let a = Netns::new("ipf-va");
     let b = Netns::new("ipf-vb");
     // A starts without IPv4, so the first VIP lands before its own address in the kernel's list.
@@ -393,6 +394,7 @@ fn capture_advert(
 
 #[test]
 fn adverts_leave_with_ttl_255_and_validate_on_the_peer() {
+    ipf_testbed::skip_unless_root!();
     let (a, b) = pair("ipf-s");
     let mac_a = link_mac(&a, "eth0");
     let cap = Capture::open(&b, "eth0");
@@ -470,6 +472,7 @@ fn adverts_leave_with_ttl_255_and_validate_on_the_peer() {
 
 #[test]
 fn gratuitous_arp_and_unsolicited_na_move_the_peers_neighbour_entries() {
+    ipf_testbed::skip_unless_root!();
     let (a, b) = pair("ipf-n");
     let mac = link_mac(&a, "eth0");
     let vip4 = Ipv4Addr::new(192, 0, 2, 100);

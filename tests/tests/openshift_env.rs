@@ -62,6 +62,7 @@ fn pair() -> (Switch, Netns, Netns) {
 
 #[test]
 fn two_ipf_nodes_from_the_ipfailover_environment() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a, b) = pair();
     let pa = env_agent(&a);
     let _pb = env_agent(&b);
@@ -103,6 +104,7 @@ fn old_image_conf(priority: u8) -> String {
 
 #[test]
 fn mixed_rollout_with_the_old_keepalived_image() {
+    ipf_testbed::skip_unless_root!();
     let (_switch, a, b) = pair();
     // The old pod, with the highest priority ipf can assign (254) so it masters both groups first.
     let mut ka = Keepalived::start(&b, &old_image_conf(254));

@@ -59,6 +59,7 @@ fn assert_dropped(p: &mut TestProgram, frame: &[u8], counter: Counter) {
 
 #[test]
 fn pass_through_traffic_is_passed_untouched() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     p.configure(&spec(51, 3, Family::V4));
     let frames = [
@@ -79,6 +80,7 @@ fn pass_through_traffic_is_passed_untouched() {
 
 #[test]
 fn valid_v3_advert_records_state_and_raises_one_event() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     p.configure(&spec(51, 3, Family::V4));
     let adv = Advert::v3(51, 150, "192.0.2.1", &["192.0.2.100"]);
@@ -103,6 +105,7 @@ fn valid_v3_advert_records_state_and_raises_one_event() {
 
 #[test]
 fn each_change_raises_exactly_one_event() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     p.configure(&spec(7, 3, Family::V4));
     let mut adv = Advert::v3(7, 100, "192.0.2.1", &["192.0.2.100"]);
@@ -126,6 +129,7 @@ fn each_change_raises_exactly_one_event() {
 
 #[test]
 fn v2_with_pass_authentication() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     let mut s = spec(9, 2, Family::V4);
     s.auth_pass = Some("s3cret".into());
@@ -142,6 +146,7 @@ fn v2_with_pass_authentication() {
 
 #[test]
 fn v3_ipv6_advert() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     p.configure(&spec(51, 3, Family::V6));
     let adv = Advert::v3(51, 200, "fe80::1", &["fe80::100", "2001:db8::100"]);
@@ -163,6 +168,7 @@ fn v3_ipv6_advert() {
 
 #[test]
 fn every_drop_reason_is_counted() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     let mut s3 = spec(51, 3, Family::V4);
     s3.expected_addrs = Some(vec!["192.0.2.100".parse().unwrap(), "192.0.2.101".parse().unwrap()]);
@@ -231,6 +237,7 @@ fn every_drop_reason_is_counted() {
 
 #[test]
 fn own_adverts_are_not_counted_as_received() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     p.configure(&spec(51, 3, Family::V4));
     let own = Advert::v3(51, 100, "192.0.2.2", &["192.0.2.100"]);
@@ -243,6 +250,7 @@ fn own_adverts_are_not_counted_as_received() {
 
 #[test]
 fn higher_priority_advert_while_master_raises_preempted_on_each_advert() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     let mut s = spec(51, 3, Family::V4);
     s.master = true;
@@ -269,6 +277,7 @@ fn higher_priority_advert_while_master_raises_preempted_on_each_advert() {
 
 #[test]
 fn foreign_claims_of_our_vips_raise_rate_limited_conflicts() {
+    ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
     p.add_vip("192.0.2.100");
     p.add_vip("2001:db8::100");

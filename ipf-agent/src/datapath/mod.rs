@@ -151,6 +151,33 @@ pub fn ip_from_wire(family: u8, addr: &[u8; 16]) -> IpAddr {
     }
 }
 
+/// What VRRP can carry on the wire for one instance (RFC 3768, RFC 5798): the one rule the
+/// configuration and the datapath both apply.
+pub fn check_wire(family: Family, vrid: u8, version: u8, adver_int: Duration, auth: bool) -> Result<(), DatapathError> {
+    let err = |m: String| Err(DatapathError::Spec(m));
+    if vrid == 0 {
+        return err(format!("vrid {vrid}: must be 1..255"));
+    }
+    if version != 2 && version != 3 {
+        return err(format!("vrid {vrid}: version {version} (must be 2 or 3)"));
+    }
+    if version == 2 && family == Family::V6 {
+        return err(format!("vrid {vrid}: VRRPv2 has no IPv6"));
+    }
+    // Longer passwords are cut to their first 8 bytes on the wire, as keepalived does.
+    if auth && version != 2 {
+        return err(format!("vrid {vrid}: auth_pass needs VRRPv2"));
+    }
+    let cs = adver_int.as_millis() / 10;
+    let whole_cs = adver_int.as_nanos().is_multiple_of(10_000_000);
+    if !whole_cs || !interval_fits(version, u32::try_from(cs).unwrap_or(u32::MAX)) {
+        return err(format!(
+            "vrid {vrid}: advert interval {adver_int:?} cannot be carried by VRRPv{version}"
+        ));
+    }
+    Ok(())
+}
+
 /// What the datapath must know about one VRRP instance on the interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VridSpec {
@@ -177,28 +204,14 @@ pub struct VridSpec {
 impl VridSpec {
     /// Checks what the wire format cannot carry.
     pub fn validate(&self) -> Result<(), DatapathError> {
+        check_wire(
+            self.family,
+            self.vrid,
+            self.version,
+            self.adver_int,
+            self.auth_pass.is_some(),
+        )?;
         let err = |m: String| Err(DatapathError::Spec(m));
-        if self.vrid == 0 {
-            return err(format!("vrid {}: must be 1..255", self.vrid));
-        }
-        if self.version != 2 && self.version != 3 {
-            return err(format!("vrid {}: version {} (must be 2 or 3)", self.vrid, self.version));
-        }
-        if self.version == 2 && self.family == Family::V6 {
-            return err(format!("vrid {}: VRRPv2 has no IPv6", self.vrid));
-        }
-        // Longer passwords are cut to their first 8 bytes on the wire, as keepalived does.
-        if self.auth_pass.is_some() && self.version != 2 {
-            return err(format!("vrid {}: auth_pass needs VRRPv2", self.vrid));
-        }
-        let cs = self.adver_int.as_millis() / 10;
-        let whole_cs = self.adver_int.as_nanos().is_multiple_of(10_000_000);
-        if !whole_cs || !interval_fits(self.version, u32::try_from(cs).unwrap_or(u32::MAX)) {
-            return err(format!(
-                "vrid {}: advert interval {:?} cannot be carried by VRRPv{}",
-                self.vrid, self.adver_int, self.version
-            ));
-        }
         let all = self
             .unicast_peers
             .iter()

@@ -2,9 +2,9 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use tokio::{sync::mpsc, time::Instant};
+use tokio::time::Instant;
 
-use super::timers::{Precision, Timer, TimerKind};
+use super::timers::{Precision, Timer, TimerKind, TimerSink};
 use crate::datapath::Family;
 
 /// RFC 5798 §6.4 states, plus keepalived's Fault.
@@ -124,12 +124,13 @@ pub struct Instance<E: Effects> {
     pub(super) generation: u64,
     pub(super) started_at: Instant,
     pub(super) faulty: bool,
-    tx: mpsc::UnboundedSender<Input>,
+    on_timer: TimerSink,
 }
 
 impl<E: Effects> Instance<E> {
-    /// An instance in Initialize; `tx` is where its timers send their inputs.
-    pub fn new(cfg: InstanceConfig, effects: E, tx: mpsc::UnboundedSender<Input>) -> Self {
+    /// An instance in Initialize; `on_timer` hears its timers fire and must feed them back as
+    /// [`Input::Timer`].
+    pub fn new(cfg: InstanceConfig, effects: E, on_timer: TimerSink) -> Self {
         Instance {
             priority: cfg.priority,
             master_adver_int: cfg.adver_int,
@@ -140,7 +141,7 @@ impl<E: Effects> Instance<E> {
             generation: 0,
             started_at: Instant::now(),
             faulty: false,
-            tx,
+            on_timer,
         }
     }
 
@@ -193,7 +194,7 @@ impl<E: Effects> Instance<E> {
             self.generation,
             deadline,
             precision,
-            self.tx.clone(),
+            self.on_timer.clone(),
         ));
     }
 

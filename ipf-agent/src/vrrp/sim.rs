@@ -15,7 +15,7 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 
-use super::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State};
+use super::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State, timers::TimerSink};
 use crate::datapath::{Family, ip_from_wire, wire_addr};
 
 /// A side effect, as recorded.
@@ -128,7 +128,11 @@ impl Sim {
             role: (false, cfg.priority),
             primary: cfg.primary_addr,
         };
-        let mut inst = Instance::new(cfg, rec, tx);
+        let on_timer: TimerSink = std::sync::Arc::new(move |kind, generation| {
+            // A node removed from the simulation leaves nobody to hear it.
+            let _ = tx.send(Input::Timer { kind, generation });
+        });
+        let mut inst = Instance::new(cfg, rec, on_timer);
         inst.handle(Input::Startup);
         self.nodes.insert(
             name,

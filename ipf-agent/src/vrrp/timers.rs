@@ -1,6 +1,7 @@
-//! Timers as owned handles: a timer is a task that sleeps and then sends its input to the instance;
-//! dropping the handle cancels it. A generation number lets the instance ignore a timer that fired
-//! after it was replaced (its message already queued).
+//! Timers as owned handles: a timer is a task that sleeps and then calls its callback with its kind
+//! and generation; dropping the handle cancels it. A generation number lets the instance ignore a
+//! timer that fired after it was replaced (its message already queued). The timers know nothing of
+//! the engine's inputs: the owner of the callback turns a firing into one.
 
 use std::time::Duration;
 
@@ -8,9 +9,9 @@ use nix::sys::{
     time::TimeSpec,
     timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags},
 };
-use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+use std::sync::Arc;
 
-use super::instance::Input;
+use tokio::{task::JoinHandle, time::Instant};
 
 /// The instance's timers (RFC 5798 §6.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +33,10 @@ pub enum Precision {
     Fine,
 }
 
+/// Called with the kind and generation of a timer that fired; it may outlive its instance (then it
+/// must do nothing harmful).
+pub type TimerSink = Arc<dyn Fn(TimerKind, u64) + Send + Sync>;
+
 /// A running timer; cancelled when dropped.
 #[derive(Debug)]
 pub struct Timer {
@@ -42,20 +47,13 @@ pub struct Timer {
 }
 
 impl Timer {
-    pub fn start(
-        kind: TimerKind,
-        generation: u64,
-        deadline: Instant,
-        precision: Precision,
-        tx: mpsc::UnboundedSender<Input>,
-    ) -> Self {
+    pub fn start(kind: TimerKind, generation: u64, deadline: Instant, precision: Precision, fire: TimerSink) -> Self {
         let task = tokio::spawn(async move {
             match precision {
                 Precision::Millisecond => tokio::time::sleep_until(deadline).await,
                 Precision::Fine => sleep_until_precisely(deadline).await,
             }
-            // The instance may be gone (shutting down): nothing to do then.
-            let _ = tx.send(Input::Timer { kind, generation });
+            fire(kind, generation);
         });
         Timer {
             kind,

@@ -4,36 +4,21 @@
 //! deterministic and never 0 or 255.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
 
-use crate::{
-    checks::{CheckKind, CheckSpec},
-    config::{Config, Firewall, InstanceSpec, Notify},
-    datapath::Family,
-    run_args::parse_vip,
-    vrrp::Preempt,
+use super::{
+    CheckKind, CheckSpec, Config, ConfigError, Firewall, Host, InstanceSpec, Notify,
+    env::{Vars, err},
+    parse_vip,
 };
-
-/// What the environment needs to know about this node.
-#[derive(Clone, Debug, Default)]
-pub struct Host {
-    pub interfaces: Vec<String>,
-    /// The interface of the default route, for when `OPENSHIFT_HA_NETWORK_INTERFACE` is unset and eth0
-    /// does not exist.
-    pub default_route_interface: Option<String>,
-    /// This node's addresses (skipped in the unicast peer list; the node's identity for priorities).
-    pub addresses: Vec<IpAddr>,
-}
-
-fn err(var: &str, value: &str, why: impl std::fmt::Display) -> String {
-    format!("{var}={value:?}: {why}")
-}
+use crate::{datapath::Family, vrrp::Preempt};
 
 /// Expands `OPENSHIFT_HA_VIRTUAL_IPS`: comma/whitespace separated; `a.b.c.X-Y` (last octet) and
 /// `prefix:XXXX-YYYY` (last IPv6 group, hex) ranges; an optional `/prefix` is kept.
-pub fn expand_vips(value: &str) -> Result<Vec<String>, String> {
+pub fn expand_vips(value: &str) -> Result<Vec<String>, ConfigError> {
     const VAR: &str = "OPENSHIFT_HA_VIRTUAL_IPS";
     let mut out = Vec::new();
     for token in value
@@ -130,7 +115,7 @@ pub fn priority(vrid: u8, node: IpAddr) -> u8 {
     1 + (h % 254) as u8
 }
 
-fn preemption(value: &str) -> Result<Preempt, String> {
+fn preemption(value: &str) -> Result<Preempt, ConfigError> {
     let words: Vec<&str> = value.split_whitespace().collect();
     match words.as_slice() {
         ["nopreempt"] => Ok(Preempt::No),
@@ -148,21 +133,15 @@ fn preemption(value: &str) -> Result<Preempt, String> {
 }
 
 /// Reads the ipfailover environment through `get`.
-pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Config, String> {
-    let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-    let vips_text = var("OPENSHIFT_HA_VIRTUAL_IPS").ok_or("OPENSHIFT_HA_VIRTUAL_IPS is required")?;
+pub fn from_env(env: &BTreeMap<String, String>, host: &Host) -> Result<Config, ConfigError> {
+    let vars = Vars(env);
+    let var = |name: &str| vars.get(name).map(str::to_owned);
+    let vips_text = var("OPENSHIFT_HA_VIRTUAL_IPS").ok_or_else(|| ConfigError::Variable {
+        var: "OPENSHIFT_HA_VIRTUAL_IPS".into(),
+        why: "is required".into(),
+    })?;
     let vips = expand_vips(&vips_text)?;
-    let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
-        match var(name) {
-            None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| err(name, &v, format!("a whole number {min}..{max} expected"))),
-        }
-    };
+    let number = |name: &str, default: u64, min: u64, max: u64| vars.number(name, default, min..=max);
     let mut warnings = Vec::new();
     let mut groups = number("OPENSHIFT_HA_VIP_GROUPS", vips.len() as u64, 1, 255)? as usize;
     if groups > vips.len() {
@@ -190,9 +169,13 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Con
         Some(i) => i,
         None if host.interfaces.iter().any(|i| i == "eth0") => "eth0".to_owned(),
         None => {
-            let i = host.default_route_interface.clone().ok_or(
-                "OPENSHIFT_HA_NETWORK_INTERFACE is unset, there is no eth0 and no default route to take the interface from",
-            )?;
+            let i = host
+                .default_route_interface
+                .clone()
+                .ok_or_else(|| ConfigError::Variable {
+                    var: "OPENSHIFT_HA_NETWORK_INTERFACE".into(),
+                    why: "is unset, there is no eth0 and no default route to take the interface from".into(),
+                })?;
             tracing::info!(
                 "OPENSHIFT_HA_NETWORK_INTERFACE unset and no eth0: using {i}, the default route's interface"
             );
@@ -239,7 +222,10 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Con
             .collect::<Result<_, _>>()?,
     };
     if use_unicast && peers.is_empty() {
-        return Err("OPENSHIFT_HA_USE_UNICAST=true needs OPENSHIFT_HA_UNICAST_PEERS (other than this node)".into());
+        return Err(ConfigError::Variable {
+            var: "OPENSHIFT_HA_USE_UNICAST=true".into(),
+            why: "needs OPENSHIFT_HA_UNICAST_PEERS (other than this node)".into(),
+        });
     }
     // Accepted for compatibility; the priorities come from the hash, which needs no node count.
     number("OPENSHIFT_HA_REPLICA_COUNT", 2, 1, 255)?;
@@ -318,32 +304,8 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>, host: &Host) -> Result<Con
     })
 }
 
-/// This node's interfaces, default-route interface and addresses.
-pub fn host() -> Host {
-    let interfaces = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let default_route_interface = std::fs::read_to_string("/proc/net/route").ok().and_then(|t| {
-        t.lines().skip(1).find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(1) == Some(&"00000000")).then(|| f[0].to_owned())
-        })
-    });
-    let mut addresses = crate::checks::local_addresses();
-    addresses.retain(|a| !a.is_loopback());
-    Host {
-        interfaces,
-        default_route_interface,
-        addresses,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
     use crate::config::InitialState;
@@ -356,9 +318,8 @@ mod tests {
         }
     }
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        move |k| m.get(k).cloned()
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -380,7 +341,7 @@ mod tests {
             ["192.0.2.10/24", "192.0.2.11/24"]
         );
         for bad in ["10.0.0.300", "10.0.0.5-3", "abc", "10.0.0.1-x", ""] {
-            let e = expand_vips(bad).expect_err(bad);
+            let e = expand_vips(bad).expect_err(bad).to_string();
             assert!(e.contains("OPENSHIFT_HA_VIRTUAL_IPS"), "{e}");
         }
     }
@@ -390,7 +351,7 @@ mod tests {
         assert_eq!(group_sizes(7, 3), [3, 2, 2]);
         assert_eq!(group_sizes(4, 4), [1, 1, 1, 1]);
         let c = from_env(
-            env(&[
+            &env(&[
                 ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-16"),
                 ("OPENSHIFT_HA_VIP_GROUPS", "3"),
             ]),
@@ -402,7 +363,7 @@ mod tests {
         assert_eq!(c.instances[0].vips[0].prefix_len, 32);
         // More groups than VIPs (the documented example Deployment): one group per VIP, with a warning.
         let c = from_env(
-            env(&[
+            &env(&[
                 ("OPENSHIFT_HA_VIRTUAL_IPS", "1.1.1.1-2"),
                 ("OPENSHIFT_HA_VIP_GROUPS", "10"),
             ]),
@@ -416,7 +377,7 @@ mod tests {
     #[test]
     fn names_vrids_auth_and_checks() {
         let c = from_env(
-            env(&[
+            &env(&[
                 ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-12"),
                 ("OPENSHIFT_HA_CONFIG_NAME", "my-ip.failover"),
                 ("OPENSHIFT_HA_VRRP_ID_OFFSET", "10"),
@@ -440,7 +401,7 @@ mod tests {
         assert_eq!(c.instances[0].tracks, ["chk_my_ip.failover"]);
         assert_eq!(c.instances[0].preempt, Preempt::Delay(Duration::from_secs(300)));
         let none = from_env(
-            env(&[
+            &env(&[
                 ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10"),
                 ("OPENSHIFT_HA_MONITOR_PORT", "0"),
             ]),
@@ -448,14 +409,14 @@ mod tests {
         )
         .expect("ok");
         assert!(none.checks.is_empty() && none.instances[0].tracks.is_empty());
-        let v6 = from_env(env(&[("OPENSHIFT_HA_VIRTUAL_IPS", "2001:db8::10")]), &host()).expect("ok");
+        let v6 = from_env(&env(&[("OPENSHIFT_HA_VIRTUAL_IPS", "2001:db8::10")]), &host()).expect("ok");
         assert_eq!((v6.instances[0].version, v6.instances[0].auth_pass.clone()), (3, None));
     }
 
     #[test]
     fn unicast_peers_skip_this_node() {
         let c = from_env(
-            env(&[
+            &env(&[
                 ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10"),
                 ("OPENSHIFT_HA_USE_UNICAST", "true"),
                 ("OPENSHIFT_HA_UNICAST_PEERS", "192.0.2.1,192.0.2.2, 192.0.2.3"),
@@ -509,7 +470,7 @@ mod tests {
                 all.clear();
             }
             all.extend(pairs);
-            let e = from_env(env(&all), &host()).expect_err(needle);
+            let e = from_env(&env(&all), &host()).expect_err(needle).to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         }
     }
@@ -591,7 +552,7 @@ mod tests {
         for (pairs, check) in cases {
             let mut all = vec![base];
             all.extend(pairs.iter().copied());
-            let c = from_env(env(&all), &host()).unwrap_or_else(|e| panic!("{pairs:?}: {e}"));
+            let c = from_env(&env(&all), &host()).unwrap_or_else(|e| panic!("{pairs:?}: {e}"));
             check(&c);
         }
         // No eth0: the default route's interface.
@@ -600,7 +561,7 @@ mod tests {
             default_route_interface: Some("ens5".into()),
             ..host()
         };
-        let c = from_env(env(&[base]), &no_eth0).expect("ok");
+        let c = from_env(&env(&[base]), &no_eth0).expect("ok");
         assert_eq!(c.instances[0].interface, "ens5");
     }
 

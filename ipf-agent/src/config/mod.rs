@@ -1,11 +1,66 @@
-//! The typed configuration every front end produces: command-line flags (`run_args`), the
-//! `OPENSHIFT_HA_*` environment (`openshift`), the `KEEPALIVED_*` environment (`keepalived_env`) and a
-//! keepalived.conf file (`keepalived_conf`). `check-config` prints it, `render-config` writes it back
-//! as keepalived.conf, and `run` / SIGHUP apply it.
+//! The typed configuration every front end produces, and the front ends themselves: command-line
+//! flags (`flags`), the `OPENSHIFT_HA_*` environment (`openshift`), the `KEEPALIVED_*` environment
+//! (`keepalived_env`; both environments read through `env`) and a keepalived.conf file
+//! (`keepalived_conf`); `source` picks the one that applies. `check-config` prints the result
+//! (`describe`), `render-config` writes it back as keepalived.conf, and `run` / SIGHUP apply it.
+//!
+//! Nothing here touches the system but `host` (read once per load) and the files a keepalived.conf
+//! names; errors are [`ConfigError`]s that name the variable, flag or file:line and the value.
+
+pub mod check;
+pub mod describe;
+mod env;
+pub mod flags;
+pub mod host;
+pub mod keepalived_conf;
+pub mod keepalived_env;
+pub mod openshift;
+pub mod source;
+pub mod vip;
 
 use std::{net::IpAddr, time::Duration};
 
-use crate::{checks::CheckSpec, datapath::Family, network::Vip, vrrp::Preempt};
+pub use check::{CheckKind, CheckSpec};
+pub use host::Host;
+pub use source::{Selection, Source};
+pub use vip::{Vip, VipError, parse_vip};
+
+use crate::{datapath::Family, vrrp::Preempt};
+
+/// Why a configuration cannot be used. Every variant names where the value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An environment variable with a value that cannot be used.
+    #[error("{var}={value:?}: {why}")]
+    Env { var: String, value: String, why: String },
+    /// An environment variable missing, or at odds with another.
+    #[error("{var} {why}")]
+    Variable { var: String, why: String },
+    /// A keepalived.conf problem (`path:line: ...`).
+    #[error(transparent)]
+    File(#[from] keepalived_conf::ConfError),
+    /// A VIP line that does not parse (`vip="...": why`).
+    #[error(transparent)]
+    Vip(#[from] VipError),
+    /// A `--instance` / `--check` value (`key="value": why`).
+    #[error("{0}")]
+    Flag(String),
+    /// Flags or sources that exclude each other, or no source at all.
+    #[error("{0}")]
+    Usage(String),
+    /// A checked configuration that is inconsistent (`instance NAME: ...`, `check NAME: ...`).
+    #[error("{what}: {why}")]
+    Invalid { what: String, why: String },
+}
+
+impl ConfigError {
+    fn instance(name: &str, why: impl std::fmt::Display) -> Self {
+        ConfigError::Invalid {
+            what: format!("instance {name}"),
+            why: why.to_string(),
+        }
+    }
+}
 
 /// Everything the front ends describe (the runtime options — metrics address, status socket, XDP
 /// mode, VIP leases — are flags of `run`, not part of it).
@@ -152,32 +207,16 @@ impl InstanceSpec {
 
 impl Config {
     /// The one interface VRRP runs on: an agent serves one interface (run one per interface).
-    pub fn interface(&self) -> Result<&str, String> {
+    pub fn interface(&self) -> Result<&str, ConfigError> {
         let mut names = self.instances.iter().map(|i| i.interface.as_str());
-        let first = names.next().ok_or("no VRRP instance is configured")?;
+        let first = names
+            .next()
+            .ok_or_else(|| ConfigError::Usage("no VRRP instance is configured".into()))?;
         match names.find(|n| *n != first) {
             None => Ok(first),
-            Some(other) => Err(format!(
+            Some(other) => Err(ConfigError::Usage(format!(
                 "instances run on {first} and on {other}: one agent serves one interface, run one agent per interface"
-            )),
-        }
-    }
-}
-
-impl InstanceSpec {
-    /// What the datapath needs to validate this instance's adverts.
-    pub fn vrid_spec(&self, primary: Option<IpAddr>) -> crate::datapath::VridSpec {
-        crate::datapath::VridSpec {
-            family: self.family,
-            vrid: self.vrid,
-            version: self.version,
-            priority: self.priority,
-            adver_int: self.adver_int,
-            primary_addr: primary.or(self.src),
-            unicast_peers: self.unicast_peers.clone(),
-            auth_pass: self.auth_pass.clone(),
-            expected_addrs: None,
-            master: false,
+            ))),
         }
     }
 }
@@ -185,44 +224,51 @@ impl InstanceSpec {
 impl Config {
     /// Checks what can be checked without looking at the system; errors name the instance, the field
     /// and the value.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let interface = self.interface()?;
         let mut seen = std::collections::HashSet::new();
         let mut names = std::collections::HashSet::new();
         for i in &self.instances {
-            let at = format!("instance {}", i.name);
+            let bad = |why: String| Err(ConfigError::instance(&i.name, why));
             if !names.insert(i.name.as_str()) {
-                return Err(format!("{at}: the name is used twice"));
+                return bad("the name is used twice".into());
             }
             if !seen.insert((i.family, i.vrid)) {
-                return Err(format!(
-                    "{at}: vrid {} ({:?}) is used twice on {interface}",
-                    i.vrid, i.family
-                ));
+                return bad(format!("vrid {} ({:?}) is used twice on {interface}", i.vrid, i.family));
             }
             if i.priority == 0 {
-                return Err(format!("{at}: priority 0 is invalid (1..255)"));
+                return bad("priority 0 is invalid (1..255)".into());
             }
             if i.vips.is_empty() {
-                return Err(format!("{at}: no virtual address"));
+                return bad("no virtual address".into());
             }
             for t in &i.tracks {
                 if !self.checks.iter().any(|c| &c.name == t) {
-                    return Err(format!("{at}: track_script {t:?} names no check"));
+                    return bad(format!("track_script {t:?} names no check"));
                 }
             }
             for v in i.owned() {
                 if Family::of(&v.addr) != i.family {
-                    return Err(format!("{at}: VIP {v} is not {:?} like the instance", i.family));
+                    return bad(format!("VIP {v} is not {:?} like the instance", i.family));
                 }
-                v.validate().map_err(|e| format!("{at}: {e}"))?;
+                v.validate().map_err(|e| ConfigError::instance(&i.name, e))?;
             }
-            i.vrid_spec(None).validate().map_err(|e| format!("{at}: {e}"))?;
+            for a in i.unicast_peers.iter().chain(&i.src) {
+                if Family::of(a) != i.family {
+                    return bad(format!("vrid {}: address {a} is not {:?}", i.vrid, i.family));
+                }
+            }
+            // What the wire can carry: the datapath's rule, the one both use.
+            crate::datapath::check_wire(i.family, i.vrid, i.version, i.adver_int, i.auth_pass.is_some())
+                .map_err(|e| ConfigError::instance(&i.name, e))?;
         }
         let mut checks = std::collections::HashSet::new();
         for c in &self.checks {
             if !checks.insert(c.name.as_str()) {
-                return Err(format!("check {}: the name is used twice", c.name));
+                return Err(ConfigError::Invalid {
+                    what: format!("check {}", c.name),
+                    why: "the name is used twice".into(),
+                });
             }
         }
         Ok(())
@@ -241,128 +287,6 @@ impl Config {
                     out.push(n);
                 }
             }
-        }
-        out
-    }
-}
-
-fn seconds(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
-fn or_dash(items: impl IntoIterator<Item = String>) -> String {
-    let v: Vec<String> = items.into_iter().collect();
-    if v.is_empty() { "-".to_owned() } else { v.join(", ") }
-}
-
-impl Config {
-    /// The effective configuration in a stable, readable form (`check-config` prints it; golden
-    /// tests compare it).
-    pub fn describe(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let mut line = |s: String| {
-            out.push_str(&s);
-            out.push('\n');
-        };
-        line(format!("router_id: {}", self.router_id.as_deref().unwrap_or("-")));
-        line(format!(
-            "firewall: {}",
-            match &self.firewall {
-                None => "-".to_owned(),
-                Some(Firewall::Iptables { chain }) =>
-                    format!("iptables accept rule for VRRP multicast in chain {chain}"),
-                Some(Firewall::Nftables) => "nftables accept rule for VRRP multicast".to_owned(),
-            }
-        ));
-        for c in &self.checks {
-            let kind = match &c.kind {
-                crate::checks::CheckKind::Script(s) => format!("script {s:?}"),
-                crate::checks::CheckKind::Tcp(p) => format!("TCP connect to this node's port {p}"),
-                crate::checks::CheckKind::KubeApiserver { address, port } => format!(
-                    "kube-apiserver: HTTPS GET /healthz on localhost:{port}, and on {address}:{port} while holding it"
-                ),
-            };
-            line(format!(
-                "check {}: {kind}, every {}, timeout {}, rise {}, fall {}, weight {}",
-                c.name,
-                seconds(c.interval),
-                seconds(c.timeout),
-                c.rise,
-                c.fall,
-                c.weight
-            ));
-        }
-        for i in &self.instances {
-            let preempt = match i.preempt {
-                Preempt::Yes => "preempt".to_owned(),
-                Preempt::No => "nopreempt".to_owned(),
-                Preempt::Delay(d) => format!("preempt after {}", seconds(d)),
-            };
-            let state = match i.initial_state {
-                InitialState::Backup => "BACKUP",
-                InitialState::Master => "MASTER",
-            };
-            line(format!(
-                "instance {}: {} vrid {} {:?} VRRPv{}, priority {}, advert every {}, {preempt}, state {state}",
-                i.name,
-                i.interface,
-                i.vrid,
-                i.family,
-                i.version,
-                i.priority,
-                seconds(i.adver_int)
-            ));
-            line(format!("  vips: {}", or_dash(i.vips.iter().map(ToString::to_string))));
-            line(format!(
-                "  excluded: {}",
-                or_dash(i.excluded.iter().map(ToString::to_string))
-            ));
-            let mut peers = String::new();
-            if i.unicast_peers.is_empty() {
-                peers.push_str("multicast");
-            } else {
-                let _ = write!(
-                    peers,
-                    "unicast to {}",
-                    or_dash(i.unicast_peers.iter().map(ToString::to_string))
-                );
-            }
-            let _ = write!(
-                peers,
-                ", from {}",
-                i.src.map_or("the interface's address".to_owned(), |s| s.to_string())
-            );
-            line(format!("  adverts: {peers}"));
-            line(format!(
-                "  auth: {}",
-                i.auth_pass.as_ref().map_or("-".to_owned(), |p| format!("PASS {p:?}"))
-            ));
-            line(format!(
-                "  track_script: {}; track_interface: {}",
-                or_dash(i.tracks.iter().cloned()),
-                or_dash(i.track_interfaces.iter().cloned())
-            ));
-            let n = &i.notify;
-            let notify = [
-                ("notify", &n.any),
-                ("notify_master", &n.master),
-                ("notify_backup", &n.backup),
-                ("notify_fault", &n.fault),
-                ("notify_stop", &n.stop),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v:?}")));
-            line(format!("  notify: {}", or_dash(notify)));
-            line(format!(
-                "  gratuitous ARP/NA: {} per burst, second burst after {}, refresh {}",
-                i.garp.repeat,
-                seconds(i.garp.delay),
-                i.garp.refresh.map_or("off".to_owned(), seconds)
-            ));
-        }
-        for w in &self.warnings {
-            line(format!("warning: {w}"));
         }
         out
     }

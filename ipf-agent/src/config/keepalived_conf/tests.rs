@@ -1,9 +1,15 @@
 use std::{
     net::{IpAddr, Ipv6Addr},
+    path::PathBuf,
     time::Duration,
 };
 
-use super::*;
+use super::{lex::glob_match, *};
+use crate::{
+    config::{CheckKind, CheckSpec, Firewall, Garp, InitialState, InstanceSpec, Notify, Vip, parse_vip},
+    datapath::Family,
+    vrrp::Preempt,
+};
 
 const PATH: &str = "keepalived.conf";
 
@@ -586,9 +592,9 @@ fn harmless_keywords_are_warnings_with_their_line() {
 
 // --- the old images' files -----------------------------------------------------------------------
 
-const ARCTS_MASTER: &str = include_str!("../../tests/fixtures/keepalived/arcts-master.conf");
-const ARCTS_BACKUP: &str = include_str!("../../tests/fixtures/keepalived/arcts-backup.conf");
-const IPFAILOVER: &str = include_str!("../../tests/fixtures/keepalived/ipfailover.conf");
+const ARCTS_MASTER: &str = include_str!("../../../tests/fixtures/keepalived/arcts-master.conf");
+const ARCTS_BACKUP: &str = include_str!("../../../tests/fixtures/keepalived/arcts-backup.conf");
+const IPFAILOVER: &str = include_str!("../../../tests/fixtures/keepalived/ipfailover.conf");
 
 fn arcts_expected(path: &str, state: InitialState, priority: u8, src: &str, peer: &str) -> Config {
     let mut i = InstanceSpec::new("MAIN", "eth0", 2, Family::V4);

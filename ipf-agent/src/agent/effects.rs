@@ -1,0 +1,309 @@
+//! The engine's [`Effects`] on the real world: adverts on the wire, VIP work queued for the VIP
+//! worker, the datapath's role, metrics, the status board and notify scripts.
+
+use std::{
+    cell::RefCell,
+    rc::Rc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use ipf_common::vrrp::{AdvertFields, encode_advert};
+use prometheus::{Gauge, IntCounter, IntGauge};
+use tokio::sync::mpsc;
+
+use super::{plan::AdvertWire, vips::VipOp};
+use crate::{
+    config::{Garp, Notify, Vip},
+    datapath::{Datapath, ip_from_wire, raw::monotonic_ns, wire_addr},
+    metrics::{self, Metrics},
+    network::AdvertSender,
+    status,
+    vrrp::{Effects, LastAdvert, State},
+};
+
+/// Longest a notify script may run before it is killed.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The engine's side effects for one instance, on the real network, datapath, metrics and board.
+pub(super) struct RealEffects {
+    pub(super) name: String,
+    pub(super) wire: AdvertWire,
+    /// Every owned VIP with its interface filled in (`dev`).
+    pub(super) vips: Vec<Vip>,
+    pub(super) sender: Rc<AdvertSender>,
+    pub(super) ops: mpsc::UnboundedSender<VipOp>,
+    pub(super) datapath: Rc<RefCell<Datapath>>,
+    /// Incremented on every Master entry and exit: stale delayed announcements are skipped.
+    pub(super) master_epoch: Arc<AtomicU64>,
+    pub(super) garp: Garp,
+    pub(super) vip_lease: Option<Duration>,
+    pub(super) metrics: InstanceMetrics,
+    pub(super) board: status::Board,
+    pub(super) notify: Notify,
+}
+
+/// The instance's series, bound to its labels once.
+pub(super) struct InstanceMetrics {
+    pub(super) labels: [String; 3],
+    pub(super) state: IntGauge,
+    pub(super) priority: IntGauge,
+    pub(super) configured_priority: IntGauge,
+    pub(super) adverts_sent: IntCounter,
+    pub(super) priority_zero_sent: IntCounter,
+    pub(super) became_master: IntCounter,
+    pub(super) released_master: IntCounter,
+    pub(super) last_transition: Gauge,
+    pub(super) gratuitous_sent: IntCounter,
+    pub(super) notify_failures: IntCounter,
+}
+
+impl InstanceMetrics {
+    pub(super) fn new(m: &Metrics, labels: [String; 3]) -> Self {
+        let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+        InstanceMetrics {
+            state: m.state.with_label_values(&l),
+            priority: m.priority.with_label_values(&l),
+            configured_priority: m.configured_priority.with_label_values(&l),
+            adverts_sent: m.adverts_sent.with_label_values(&l),
+            priority_zero_sent: m.priority_zero_sent.with_label_values(&l),
+            became_master: m.became_master.with_label_values(&l),
+            released_master: m.released_master.with_label_values(&l),
+            last_transition: m.last_transition.with_label_values(&l),
+            gratuitous_sent: m.gratuitous_sent.with_label_values(&l),
+            notify_failures: m.notify_failures.with_label_values(&l),
+            labels,
+        }
+    }
+}
+
+impl RealEffects {
+    pub(super) fn with_status(&self, f: impl FnOnce(&mut status::InstanceStatus)) {
+        if let Some(s) = status::lock(&self.board).iter_mut().find(|s| s.instance == self.name) {
+            f(s);
+        }
+    }
+
+    /// Runs a notify script detached (never blocking an election) with keepalived's argv: the words
+    /// of `line`, then `extra`. A script still running after [`NOTIFY_TIMEOUT`] is killed.
+    fn run_script(&self, line: &str, extra: &[String]) {
+        let mut words = line.split_whitespace();
+        let Some(program) = words.next() else { return };
+        let mut cmd = tokio::process::Command::new(program);
+        // Not killed with the agent: a STOP notification must still run when the agent exits.
+        cmd.args(words).args(extra).stdin(std::process::Stdio::null());
+        let failed = self.metrics.notify_failures.clone();
+        let what = format!("{line} {}", extra.join(" "));
+        match cmd.spawn() {
+            Err(e) => {
+                failed.inc();
+                tracing::warn!("notify {what}: {e}");
+            }
+            Ok(mut child) => {
+                tokio::task::spawn_local(async move {
+                    let problem = match tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await {
+                        Ok(Ok(s)) if s.success() => return,
+                        Ok(Ok(s)) => s.to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => {
+                            let _ = child.start_kill();
+                            format!("killed after {NOTIFY_TIMEOUT:?}")
+                        }
+                    };
+                    failed.inc();
+                    tracing::warn!("notify {what}: {problem}");
+                });
+            }
+        }
+    }
+
+    /// A reload changed the addresses: a Master drops the removed ones and takes and announces the
+    /// new set; the next adverts carry the new list.
+    pub(super) fn set_vips(&mut self, vips: Vec<Vip>, advertised: Vec<u8>, master: bool) {
+        let removed: Vec<Vip> = self.vips.iter().filter(|v| !vips.contains(v)).cloned().collect();
+        self.vips = vips;
+        self.wire.addrs = advertised;
+        self.with_status(|s| s.vips = self.vips.iter().map(ToString::to_string).collect());
+        if master {
+            if !removed.is_empty() {
+                let _ = self.ops.send(VipOp::Remove(removed));
+            }
+            self.add_vips();
+            self.announce();
+        }
+    }
+}
+
+impl Effects for RealEffects {
+    fn send_advert(&mut self, priority: u8) {
+        let mut buf = [0u8; 1100];
+        let w = &self.wire;
+        for dst in &w.dsts {
+            let fields = AdvertFields {
+                version: w.version,
+                family: w.family.wire(),
+                vrid: w.vrid,
+                priority,
+                adver_int_cs: w.adver_int_cs,
+                addrs: &w.addrs,
+                auth_pass: w.auth_pass,
+                src: wire_addr(&w.src),
+                dst: wire_addr(dst),
+            };
+            match encode_advert(&fields, &mut buf) {
+                Ok(n) => match self.sender.send(*dst, &buf[..n]) {
+                    Ok(()) => {
+                        self.metrics.adverts_sent.inc();
+                        if priority == 0 {
+                            self.metrics.priority_zero_sent.inc();
+                        }
+                    }
+                    Err(e) => tracing::warn!(instance = %self.name, "sending advert to {dst}: {e}"),
+                },
+                Err(e) => tracing::error!(instance = %self.name, "encoding advert: {e:?}"),
+            }
+        }
+    }
+
+    fn add_vips(&mut self) {
+        let epoch = self.master_epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.ops.send(VipOp::Add(self.vips.clone()));
+        if let Some(lease) = self.vip_lease {
+            // Renewals go through the same ordered queue, so none can land after a removal; a weak
+            // sender lets the queue close at shutdown.
+            let ops = self.ops.downgrade();
+            let vips = self.vips.clone();
+            let epoch_now = self.master_epoch.clone();
+            tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(lease / 4);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(ops) = ops.upgrade() else { break };
+                    if epoch_now.load(Ordering::SeqCst) != epoch
+                        || ops
+                            .send(VipOp::Renew {
+                                vips: vips.clone(),
+                                epoch,
+                                epoch_now: epoch_now.clone(),
+                            })
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    fn remove_vips(&mut self) {
+        self.master_epoch.fetch_add(1, Ordering::SeqCst);
+        let _ = self.ops.send(VipOp::Remove(self.vips.clone()));
+    }
+
+    fn announce(&mut self) {
+        let epoch = self.master_epoch.load(Ordering::SeqCst);
+        let op = |burst| VipOp::Announce {
+            vips: self.vips.clone(),
+            epoch,
+            epoch_now: self.master_epoch.clone(),
+            burst,
+            sent: self.metrics.gratuitous_sent.clone(),
+        };
+        let _ = self.ops.send(op(self.garp.repeat));
+        // keepalived's second burst after garp_master_delay, then the optional periodic refresh
+        // (garp_master_refresh), for as long as this Master epoch lasts.
+        let second = op(self.garp.repeat);
+        let refresh = self.garp.refresh.map(|every| (every, op(1)));
+        let (delay, ops, epoch_now) = (self.garp.delay, self.ops.downgrade(), self.master_epoch.clone());
+        tokio::task::spawn_local(async move {
+            let due = |op: VipOp| {
+                let tx = ops.upgrade()?;
+                (epoch_now.load(Ordering::SeqCst) == epoch).then(|| tx.send(op).ok())?
+            };
+            tokio::time::sleep(delay).await;
+            if due(second).is_none() {
+                return;
+            }
+            let Some((every, op)) = refresh else { return };
+            loop {
+                tokio::time::sleep(every).await;
+                if due(op.clone()).is_none() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn set_role(&mut self, master: bool, priority: u8) {
+        self.metrics.priority.set(i64::from(priority));
+        self.with_status(|s| s.priority = priority);
+        if let Err(e) = self
+            .datapath
+            .borrow_mut()
+            .set_role(self.wire.family, self.wire.vrid, master, priority)
+        {
+            tracing::warn!(instance = %self.name, "datapath role: {e}");
+        }
+    }
+
+    fn state_changed(&mut self, from: State, to: State, reason: &str) {
+        let m = &self.metrics;
+        let now = metrics::now_unix().as_secs_f64();
+        m.state.set(metrics::state_value(to));
+        m.last_transition.set(now);
+        self.with_status(|s| {
+            s.state = to.keepalived_name().to_owned();
+            s.last_transition = now;
+        });
+        if to == State::Master {
+            m.became_master.inc();
+        }
+        if from == State::Master {
+            m.released_master.inc();
+        }
+        // keepalived's wording, which existing tooling greps for.
+        tracing::info!(reason, "({}) Entering {} STATE", self.name, to.keepalived_name());
+        // keepalived runs the state's own script, then `notify` with `INSTANCE <name> <state>
+        // <priority>`; STOP when the instance stops.
+        let (specific, state) = match to {
+            State::Master => (&self.notify.master, "MASTER"),
+            State::Backup => (&self.notify.backup, "BACKUP"),
+            State::Fault => (&self.notify.fault, "FAULT"),
+            State::Initialize => (&self.notify.stop, "STOP"),
+        };
+        if let Some(line) = specific {
+            self.run_script(line, &[]);
+        }
+        if let Some(line) = &self.notify.any {
+            let args = [
+                "INSTANCE".to_owned(),
+                self.name.clone(),
+                state.to_owned(),
+                self.metrics.priority.get().to_string(),
+            ];
+            self.run_script(line, &args);
+        }
+    }
+
+    fn last_advert(&self) -> Option<LastAdvert> {
+        let st = self
+            .datapath
+            .borrow()
+            .vrid_state(self.wire.family, self.wire.vrid)
+            .ok()?;
+        if st.last_seen_ns == 0 {
+            return None;
+        }
+        let now = monotonic_ns()?;
+        Some(LastAdvert {
+            age: Duration::from_nanos(now.saturating_sub(st.last_seen_ns)),
+            src: ip_from_wire(self.wire.family.wire(), &st.master_addr),
+            priority: st.master_priority,
+            adver_int: Duration::from_millis(u64::from(st.adver_int_cs) * 10),
+        })
+    }
+}

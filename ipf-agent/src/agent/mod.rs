@@ -1,0 +1,264 @@
+//! `ipf-agent run`: the datapath, one VRRP state machine per instance, and their side effects
+//! (adverts, VIPs through rtnetlink, gratuitous ARP / unsolicited NA), until SIGTERM / SIGINT.
+//!
+//! Tasks and channels (one thread; a `LocalSet` runs everything but the metrics and status servers,
+//! which have threads of their own and read shared state):
+//!
+//! ```text
+//!  datapath ring buffer ──events──►┐
+//!  timers (per instance) ─(id, Input::Timer)──►┤
+//!  health checks ──CheckEvent──►   ├─► run loop ──► Instance::handle ──► RealEffects (effects.rs)
+//!  rtnetlink link watch ──LinkEvent──►┤        │                          │ adverts: raw socket
+//!  SIGHUP / SIGTERM / SIGINT ───────►┘        │                          │ VipOp ──► VIP worker (vips.rs)
+//!                                             │                          │            rtnetlink, GARP/NA
+//!                                   reload.rs, health.rs, node.rs       └─► datapath role, metrics, status
+//! ```
+//!
+//! `plan.rs` turns an instance's configuration into what each part needs, once; `node.rs` starts,
+//! updates and stops instances; `reload.rs` decides what a SIGHUP changes; `health.rs` turns checks
+//! and links into inputs; `cleanup.rs` holds what runs without an election.
+
+mod cleanup;
+mod effects;
+mod health;
+mod node;
+pub mod plan;
+mod reload;
+mod vips;
+
+use std::{cell::RefCell, collections::HashMap, net::IpAddr, rc::Rc, time::Duration};
+
+use anyhow::{Context as _, Result, bail};
+use ipf_common::maps::FAMILY_V6;
+use tokio::sync::mpsc;
+
+pub use cleanup::{check_system, cleanup};
+use health::{CheckTasks, Health, tracked_links};
+use node::Node;
+use reload::{apply_reload, reload_config};
+use vips::vip_worker;
+
+use crate::{
+    checks::CheckEvent,
+    config::{Config, InstanceSpec},
+    datapath::{Datapath, DatapathOptions, Family, XdpModeArg, ip_from_wire},
+    firewall,
+    links::{self, LinkEvent},
+    metrics::{self, Metrics},
+    network::AddressManager,
+    status,
+    vrrp::Input,
+};
+
+/// Everything `run` needs: the configuration and the runtime options of `ipf-agent run`.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub config: Config,
+    pub xdp_mode: XdpModeArg,
+    /// The status socket `ipf-agent status` reads (`None`: not served).
+    pub status_socket: Option<std::path::PathBuf>,
+    /// Listen address of /metrics, /healthz and /readyz (`None`: not served).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Lifetime of a VIP on the interface, renewed while Master (`None`: permanent, as keepalived).
+    /// A killed agent's VIPs disappear after at most this long.
+    pub vip_lease: Option<Duration>,
+}
+
+/// Runs the agent until SIGTERM / SIGINT; SIGHUP reloads the configuration through `reload`. Must be
+/// called on a current-thread runtime inside a `LocalSet` (the state machines and their effects are
+/// single-threaded).
+pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Result<()> {
+    check_system(&cfg.config)?;
+    let mut config = cfg.config.clone();
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let interface = config.interface()?.to_owned();
+    let ifindex = crate::datapath::interface_index(&interface)?;
+    let addrs = Rc::new(AddressManager::new().context("rtnetlink")?);
+    let metrics = Metrics::new()?;
+    if let Some(addr) = cfg.metrics_addr {
+        metrics::serve(metrics.clone(), addr)?;
+    }
+    let board: status::Board = Default::default();
+    let readers: status::Readers = Default::default();
+    if let Some(path) = &cfg.status_socket {
+        status::serve(board.clone(), readers.clone(), path)?;
+    }
+
+    let opts = DatapathOptions::new(&interface, cfg.xdp_mode);
+    let (dp, mut events) = Datapath::start(&opts)?;
+    metrics.add_datapath(dp.reader());
+    readers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(dp.reader());
+    let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+    let worker = tokio::task::spawn_local(vip_worker(ops_rx, addrs.clone(), cfg.vip_lease));
+    let (inputs_tx, mut inputs_rx) = mpsc::unbounded_channel::<(u64, Input)>();
+    let mut node = Node {
+        interface: interface.clone(),
+        ifindex,
+        addrs,
+        metrics: metrics.clone(),
+        board,
+        datapath: Rc::new(RefCell::new(dp)),
+        ops: ops_tx,
+        inputs: inputs_tx,
+        vip_lease: cfg.vip_lease,
+        next_id: 0,
+    };
+
+    // Sources first: an error here must leave the addresses untouched.
+    let all: Vec<&InstanceSpec> = config.instances.iter().collect();
+    let sources = node.sources(&all).await?;
+    if let Some(rule) = &config.firewall {
+        apply_firewall(rule, &config).await?;
+    }
+    for i in &config.instances {
+        node.remove_stale(i).await?;
+    }
+    let mut running = Vec::new();
+    for (i, src) in config.instances.iter().zip(&sources) {
+        running.push(node.start(i, *src)?);
+    }
+    // Health checks, against this node's own address (IPv4 first, as the ipfailover monitor port).
+    let (check_tx, mut check_rx) = mpsc::unbounded_channel::<CheckEvent>();
+    let mut checks = CheckTasks {
+        tasks: HashMap::new(),
+        target: sources
+            .iter()
+            .copied()
+            .find(IpAddr::is_ipv4)
+            .or(sources.first().copied()),
+        tx: check_tx,
+    };
+    let mut health = Health::default();
+    for name in checks.sync(&config.checks, &metrics) {
+        health.check_ok.insert(name, true);
+    }
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel::<LinkEvent>();
+    let mut links_watched = tracked_links(&config, &interface);
+    let mut _link_watch = links::watch(links_watched.clone(), link_tx.clone())?;
+    metrics.heartbeat();
+    metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The heartbeat /healthz checks: proves this loop still turns.
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+
+    let signal = |kind, name| tokio::signal::unix::signal(kind).with_context(|| format!("{name} handler"));
+    use tokio::signal::unix::SignalKind;
+    let mut sigterm = signal(SignalKind::terminate(), "SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt(), "SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => metrics.heartbeat(),
+            Some(ev) = check_rx.recv() => {
+                health.check_ok.insert(ev.name, ev.ok);
+                health.apply(&interface, &config.checks, &mut running);
+            }
+            Some(ev) = link_rx.recv() => {
+                health.link_up.insert(ev.ifname, ev.up);
+                health.apply(&interface, &config.checks, &mut running);
+            }
+            Some((id, input)) = inputs_rx.recv() => {
+                // `running` stays sorted by id: ids only grow and new instances are pushed.
+                if let Ok(i) = running.binary_search_by_key(&id, |r| r.id) {
+                    running[i].inst.handle(input);
+                }
+            }
+            ev = events.recv() => {
+                let Some(ev) = ev else { bail!("datapath event stream ended") };
+                if ev.kind & ipf_common::maps::event_kind::VIP_CONFLICT != 0 {
+                    tracing::warn!("VIP {} claimed by {}", ip_from_wire(ev.family, &ev.addr), crate::datapath::format_mac(&ev.mac));
+                    continue;
+                }
+                let family = if ev.family == FAMILY_V6 { Family::V6 } else { Family::V4 };
+                for r in running.iter_mut().filter(|r| r.spec.vrid == ev.vrid && r.spec.family == family) {
+                    r.inst.handle(Input::Advert {
+                        src: ip_from_wire(ev.family, &ev.addr),
+                        priority: ev.priority,
+                        adver_int: Duration::from_millis(u64::from(ev.adver_int_cs) * 10),
+                    });
+                }
+            }
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                // Everything is checked before anything changes: a bad file changes nothing.
+                match reload_config(&reload, &interface) {
+                    Err(e) => tracing::error!("reload failed, the running configuration stays: {e:#}"),
+                    Ok(new) => {
+                        match apply_reload(&mut node, &mut running, &new).await {
+                            Err(e) => tracing::error!("reload failed, the running configuration stays: {e:#}"),
+                            Ok(summary) => {
+                                tracing::info!("reloaded: {summary}");
+                                if config.firewall != new.firewall || families(&config) != families(&new) {
+                                    if let Some(old) = config.firewall.clone().filter(|o| Some(o) != new.firewall.as_ref()) {
+                                        match tokio::task::spawn_blocking(move || firewall::remove(&old)).await {
+                                            Ok(Ok(())) => {}
+                                            Ok(Err(e)) => tracing::warn!("removing the old firewall rule: {e}"),
+                                            Err(e) => tracing::warn!("removing the old firewall rule: {e}"),
+                                        }
+                                    }
+                                    if let Some(rule) = &new.firewall
+                                        && let Err(e) = apply_firewall(rule, &new).await
+                                    {
+                                        tracing::error!("{e:#}");
+                                    }
+                                }
+                                config = new;
+                                for name in checks.sync(&config.checks, &metrics) {
+                                    health.check_ok.insert(name, true);
+                                }
+                                health.check_ok.retain(|n, _| config.checks.iter().any(|c| &c.name == n));
+                                let wanted = tracked_links(&config, &interface);
+                                if wanted != links_watched {
+                                    _link_watch = links::watch(wanted.clone(), link_tx.clone())?;
+                                    links_watched = wanted;
+                                }
+                                health.apply(&interface, &config.checks, &mut running);
+                            }
+                        }
+                    }
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    // Graceful stop: priority 0 from every Master, VIPs removed, then the datapath detaches.
+    for r in running.drain(..) {
+        node.stop(r);
+    }
+    drop(checks);
+    let Node { datapath, .. } = node;
+    if tokio::time::timeout(Duration::from_millis(800), worker).await.is_err() {
+        tracing::error!("VIP removal did not finish within 800 ms");
+    }
+    drop(datapath);
+    if let Some(path) = &cfg.status_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Adds the firewall accept rule (the tools block: off the event loop).
+async fn apply_firewall(rule: &crate::config::Firewall, config: &Config) -> Result<()> {
+    let (rule, families) = (rule.clone(), families(config));
+    tokio::task::spawn_blocking(move || firewall::apply(&rule, &families))
+        .await
+        .context("firewall task")?
+        .context("firewall accept rule")
+}
+
+/// The address families of the configured instances (for the firewall rule).
+fn families(config: &Config) -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::new();
+    for i in &config.instances {
+        if !out.contains(&i.family) {
+            out.push(i.family);
+        }
+    }
+    out
+}

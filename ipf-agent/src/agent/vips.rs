@@ -1,0 +1,154 @@
+//! The VIP worker: one task doing the VIP and announcement work in the order the state machines
+//! asked for it, so netlink calls for one instance never overtake each other.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    rc::Rc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use prometheus::IntCounter;
+use tokio::sync::mpsc;
+
+use crate::network::{AddressManager, Announcer, Vip};
+
+/// Ordered VIP and announcement work, done by one task so netlink calls happen in the order the state
+/// machine asked for them.
+#[derive(Clone)]
+pub(super) enum VipOp {
+    Add(Vec<Vip>),
+    /// Renews the leases of `vips` unless the instance left Master since (`epoch` changed).
+    Renew {
+        vips: Vec<Vip>,
+        epoch: u64,
+        epoch_now: Arc<AtomicU64>,
+    },
+    Remove(Vec<Vip>),
+    /// Announce `vips` `burst` times unless the instance left Master since (`epoch` changed).
+    Announce {
+        vips: Vec<Vip>,
+        epoch: u64,
+        epoch_now: Arc<AtomicU64>,
+        burst: u32,
+        sent: IntCounter,
+    },
+}
+
+/// An interface VIPs go on, opened on first use.
+struct VipInterface {
+    ifindex: u32,
+    mac: [u8; 6],
+    announcer: Announcer,
+}
+
+/// The interface of `v` (its `dev`, set by `placed_vips`), opened on first use.
+fn vip_interface<'a>(interfaces: &'a mut HashMap<String, VipInterface>, v: &Vip) -> Option<&'a VipInterface> {
+    let name = v.dev.as_deref()?;
+    if !interfaces.contains_key(name) {
+        let opened = crate::datapath::interface_index(name)
+            .map_err(|e| e.to_string())
+            .and_then(|ifindex| {
+                Announcer::new(name)
+                    .map_err(|e| e.to_string())
+                    .map(|announcer| VipInterface {
+                        ifindex,
+                        mac: crate::datapath::interface_mac(name),
+                        announcer,
+                    })
+            });
+        match opened {
+            Ok(i) => {
+                interfaces.insert(name.to_owned(), i);
+            }
+            Err(e) => {
+                tracing::error!("VIP {v}: {e}");
+                return None;
+            }
+        }
+    }
+    interfaces.get(name)
+}
+
+pub(super) async fn vip_worker(
+    mut rx: mpsc::UnboundedReceiver<VipOp>,
+    addrs: Rc<AddressManager>,
+    lease: Option<Duration>,
+) {
+    let mut interfaces: HashMap<String, VipInterface> = HashMap::new();
+    let add = async |ifindex: u32, v: &Vip| match lease {
+        Some(l) => addrs.add_leased(ifindex, v, l).await,
+        None => addrs.add(ifindex, v).await,
+    };
+    while let Some(op) = rx.recv().await {
+        match op {
+            VipOp::Add(vips) => {
+                for v in &vips {
+                    let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
+                        continue;
+                    };
+                    if let Err(e) = add(ifindex, v).await {
+                        tracing::error!("adding VIP {v}: {e}");
+                    }
+                }
+            }
+            VipOp::Renew { vips, epoch, epoch_now } => {
+                if epoch_now.load(Ordering::SeqCst) == epoch {
+                    for v in &vips {
+                        let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
+                            continue;
+                        };
+                        if let Err(e) = add(ifindex, v).await {
+                            tracing::error!("renewing VIP {v}: {e}");
+                        }
+                    }
+                }
+            }
+            VipOp::Remove(vips) => {
+                for v in &vips {
+                    let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
+                        continue;
+                    };
+                    if let Err(e) = addrs.remove(ifindex, v).await {
+                        tracing::error!("removing VIP {v}: {e}");
+                    }
+                }
+            }
+            VipOp::Announce {
+                vips,
+                epoch,
+                epoch_now,
+                burst,
+                sent,
+            } => {
+                if epoch_now.load(Ordering::SeqCst) == epoch {
+                    for v in &vips {
+                        if let Some(i) = vip_interface(&mut interfaces, v) {
+                            sent.inc_by(announce(&i.announcer, v, i.mac, burst));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `burst` gratuitous ARPs / unsolicited NAs for `vip`; returns how many went out.
+fn announce(announcer: &Announcer, vip: &Vip, mac: [u8; 6], burst: u32) -> u64 {
+    let mut sent = 0;
+    for _ in 0..burst {
+        let r = match vip.addr {
+            IpAddr::V4(a) => announcer.gratuitous_arp(a, mac),
+            IpAddr::V6(a) => announcer.unsolicited_na(a, mac),
+        };
+        match r {
+            Ok(()) => sent += 1,
+            Err(e) => tracing::warn!("announcing {}: {e}", vip.addr),
+        }
+    }
+    sent
+}
