@@ -17,6 +17,9 @@ pub struct Cli {
     /// Log level (overridden by RUST_LOG; KEEPALIVED_DEBUG=true means debug).
     #[arg(long, global = true, env = "IPF_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Log line format: text, or one JSON object per line for log collectors.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "IPF_LOG_FORMAT")]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

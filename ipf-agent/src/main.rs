@@ -65,7 +65,8 @@ fn main() -> std::process::ExitCode {
         .log_level
         .clone()
         .unwrap_or_else(|| if keepalived_debug() { "debug" } else { "info" }.to_owned());
-    ipf_agent::logging::init(&level);
+    ipf_agent::logging::init(&level, cli.log_format);
+    let json = cli.log_format == ipf_agent::logging::LogFormat::Json;
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -78,6 +79,10 @@ fn main() -> std::process::ExitCode {
     match local.block_on(&rt, dispatch(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // A collector parsing JSON lines gets the reason as one of them.
+            if json {
+                tracing::error!("{e:#}");
+            }
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

@@ -2,6 +2,7 @@
 //! program is ipf-agent's build script's job.
 
 mod bench;
+mod image;
 mod lab;
 mod setup;
 mod util;
@@ -24,6 +25,8 @@ enum Command {
     Test(TestArgs),
     /// The local lab: namespaces with VRRP routers and an ipf node, shown live (needs root).
     Run(lab::LabArgs),
+    /// Build the ipf-agent OCI image archive offline and reproducibly; prints its path, digest and size.
+    Image(image::ImageArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -46,6 +49,10 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Setup => setup::run(),
         Command::Test(args) => test(args),
+        Command::Image(args) => {
+            setup::run()?;
+            image::run(args).map(|_| ())
+        }
         Command::Run(args) => {
             setup::run()?;
             lab::run(args)
@@ -70,9 +77,15 @@ fn test(args: TestArgs) -> Result<()> {
     }
     util::step("build ipf-agent", util::cargo(&["build", "-p", "ipf-agent"]))?;
     let agent = util::workspace_root()?.join("target/debug/ipf-agent");
+    // The container tests run the image; packing it twice checks it is reproducible.
+    let image = image::run(image::ImageArgs {
+        out: None,
+        check_reproducible: true,
+    })?;
     // --all-targets: unit, integration and bin tests; no doctests (there are none).
     let mut test = util::cargo(&["test", "--workspace", "--all-targets", "--no-fail-fast"]);
     test.env("IPF_AGENT_BIN", &agent);
+    test.env("IPF_IMAGE_ARCHIVE", &image.archive);
     if !args.cargo_test_args.is_empty() {
         test.arg("--").args(&args.cargo_test_args);
     }

@@ -34,12 +34,97 @@ const PACKAGES: &[&str] = &[
     // The firewall tests drive the same tools ipf-agent runs for OPENSHIFT_HA_*TABLES*.
     "iptables",
     "nftables",
+    // `cargo xtask image`: the static agent (ring needs musl-gcc), the image's shell and tools, and
+    // ocidir's openssl; `file` checks the agent is static.
+    "musl-tools",
+    "bash-static",
+    "busybox-static",
+    "libssl-dev",
+    "pkg-config",
+    "file",
+    // The container tests: podman with runc (crun fails on this VM's hybrid cgroups), skopeo to load
+    // the archive into podman's storage.
+    "podman",
+    "runc",
+    "skopeo",
+    // kubernetes-validate's virtualenv.
+    "python3-venv",
 ];
+
+/// Where the manifest validators live: kubernetes-validate in a virtualenv, the prometheus-operator
+/// CRD schemas from npm. Outside the checkout, so a fresh clone on the same machine reuses them.
+pub const TOOLS_DIR: &str = "/var/lib/ipf-tools";
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+const PROMETHEUS_OPERATOR_MODELS: &str = "@kubernetes-models/prometheus-operator@6.0.0";
 
 pub fn run() -> Result<()> {
     apt_packages()?;
     toolchain()?;
     bpf_linker()?;
+    musl_target()?;
+    manifest_tools()?;
+    Ok(())
+}
+
+/// The static target of the image's agent.
+fn musl_target() -> Result<()> {
+    let list = output({
+        let mut c = Command::new("rustup");
+        c.args(["target", "list", "--installed"]);
+        c
+    })?;
+    if list.lines().any(|l| l.trim() == crate::image::MUSL_TARGET) {
+        eprintln!("setup: rust target {} present", crate::image::MUSL_TARGET);
+        return Ok(());
+    }
+    let mut c = Command::new("rustup");
+    c.args(["target", "add", crate::image::MUSL_TARGET]);
+    step("add the musl target (static ipf-agent for the image)", c)
+}
+
+/// kubernetes-validate (virtualenv) and the prometheus-operator models (npm); kubectl for kustomize.
+fn manifest_tools() -> Result<()> {
+    let dir = std::path::Path::new(TOOLS_DIR);
+    let validate = dir.join("venv/bin/kubernetes-validate");
+    if validate.exists() {
+        eprintln!("setup: kubernetes-validate present");
+    } else {
+        if !is_root() {
+            bail!("setup: kubernetes-validate missing; run `sudo -E cargo xtask setup`");
+        }
+        std::fs::create_dir_all(dir)?;
+        let mut c = Command::new("/usr/bin/python3");
+        c.args(["-m", "venv"]).arg(dir.join("venv"));
+        step("virtualenv for kubernetes-validate", c)?;
+        let mut c = Command::new(dir.join("venv/bin/pip"));
+        c.args(["install", "--quiet", KUBERNETES_VALIDATE]);
+        step("install kubernetes-validate", c)?;
+    }
+    let models = dir.join("npm/node_modules/@kubernetes-models/prometheus-operator");
+    if models.exists() {
+        eprintln!("setup: {PROMETHEUS_OPERATOR_MODELS} present");
+    } else {
+        std::fs::create_dir_all(dir.join("npm"))?;
+        let mut c = Command::new("npm");
+        c.args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir.join("npm"))
+            .arg(PROMETHEUS_OPERATOR_MODELS);
+        step("install the prometheus-operator schemas (npm)", c)?;
+    }
+    // kubectl (with its built-in kustomize) comes with this kind of machine; Debian's is too old
+    // for kustomize v5 overlays.
+    match Command::new("kubectl").args(["version", "--client"]).output() {
+        Ok(o) if o.status.success() => eprintln!(
+            "setup: kubectl present ({})",
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => {
+            eprintln!("setup: WARNING kubectl not found: the manifest tests need `kubectl kustomize` (v1.27 or later)")
+        }
+    }
     Ok(())
 }
 

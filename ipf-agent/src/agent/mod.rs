@@ -69,6 +69,7 @@ pub struct AgentConfig {
 /// single-threaded).
 pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Result<()> {
     check_system(&cfg.config)?;
+    crate::container::require_for_run(&crate::container::Privileges::current())?;
     let mut config = cfg.config.clone();
     for w in &config.warnings {
         tracing::warn!("{w}");

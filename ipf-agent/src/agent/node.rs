@@ -61,10 +61,31 @@ impl Node {
     pub(super) async fn sources(&self, instances: &[&InstanceSpec]) -> Result<Vec<IpAddr>> {
         let all_vips: Vec<IpAddr> = instances.iter().flat_map(|i| i.owned().map(|v| v.addr)).collect();
         let mut out = Vec::new();
+        // NODE_IP (downward API) picks among several addresses; config/node_ip.rs says how it combines.
+        let node_ip = crate::config::node_ip::from_env().map_err(anyhow::Error::msg)?;
+        let on_interface: Vec<IpAddr> = self
+            .addrs
+            .list(self.ifindex)
+            .await?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
         for i in instances {
             if let Some(s) = i.src {
                 out.push(s);
                 continue;
+            }
+            match crate::config::node_ip::choose(node_ip, i.family == crate::datapath::Family::V4, &on_interface) {
+                crate::config::node_ip::Choice::NodeIp(a) => {
+                    out.push(a);
+                    continue;
+                }
+                crate::config::node_ip::Choice::NotOnInterface(a) => tracing::warn!(
+                    "({}) NODE_IP {a} is not an address of {}: advertising from the interface's first address",
+                    i.name,
+                    self.interface
+                ),
+                crate::config::node_ip::Choice::Default => {}
             }
             // A link-local address is unusable until duplicate address detection ends (about a
             // second after the link comes up): wait for it rather than fail at boot.

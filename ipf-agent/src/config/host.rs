@@ -30,6 +30,8 @@ pub fn host() -> Host {
     });
     let mut addresses = local_addresses();
     addresses.retain(|a| !a.is_loopback());
+    // A malformed NODE_IP is `run`'s error to report (agent sources); here it just does not apply.
+    super::node_ip::prefer(&mut addresses, super::node_ip::from_env().ok().flatten());
     Host {
         interfaces,
         default_route_interface,

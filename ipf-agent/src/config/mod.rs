@@ -14,6 +14,7 @@ pub mod flags;
 pub mod host;
 pub mod keepalived_conf;
 pub mod keepalived_env;
+pub mod node_ip;
 pub mod openshift;
 pub mod source;
 pub mod vip;

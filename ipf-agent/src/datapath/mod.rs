@@ -407,7 +407,18 @@ impl Datapath {
             XdpModeArg::Off => &[],
         };
         let mut reason = String::from("--xdp-mode off");
-        if !xdp_modes.is_empty() {
+        // A container without CAP_BPF or with a seccomp filter on bpf(): say why, in the manifest's
+        // terms, rather than after a load fails with a bare EPERM.
+        let blocked = if xdp_modes.is_empty() {
+            None
+        } else {
+            let privileges = crate::container::Privileges::current();
+            crate::container::xdp_preflight(&privileges, crate::container::probe_bpf())
+        };
+        if let Some(b) = &blocked {
+            reason = format!("XDP unavailable: {b}");
+        }
+        if !xdp_modes.is_empty() && blocked.is_none() {
             match xdp::XdpHandle::start(opts, ifindex, xdp_modes, tx.clone()) {
                 Ok((handle, mut tables, mode)) => {
                     tables.set_iface(iface_cfg)?;
@@ -424,13 +435,28 @@ impl Datapath {
                 Err(e) => {
                     let full = error_chain(&e);
                     tracing::debug!(interface = %opts.interface, "XDP unavailable: {full}");
-                    reason = format!("XDP unavailable: {}", last_lines(&full, 3));
+                    reason = if crate::container::slot_held(crate::container::errno_of(&e)) {
+                        let held = crate::container::XdpBlocked::SlotHeld {
+                            interface: opts.interface.clone(),
+                        };
+                        format!("XDP unavailable: {held}")
+                    } else {
+                        format!("XDP unavailable: {}", last_lines(&full, 3))
+                    };
                 }
             }
         }
         let (handle, mut tables) = raw::RawHandle::start(&opts.interface, ifindex, tx)?;
         tables.set_iface(iface_cfg)?;
-        tracing::warn!(interface = %opts.interface, %reason, "datapath: using the raw-socket receive path");
+        if matches!(
+            blocked,
+            Some(crate::container::XdpBlocked::NoBpfCapability | crate::container::XdpBlocked::Seccomp)
+        ) {
+            // The manifest is wrong: an error, though the agent goes on on the raw-socket path.
+            tracing::error!(interface = %opts.interface, "datapath: {reason}; using the raw-socket receive path");
+        } else {
+            tracing::warn!(interface = %opts.interface, %reason, "datapath: using the raw-socket receive path");
+        }
         let mode = ActiveMode::RawSocket { reason };
         Ok((
             Datapath {

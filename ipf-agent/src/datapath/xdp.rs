@@ -198,7 +198,7 @@ impl XdpHandle {
                     break;
                 }
                 Err(source) => {
-                    tracing::info!(interface = %opts.interface, mode = label, "XDP attach failed: {source}");
+                    tracing::debug!(interface = %opts.interface, mode = label, "XDP attach failed: {source}");
                     last_err = Some(DatapathError::Attach {
                         iface: opts.interface.clone(),
                         mode: label,

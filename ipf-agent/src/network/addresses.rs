@@ -258,7 +258,13 @@ impl AddressManager {
                 // The first caller's record wins, so a concurrent add cannot lose the original value.
                 self.promoted().entry(ifindex).or_insert(set);
             }
-            Err(e) => tracing::warn!(interface = %name, "setting {path}: {e}"),
+            Err(e) => {
+                // Already on (a node set-up did it) is all that matters; otherwise say so once.
+                if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() != "1") {
+                    crate::container::sysctl_write_failed(&path, "1", &e);
+                }
+                self.promoted().entry(ifindex).or_insert(None);
+            }
         }
     }
 

@@ -1,0 +1,459 @@
+//! The image under podman + runc, run exactly as the rendered DaemonSet says (tests/src/container.rs
+//! reads the pod spec from `kubectl kustomize deploy/base`), in three node namespaces on a bridge with
+//! a real keepalived as a fourth peer: elections, the manifest's probes, `podman kill` → takeover,
+//! `podman stop` → priority-0 release within terminationGracePeriodSeconds, nothing left on a node
+//! after removal; the runtime's default seccomp profile and a missing capability give the clear
+//! error; a rolling update as the strategy allows keeps exactly one VIP holder.
+//! Needs root, podman and the image (`IPF_IMAGE_ARCHIVE`, set by `cargo xtask test`); skips with a
+//! message otherwise.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use ipf_testbed::{
+    Keepalived, Netns, Switch, TempDir, addresses, fetch_name, http_get, keepalived_conf, keepalived_instance,
+    spawn_responder, unique, wait_for,
+};
+use ipf_tests::{
+    agent_bin,
+    container::{Container, LoadedImage, Node, Overrides, PodSpec, podman_available},
+};
+
+const VIP: &str = "192.0.2.100";
+const PORT: u16 = 8080;
+const T: Duration = Duration::from_secs(20);
+
+/// The image, or why the test cannot run here.
+fn image() -> Option<PathBuf> {
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: the container tests need root (network namespaces, podman)");
+        return None;
+    }
+    if !podman_available() {
+        eprintln!("skipping: podman is not installed (`cargo xtask setup` installs it)");
+        return None;
+    }
+    match std::env::var_os("IPF_IMAGE_ARCHIVE") {
+        Some(p) => Some(p.into()),
+        None => {
+            eprintln!("skipping: IPF_IMAGE_ARCHIVE is unset (`cargo xtask test` builds the image and sets it)");
+            None
+        }
+    }
+}
+
+struct Cluster {
+    switch: Switch,
+    nodes: Vec<(String, String, Netns, TempDir)>,
+}
+
+impl Cluster {
+    /// `n` node namespaces with eth0 on one bridge at 192.0.2.11.., each serving its name on PORT.
+    fn new(tag: &str, n: usize) -> (Self, Vec<ipf_testbed::Proc>) {
+        let switch = Switch::new(&format!("ipf-{tag}s"));
+        let mut nodes = Vec::new();
+        let mut responders = Vec::new();
+        for i in 0..n {
+            let ns = Netns::new(&format!("ipf-{tag}{i}"));
+            let ip = format!("192.0.2.{}", 11 + i);
+            switch.attach(&ns, "eth0", &[&format!("{ip}/24")], &format!("p{i}"));
+            responders.push(spawn_responder(&ns, PORT, &format!("node{i}")));
+            nodes.push((format!("node{i}"), ip, ns, TempDir::new(&format!("ipf-{tag}root{i}"))));
+        }
+        (Cluster { switch, nodes }, responders)
+    }
+
+    fn node(&self, i: usize) -> Node<'_> {
+        let (name, ip, ns, root) = &self.nodes[i];
+        Node {
+            name,
+            ip,
+            netns: &ns.name,
+            host_root: root.path(),
+        }
+    }
+
+    fn ns(&self, i: usize) -> &Netns {
+        &self.nodes[i].2
+    }
+
+    fn holders(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| addresses(self.ns(*i), "eth0").iter().any(|a| a == VIP))
+            .collect()
+    }
+
+    fn ip(&self, i: usize) -> IpAddr {
+        self.nodes[i].1.parse().unwrap()
+    }
+}
+
+fn probe_ok(c: &Cluster, i: usize, (path, port): &(String, u16)) -> bool {
+    http_get(c.ns(i), c.ip(i), *port, path).is_some_and(|(status, _)| status == 200)
+}
+
+/// The OpenShift front end's priority of each node for VRID 51 (OPENSHIFT_HA_VRRP_ID_OFFSET=50).
+fn priorities(c: &Cluster, vrid: u8) -> Vec<u8> {
+    (0..c.nodes.len())
+        .map(|i| ipf_agent::openshift::priority(vrid, c.ip(i)))
+        .collect()
+}
+
+fn vrid(spec: &PodSpec) -> u8 {
+    let offset: u8 = spec.env["OPENSHIFT_HA_VRRP_ID_OFFSET"].parse().unwrap();
+    offset + 1
+}
+
+fn by_priority(p: &[u8]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(p[*i]));
+    order
+}
+
+fn status_socket(c: &Cluster, i: usize) -> PathBuf {
+    c.nodes[i].3.path().join("run/ipf/ipf-agent.sock")
+}
+
+#[test]
+fn manifest_pods_elect_probe_fail_over_and_leave_nothing() {
+    let Some(archive) = image() else { return };
+    let spec = PodSpec::rendered("base");
+    let image = LoadedImage::load(&archive, &unique("t"));
+    let (cluster, _responders) = Cluster::new("ct", 3);
+    let vrid = vrid(&spec);
+    let prio = priorities(&cluster, vrid);
+    let order = by_priority(&prio);
+    let lowest = prio.iter().copied().min().unwrap();
+    assert!(lowest > 1, "keepalived needs a priority below every ipf node: {prio:?}");
+
+    let containers: Vec<Container> = (0..3)
+        .map(|i| {
+            Container::run(
+                &unique("ipf-ct"),
+                &image.reference,
+                &spec,
+                &cluster.node(i),
+                &Overrides::default(),
+            )
+        })
+        .collect();
+    // The startup probe's budget is periodSeconds × failureThreshold (60 s); far less is needed.
+    for i in 0..3 {
+        wait_for(&format!("node{i}'s startup probe"), T, || {
+            probe_ok(&cluster, i, &spec.startup).then_some(())
+        });
+    }
+    let master = order[0];
+    wait_for("the highest-priority node to hold the VIP alone", T, || {
+        (cluster.holders() == vec![master]).then_some(())
+    });
+    // The fourth peer joins a running domain (with preempt_delay 300 the ipf nodes would not take the
+    // VIP back from an early keepalived master): keepalived as the ipfailover image ran it (VRRPv2,
+    // PASS = the config name), below every ipf node.
+    let k_ns = Netns::new("ipf-ctk");
+    cluster.switch.attach(&k_ns, "eth0", &["192.0.2.14/24"], "pk");
+    let pass = &spec.env["OPENSHIFT_HA_CONFIG_NAME"];
+    let keepalived = Keepalived::start(
+        &k_ns,
+        &keepalived_conf(
+            2,
+            &[keepalived_instance(
+                "VI_K",
+                vrid,
+                lowest - 1,
+                "1",
+                &format!("  authentication {{\n    auth_type PASS\n    auth_pass {pass}\n  }}"),
+                &[&format!("{VIP}/24")],
+            )],
+        ),
+    );
+
+    for (i, container) in containers.iter().enumerate() {
+        assert!(probe_ok(&cluster, i, &spec.readiness), "node{i} readiness");
+        assert!(probe_ok(&cluster, i, &spec.liveness), "node{i} liveness");
+        let logs = container.logs();
+        assert!(
+            !logs.contains('\u{1b}'),
+            "node{i}: escape sequences in the container's log:\n{logs}"
+        );
+        assert!(
+            logs.contains("datapath: XDP attached"),
+            "node{i}: the manifest's privileges allow XDP:\n{logs}"
+        );
+        assert!(cluster.ns(i).has_xdp("eth0"), "node{i}: XDP attached");
+    }
+    wait_for("keepalived to be BACKUP", T, || {
+        let p = &keepalived.proc;
+        p.lines()
+            .iter()
+            .chain(p.stderr_lines().iter())
+            .any(|l| l.contains("Entering BACKUP STATE"))
+            .then_some(())
+    });
+    // `ipf-agent status` from the node, through the hostPath socket.
+    let out = std::process::Command::new(agent_bin())
+        .args(["status", "--brief", "--socket"])
+        .arg(status_socket(&cluster, master))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "status from the node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("MASTER"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // podman kill: the next node by priority takes over; the killed node keeps nothing.
+    containers[master].kill();
+    let second = order[1];
+    wait_for("the second node to take over after podman kill", T, || {
+        (cluster.holders() == vec![second]).then_some(())
+    });
+    assert!(!cluster.ns(master).has_xdp("eth0"), "XDP left after podman kill");
+    assert!(
+        fetch_name(cluster.ns(order[2]), VIP.parse().unwrap(), PORT).as_deref() == Some(&format!("node{second}")),
+        "the VIP reaches the new master"
+    );
+
+    // podman stop: SIGTERM → priority 0, VIPs removed, exit 0 within the grace period; the third
+    // node takes over at once (Skew_Time, not Master_Down_Interval).
+    let took = containers[second].stop();
+    assert!(took < spec.grace, "podman stop took {took:?}, grace {:?}", spec.grace);
+    let (running, code, _) = containers[second].state();
+    assert!(
+        !running && code == 0,
+        "stopped agent: running {running}, exit code {code}"
+    );
+    assert!(
+        !cluster.holders().contains(&second),
+        "the stopped node still holds the VIP"
+    );
+    assert!(!cluster.ns(second).has_xdp("eth0"), "XDP left after podman stop");
+    let third = order[2];
+    let stopped_at = Instant::now();
+    wait_for("the third node to take over after priority 0", T, || {
+        (cluster.holders() == vec![third]).then_some(())
+    });
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(3),
+        "takeover after priority 0 took {:?} (a Master_Down_Interval is 3 s and more)",
+        stopped_at.elapsed()
+    );
+
+    // Removal: keepalived, the last peer, takes the VIP; no node keeps an address or a program.
+    for c in containers {
+        c.remove();
+    }
+    wait_for("keepalived to take over", T, || {
+        addresses(&k_ns, "eth0").iter().any(|a| a == VIP).then_some(())
+    });
+    wait_for("every node to be clean", Duration::from_secs(10), || {
+        (cluster.holders().is_empty() && (0..3).all(|i| !cluster.ns(i).has_xdp("eth0"))).then_some(())
+    });
+}
+
+#[test]
+fn runtime_default_seccomp_gives_the_clear_error_and_the_raw_socket_path() {
+    let Some(archive) = image() else { return };
+    let spec = PodSpec::rendered("base");
+    let image = LoadedImage::load(&archive, &unique("t"));
+    let (cluster, _responders) = Cluster::new("cs", 1);
+    let c = Container::run(
+        &unique("ipf-cs"),
+        &image.reference,
+        &spec,
+        &cluster.node(0),
+        &Overrides {
+            runtime_default_seccomp: true,
+            ..Overrides::default()
+        },
+    );
+    // Alone, it becomes master on the raw-socket path: working, not crash-looping.
+    wait_for("the agent to hold the VIP on the raw-socket path", T, || {
+        (cluster.holders() == vec![0]).then_some(())
+    });
+    assert!(probe_ok(&cluster, 0, &spec.readiness));
+    let logs = c.logs();
+    assert!(
+        logs.contains("bpf() is blocked by the container's seccomp profile") && logs.contains("seccompProfile"),
+        "the log names the seccomp cause and the fix:\n{logs}"
+    );
+    assert!(logs.contains("using the raw-socket receive path"), "{logs}");
+    assert!(!logs.contains("Operation not permitted"), "no bare EPERM:\n{logs}");
+    let (running, _, restarts) = c.state();
+    assert!(running && restarts == 0, "running {running}, restarts {restarts}");
+    assert!(!cluster.ns(0).has_xdp("eth0"));
+    let took = c.stop();
+    assert!(took < spec.grace);
+    assert!(cluster.holders().is_empty(), "VIP left after stop");
+}
+
+#[test]
+fn a_missing_capability_exits_non_zero_naming_it_before_touching_the_node() {
+    let Some(archive) = image() else { return };
+    let mut spec = PodSpec::rendered("base");
+    spec.cap_add.retain(|c| c != "NET_RAW");
+    let image = LoadedImage::load(&archive, &unique("t"));
+    let (cluster, _responders) = Cluster::new("cc", 1);
+    // A stale VIP as a crash would leave it: the agent must not even clean it up without privileges.
+    cluster.ns(0).ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+    let c = Container::run(
+        &unique("ipf-cc"),
+        &image.reference,
+        &spec,
+        &cluster.node(0),
+        &Overrides::default(),
+    );
+    let code = wait_for("the agent to exit", T, || {
+        let (running, code, _) = c.state();
+        (!running).then_some(code)
+    });
+    assert_ne!(code, 0);
+    let logs = c.logs();
+    assert!(
+        logs.contains("needs CAP_NET_RAW") && logs.contains("add NET_RAW to securityContext.capabilities.add"),
+        "{logs}"
+    );
+    assert_eq!(cluster.holders(), vec![0], "the address was left alone");
+    assert!(!cluster.ns(0).has_xdp("eth0"));
+}
+
+/// Holder counts and client results sampled during a rolling update.
+#[derive(Default)]
+struct Samples {
+    /// (time, holders, client reached the VIP)
+    points: Vec<(Instant, usize, bool)>,
+}
+
+#[test]
+fn rolling_update_one_node_at_a_time_keeps_one_holder() {
+    let Some(archive) = image() else { return };
+    let spec = PodSpec::rendered("base");
+    let image = LoadedImage::load(&archive, &unique("t"));
+    let (cluster, _responders) = Cluster::new("cr", 3);
+    let client = Netns::new("ipf-crc");
+    cluster.switch.attach(&client, "eth0", &["192.0.2.50/24"], "pc");
+    let names: Vec<String> = (0..3).map(|_| unique("ipf-cr")).collect();
+    let mut containers: BTreeMap<usize, Container> = (0..3)
+        .map(|i| {
+            (
+                i,
+                Container::run(
+                    &names[i],
+                    &image.reference,
+                    &spec,
+                    &cluster.node(i),
+                    &Overrides::default(),
+                ),
+            )
+        })
+        .collect();
+    for i in 0..3 {
+        wait_for("readiness", T, || probe_ok(&cluster, i, &spec.readiness).then_some(()));
+    }
+    wait_for("one holder", T, || (cluster.holders().len() == 1).then_some(()));
+
+    let samples = Arc::new(Mutex::new(Samples::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (samples, stop) = (samples.clone(), stop.clone());
+        let ns: Vec<String> = (0..3).map(|i| cluster.ns(i).name.clone()).collect();
+        let client = client.name.clone();
+        std::thread::spawn(move || {
+            let holders = |ns: &[String]| {
+                ns.iter()
+                    .filter(|n| {
+                        let out = std::process::Command::new("ip")
+                            .args(["-n", n, "-br", "addr", "show", "dev", "eth0"])
+                            .output()
+                            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                            .unwrap_or_default();
+                        out.split_whitespace().any(|a| a.split('/').next() == Some(VIP))
+                    })
+                    .count()
+            };
+            let client_ns = Netns { name: client };
+            while !stop.load(Ordering::Relaxed) {
+                let h = holders(&ns);
+                let ok = fetch_name(&client_ns, VIP.parse().unwrap(), PORT).is_some();
+                samples.lock().unwrap().points.push((Instant::now(), h, ok));
+            }
+            // The client namespace is owned by the test, not by this copy of its name.
+            std::mem::forget(client_ns);
+        })
+    };
+
+    // The DaemonSet controller's order does not matter; one node at a time, each waited for until
+    // ready and then minReadySeconds.
+    let mut steps = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let begin = Instant::now();
+        let old = containers.remove(&i).unwrap();
+        let took = old.stop();
+        assert!(took < spec.grace, "stop took {took:?}");
+        old.remove();
+        let new = Container::run(name, &image.reference, &spec, &cluster.node(i), &Overrides::default());
+        wait_for("the new pod's readiness", T, || {
+            probe_ok(&cluster, i, &spec.readiness).then_some(())
+        });
+        let ready = Instant::now();
+        wait_for("minReadySeconds", spec.min_ready + Duration::from_secs(1), || {
+            (ready.elapsed() >= spec.min_ready).then_some(())
+        });
+        containers.insert(i, new);
+        steps.push((begin, Instant::now()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let samples = samples.lock().unwrap();
+    assert!(samples.points.len() > 50, "{} samples", samples.points.len());
+    let two = samples.points.iter().filter(|(_, h, _)| *h > 1).count();
+    assert_eq!(two, 0, "two VIP holders at once in {two} samples");
+    for (k, (begin, end)) in steps.iter().enumerate() {
+        let window: Vec<&(Instant, usize, bool)> = samples
+            .points
+            .iter()
+            .filter(|(t, _, _)| t >= begin && t <= end)
+            .collect();
+        // An outage is a run of samples with no holder or no answer: at most one per step (the
+        // failover when the master's node is updated), and the step ends with one holder.
+        let outages = window
+            .windows(2)
+            .filter(|w| {
+                let up = |p: &(Instant, usize, bool)| p.1 == 1 && p.2;
+                up(w[0]) && !up(w[1])
+            })
+            .count();
+        let down: Duration = window
+            .windows(2)
+            .filter(|w| !(w[0].1 == 1 && w[0].2))
+            .map(|w| w[1].0 - w[0].0)
+            .sum();
+        println!(
+            "rolling update step {k} (node{k}): {:?}, {} samples, {outages} outage(s), {down:?} without a reachable single holder",
+            *end - *begin,
+            window.len()
+        );
+        assert!(outages <= 1, "step {k}: {outages} outages");
+        let last = window.last().unwrap();
+        assert!(last.1 == 1 && last.2, "step {k} ends with one reachable holder");
+    }
+    drop(containers);
+    wait_for("every node to be clean", Duration::from_secs(10), || {
+        (cluster.holders().is_empty() && (0..3).all(|i| !cluster.ns(i).has_xdp("eth0"))).then_some(())
+    });
+}
