@@ -34,9 +34,10 @@ const T: Duration = Duration::from_secs(20);
 
 /// The image, or why the test cannot run here.
 fn image() -> Option<PathBuf> {
-    // SAFETY: plain syscall.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: the container tests need root (network namespaces, podman)");
+    if !ipf_testbed::is_root() {
+        eprintln!(
+            "skipped: the container tests need root (network namespaces, podman); `sudo -E cargo xtask test` runs them"
+        );
         return None;
     }
     if !podman_available() {
@@ -105,7 +106,7 @@ fn probe_ok(c: &Cluster, i: usize, (path, port): &(String, u16)) -> bool {
 /// The OpenShift front end's priority of each node for VRID 51 (OPENSHIFT_HA_VRRP_ID_OFFSET=50).
 fn priorities(c: &Cluster, vrid: u8) -> Vec<u8> {
     (0..c.nodes.len())
-        .map(|i| ipf_agent::openshift::priority(vrid, c.ip(i)))
+        .map(|i| ipf_agent::config::openshift::priority(vrid, c.ip(i)))
         .collect()
 }
 

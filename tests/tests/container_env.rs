@@ -13,15 +13,6 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
 
-fn root() -> bool {
-    // SAFETY: plain syscall.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipping: needs root (network namespaces, BPF)");
-    }
-    root
-}
-
 fn status(ns: &Netns, socket: &Path) -> Vec<Value> {
     let out = ns
         .command(agent_bin())
@@ -54,9 +45,7 @@ fn agent(ns: &Netns, socket: &Path, priority: u8, env: &[(&str, &str)], extra: &
 
 #[test]
 fn node_ip_is_the_advert_source_among_several_addresses() {
-    if !root() {
-        return;
-    }
+    ipf_testbed::skip_unless_root!();
     let switch = Switch::new("ipf-nis");
     let a = Netns::new("ipf-nia");
     let b = Netns::new("ipf-nib");
@@ -93,9 +82,7 @@ fn node_ip_is_the_advert_source_among_several_addresses() {
 
 #[test]
 fn xdp_slot_held_by_another_program_falls_back_with_one_line() {
-    if !root() {
-        return;
-    }
+    ipf_testbed::skip_unless_root!();
     let switch = Switch::new("ipf-xss");
     let a = Netns::new("ipf-xsa");
     switch.attach(&a, "eth0", &["192.0.2.1/24"], "pa");
@@ -125,9 +112,7 @@ fn xdp_slot_held_by_another_program_falls_back_with_one_line() {
 
 #[test]
 fn read_only_proc_sys_is_one_warning_for_every_vip() {
-    if !root() {
-        return;
-    }
+    ipf_testbed::skip_unless_root!();
     let switch = Switch::new("ipf-ros");
     let a = Netns::new("ipf-roa");
     switch.attach(&a, "eth0", &["192.0.2.1/24"], "pa");
