@@ -84,13 +84,15 @@ pub fn run(args: ImageArgs) -> Result<Built> {
 /// The static release build of ipf-agent.
 fn build_agent() -> Result<PathBuf> {
     let mut c = cargo(&["build", "--release", "-p", "ipf-agent", "--target", MUSL_TARGET]);
-    // Paths of the checkout must not end up in the binary (panic messages, debug info).
+    // Paths of the checkout must not end up in the binary (panic messages, debug info), and the
+    // symbol table goes: its local names carry `.llvm.<hash>` suffixes that differ between two
+    // clean builds of the same source (seen here), the only difference between them.
     let root = workspace_root()?;
     let home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", env_or("HOME", "/root")));
     c.env(
         "RUSTFLAGS",
         format!(
-            "-C target-feature=+crt-static --remap-path-prefix={}=/src --remap-path-prefix={home}=/cargo",
+            "-C target-feature=+crt-static -C strip=symbols --remap-path-prefix={}=/src --remap-path-prefix={home}=/cargo",
             root.display()
         ),
     );
