@@ -9,6 +9,7 @@
 pub use ipf_common::testing as frames;
 pub mod container;
 pub mod deploy;
+pub mod trace;
 pub mod xdp;
 
 pub use ipf_testbed::{require_root, wait_for};

@@ -349,6 +349,126 @@ fn cleanup_removes_the_vips_and_the_firewall_rule() {
     );
 }
 
+/// The id of the XDP program on `eth0` in `ns`, as `ip -d link` shows it.
+fn xdp_prog_id(ns: &Netns) -> Option<u32> {
+    let out = ns.ip(&["-d", "link", "show", "dev", "eth0"]);
+    let mut words = out.split_whitespace().skip_while(|w| *w != "prog/xdp");
+    words.nth(2)?.parse().ok()
+}
+
+/// Waits until the agent's election runs (its signal handlers are in place by then).
+fn wait_running(p: &Proc) {
+    wait_for("the agent's first state", T, || {
+        p.stderr_lines()
+            .iter()
+            .any(|l| l.contains("Entering BACKUP STATE"))
+            .then_some(())
+    });
+}
+
+/// A crashed agent's XDP program stays on the interface (the kernel does not tear it down under
+/// rtnl_mutex while a peer is taking over); the next agent replaces it, `cleanup` removes it, a
+/// graceful stop detaches it.
+#[test]
+fn the_xdp_program_outlives_a_crash_until_the_next_agent_or_cleanup() {
+    ipf_testbed::skip_unless_root!();
+    let (_switch, a_ns, _b_ns) = pair("xc");
+    let dir = TempDir::new("ipf-xdpcrash");
+    let file = dir.path().join("ipf.conf");
+    std::fs::write(&file, conf(&[instance("VI_1", 51, 150, &["192.0.2.100/24"])])).unwrap();
+    let socket = |n: &str| dir.path().join(format!("{n}.sock"));
+    assert_eq!(xdp_prog_id(&a_ns), None);
+
+    let mut first = agent(&a_ns, &file, &socket("first"));
+    let id1 = wait_for("the first agent's program", T, || xdp_prog_id(&a_ns));
+    first.signal(libc::SIGKILL);
+    first.wait_exit(T);
+    assert_eq!(xdp_prog_id(&a_ns), Some(id1), "a crash leaves the program attached");
+
+    let mut second = agent(&a_ns, &file, &socket("second"));
+    let id2 = wait_for("the second agent to replace the program", T, || {
+        xdp_prog_id(&a_ns).filter(|id| *id != id1)
+    });
+    wait_for("the second agent to master the VIP", T, || {
+        holds(&a_ns, "192.0.2.100").then_some(())
+    });
+    assert!(
+        second
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("replacing the program a previous agent left")),
+        "says it adopted the old attachment"
+    );
+    // A second agent on the same interface must not take a running agent's program.
+    let mut cmd = a_ns.command(agent_bin());
+    cmd.args([
+        "run",
+        "--vip-lease-secs",
+        "0",
+        "--metrics-addr",
+        "off",
+        "--status-socket",
+    ])
+    .arg(socket("intruder"))
+    .arg("--config")
+    .arg(&file);
+    let mut intruder = Proc::spawn("ipf-agent", cmd);
+    wait_for("the intruder to fall back to the raw socket", T, || {
+        intruder
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("raw-socket receive path"))
+            .then_some(())
+    });
+    intruder.signal(libc::SIGKILL);
+    intruder.wait_exit(T);
+    assert_eq!(xdp_prog_id(&a_ns), Some(id2), "the running agent's program stays");
+    second.signal(libc::SIGKILL);
+    second.wait_exit(T);
+    assert_eq!(xdp_prog_id(&a_ns), Some(id2));
+
+    let out = a_ns
+        .command(agent_bin())
+        .args(["cleanup", "--config"])
+        .arg(&file)
+        .arg("--status-socket")
+        .arg(socket("second"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!("detached XDP program {id2} from eth0")),
+        "{report}"
+    );
+    assert!(!a_ns.has_xdp("eth0"), "cleanup detached it");
+
+    // An agent that does not use XDP removes a crashed one's program, which would go on filtering.
+    let mut third = agent(&a_ns, &file, &socket("third"));
+    wait_for("the third agent's program", T, || xdp_prog_id(&a_ns));
+    third.signal(libc::SIGKILL);
+    third.wait_exit(T);
+    let mut cmd = a_ns.command(agent_bin());
+    cmd.args(["run", "--xdp-mode", "off", "--vip-lease-secs", "0", "--status-socket"])
+        .arg(socket("fourth"))
+        .arg("--config")
+        .arg(&file);
+    let mut fourth = Proc::spawn("ipf-agent", cmd);
+    wait_for("the raw-socket agent to detach the old program", T, || {
+        (!a_ns.has_xdp("eth0")).then_some(())
+    });
+    wait_running(&fourth);
+    fourth.signal(libc::SIGTERM);
+    assert!(fourth.wait_exit(T).success());
+
+    let mut fifth = agent(&a_ns, &file, &socket("fifth"));
+    wait_for("the fifth agent's program", T, || xdp_prog_id(&a_ns));
+    wait_running(&fifth);
+    fifth.signal(libc::SIGTERM);
+    assert!(fifth.wait_exit(T).success());
+    assert!(!a_ns.has_xdp("eth0"), "a graceful stop detaches it");
+}
+
 #[test]
 fn keepalived_conf_notify_scripts_get_keepalived_argv() {
     ipf_testbed::skip_unless_root!();

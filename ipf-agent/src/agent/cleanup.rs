@@ -15,8 +15,8 @@ pub fn check_system(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// `ipf-agent cleanup`: removes every address `config` manages from its interface and the firewall
-/// rule, whoever put them there; absent ones are fine. Returns what was done, a line each.
+/// `ipf-agent cleanup`: removes every address `config` manages from its interface, a crashed agent's
+/// XDP program and the firewall rule, whoever put them there; absent ones are fine. Returns what was done, a line each.
 pub async fn cleanup(config: &Config) -> Result<String> {
     let addrs = AddressManager::new().context("rtnetlink")?;
     let mut report = String::new();
@@ -36,6 +36,13 @@ pub async fn cleanup(config: &Config) -> Result<String> {
                 report.push_str(&format!("removed {}/{} from {name}\n", v.addr, v.prefix_len));
             }
         }
+    }
+    if let Ok(name) = config.interface()
+        && let Ok(ifindex) = crate::datapath::interface_index(name)
+        && let Some(id) = crate::datapath::attach::remove_ours(ifindex)
+            .with_context(|| format!("detaching the XDP program from {name}"))?
+    {
+        report.push_str(&format!("detached XDP program {id} from {name}\n"));
     }
     if let Some(rule) = &config.firewall {
         firewall::remove(rule).context("removing the firewall accept rule")?;

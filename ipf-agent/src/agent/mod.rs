@@ -87,7 +87,8 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         status::serve(board.clone(), readers.clone(), path)?;
     }
 
-    let opts = DatapathOptions::new(&interface, cfg.xdp_mode);
+    let mut opts = DatapathOptions::new(&interface, cfg.xdp_mode);
+    opts.outlive_crash = true;
     let (dp, mut events) = Datapath::start(&opts)?;
     metrics.add_datapath(dp.reader());
     readers
@@ -180,6 +181,9 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                         src: ip_from_wire(ev.family, &ev.addr),
                         priority: ev.priority,
                         adver_int: Duration::from_millis(u64::from(ev.adver_int_cs) * 10),
+                        age: Duration::from_nanos(
+                            crate::datapath::raw::monotonic_ns().map_or(0, |now| now.saturating_sub(ev.timestamp_ns)),
+                        ),
                     });
                 }
             }
@@ -228,6 +232,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         }
     }
     // Graceful stop: priority 0 from every Master, VIPs removed, then the datapath detaches.
+    let stopping = tokio::time::Instant::now();
     for r in running.drain(..) {
         node.stop(r);
     }
@@ -235,6 +240,10 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let Node { datapath, .. } = node;
     if tokio::time::timeout(Duration::from_millis(800), worker).await.is_err() {
         tracing::error!("VIP removal did not finish within 800 ms");
+    }
+    if !matches!(datapath.borrow().mode(), crate::datapath::ActiveMode::RawSocket { .. }) {
+        let delay = crate::datapath::attach::graceful_detach_delay(config.instances.iter().map(|i| i.adver_int));
+        tokio::time::sleep_until(stopping + delay).await;
     }
     drop(datapath);
     if let Some(path) = &cfg.status_socket {

@@ -6,6 +6,7 @@
 //!
 //! Either way the agent sees the same [`DatapathEvent`]s, one per change, never one per advert.
 
+pub mod attach;
 pub mod raw;
 pub mod xdp;
 
@@ -83,6 +84,13 @@ pub enum DatapathError {
         mode: &'static str,
         #[source]
         source: aya::programs::ProgramError,
+    },
+    #[error("attaching XDP to {iface} in {mode} mode through netlink: {source}")]
+    NetlinkAttach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{op} on map {map}: {source}")]
     Map {
@@ -304,6 +312,9 @@ pub struct DatapathOptions {
     pub conflict_interval: Duration,
     /// MACs that may legitimately claim our VIPs besides the interface's own (e.g. a VMAC).
     pub extra_macs: Vec<[u8; 6]>,
+    /// Attach through netlink so the program stays when the process dies (see [`attach`]): the
+    /// agent; a read-only `monitor` keeps a link that goes with it.
+    pub outlive_crash: bool,
 }
 
 impl DatapathOptions {
@@ -314,6 +325,7 @@ impl DatapathOptions {
             kernel_log_level: log::LevelFilter::Warn,
             conflict_interval: Duration::from_secs(1),
             extra_macs: Vec::new(),
+            outlive_crash: false,
         }
     }
 }
@@ -444,6 +456,16 @@ impl Datapath {
                         format!("XDP unavailable: {}", last_lines(&full, 3))
                     };
                 }
+            }
+        }
+        if opts.outlive_crash {
+            // A crashed agent's program would go on filtering VRRP with that agent's tables.
+            match attach::remove_ours(ifindex) {
+                Ok(Some(id)) => {
+                    tracing::info!(interface = %opts.interface, "detached XDP program {id} a previous agent left")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(interface = %opts.interface, "detaching a previous agent's XDP program: {e}"),
             }
         }
         let (handle, mut tables) = raw::RawHandle::start(&opts.interface, ifindex, tx)?;

@@ -1,5 +1,7 @@
 //! XDP backend: loads `ipf-xdp` with aya, attaches it, drains its ring buffer and reads its maps.
 
+use std::os::fd::AsFd as _;
+
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
@@ -16,8 +18,10 @@ pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Name of the XDP function in the object.
 pub const PROGRAM_NAME: &str = "ipf_xdp";
 
-/// Keeps the program attached (the link lives in `Ebpf`) and the drain tasks running.
+/// Keeps the program attached (the link lives in `Ebpf`, or in `_attached` when it outlives a crash)
+/// and the drain tasks running.
 pub struct XdpHandle {
+    _attached: Option<super::attach::Attached>,
     _ebpf: Ebpf,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -187,9 +191,36 @@ impl XdpHandle {
         let prog = load_program(&mut ebpf)?;
         let mut attached = None;
         let mut last_err = None;
+        let mut nl_attached = None;
         for (mode, label) in modes {
-            match prog.attach_to_if_index(ifindex, *mode) {
-                Ok(_link) => {
+            let result = if opts.outlive_crash {
+                prog.fd()
+                    .map_err(|source| DatapathError::Attach {
+                        iface: opts.interface.clone(),
+                        mode: label,
+                        source,
+                    })
+                    .and_then(|fd| {
+                        super::attach::attach(ifindex, fd.as_fd(), *mode).map_err(|source| {
+                            DatapathError::NetlinkAttach {
+                                iface: opts.interface.clone(),
+                                mode: label,
+                                source,
+                            }
+                        })
+                    })
+                    .map(|a| nl_attached = Some(a))
+            } else {
+                prog.attach_to_if_index(ifindex, *mode)
+                    .map(drop)
+                    .map_err(|source| DatapathError::Attach {
+                        iface: opts.interface.clone(),
+                        mode: label,
+                        source,
+                    })
+            };
+            match result {
+                Ok(()) => {
                     attached = Some(if *mode == XdpMode::Skb {
                         ActiveMode::XdpSkb
                     } else {
@@ -197,13 +228,10 @@ impl XdpHandle {
                     });
                     break;
                 }
-                Err(source) => {
-                    tracing::debug!(interface = %opts.interface, mode = label, "XDP attach failed: {source}");
-                    last_err = Some(DatapathError::Attach {
-                        iface: opts.interface.clone(),
-                        mode: label,
-                        source,
-                    });
+                Err(e) => {
+                    // The fallback's one log line says why; the per-mode detail is for debugging.
+                    tracing::debug!(interface = %opts.interface, mode = label, "XDP attach failed: {e}");
+                    last_err = Some(e);
                 }
             }
         }
@@ -230,7 +258,15 @@ impl XdpHandle {
                 guard.clear_ready();
             }
         }));
-        Ok((XdpHandle { _ebpf: ebpf, tasks }, tables, mode))
+        Ok((
+            XdpHandle {
+                _attached: nl_attached,
+                _ebpf: ebpf,
+                tasks,
+            },
+            tables,
+            mode,
+        ))
     }
 }
 

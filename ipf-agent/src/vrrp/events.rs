@@ -18,7 +18,8 @@ impl<E: Effects> Instance<E> {
                 src,
                 priority,
                 adver_int,
-            } => self.on_advert(src, priority, adver_int),
+                age,
+            } => self.on_advert(src, priority, adver_int, age),
             Input::Timer { kind, generation } => {
                 // A timer replaced after it fired: its message is stale.
                 if self
@@ -60,19 +61,19 @@ impl<E: Effects> Instance<E> {
     }
 
     /// An advert the datapath reports as news (§6.4.2 Backup, §6.4.3 Master).
-    fn on_advert(&mut self, src: IpAddr, priority: u8, adver_int: Duration) {
+    fn on_advert(&mut self, src: IpAddr, priority: u8, adver_int: Duration, age: Duration) {
         match self.state {
             State::Backup => {
                 if priority == 0 {
                     // §6.4.2: the master is releasing; take over after Skew_Time.
                     let skew = self.skew_time();
-                    self.arm(TimerKind::MasterDown, skew);
+                    self.arm(TimerKind::MasterDown, skew.saturating_sub(age));
                 } else if !self.would_preempt(priority) {
                     // §6.4.2: learn the master's interval and restart the wait. Later adverts of the same
                     // master do not reach us; the timer consults the datapath when it fires.
                     self.master_adver_int = adver_int;
                     let mdi = self.master_down_interval();
-                    self.arm(TimerKind::MasterDown, mdi);
+                    self.arm(TimerKind::MasterDown, mdi.saturating_sub(age));
                 }
                 // Otherwise (lower priority, preemption allowed) the advert is discarded: the timer
                 // runs out and we take over (§6.4.2, last clause).

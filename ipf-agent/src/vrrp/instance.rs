@@ -81,6 +81,9 @@ pub enum Input {
         src: IpAddr,
         priority: u8,
         adver_int: Duration,
+        /// How long before this input the datapath received the advert: timers started by it count
+        /// from its arrival (RFC 5798 §6.4.2), not from when the agent got round to it.
+        age: Duration,
     },
     Timer {
         kind: TimerKind,

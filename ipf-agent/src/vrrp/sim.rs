@@ -247,6 +247,7 @@ impl Sim {
                         src,
                         priority,
                         adver_int: Duration::from_millis(u64::from(int_cs) * 10),
+                        age: Duration::ZERO,
                     };
                     n.wakeups += 1;
                     n.inst.handle(input);

@@ -230,6 +230,7 @@ async fn a_master_answers_priority_zero_at_once() {
             src: "192.0.2.9".parse().expect("addr"),
             priority: 0,
             adver_int: secs(1.0),
+            age: Duration::ZERO,
         },
     );
     let calls = &sim.node("a").inst.effects().calls[before..];

@@ -28,7 +28,7 @@ pub enum Precision {
     /// tokio's timer alone: millisecond wheel, rounded up, so up to a millisecond late. The
     /// simulated-time tests use it (tokio's clock can be paused; a kernel timer's cannot).
     Millisecond,
-    /// tokio's timer up to the last millisecond, then a timerfd: a Backup takes over within
+    /// tokio's timer up to the last two milliseconds, then a timerfd: a Backup takes over within
     /// microseconds of its Master_Down_Interval, which matters at 10 ms adverts.
     Fine,
 }
@@ -70,10 +70,11 @@ impl Drop for Timer {
     }
 }
 
-/// Sleeps until `deadline` with microsecond precision: tokio's timer for all but the last
-/// millisecond, a one-shot timerfd for the rest.
+/// Sleeps until `deadline` with microsecond precision: tokio's timer for all but the last two
+/// milliseconds (it rounds up to the next millisecond tick, so one left it often overshooting), a
+/// one-shot timerfd for the rest.
 async fn sleep_until_precisely(deadline: Instant) {
-    if let Some(early) = deadline.checked_sub(Duration::from_millis(1)) {
+    if let Some(early) = deadline.checked_sub(Duration::from_millis(2)) {
         tokio::time::sleep_until(early).await;
     }
     let left = deadline.saturating_duration_since(Instant::now());

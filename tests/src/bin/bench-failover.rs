@@ -3,20 +3,24 @@
 //! bridge; the client sends a UDP probe to the VIP every 250 µs and each node's responder answers
 //! with its name. A trial kills A (SIGKILL, or SIGTERM for a graceful stop) and measures the time
 //! until the first answer from B. Prints median, p99 and the RFC floor (Master_Down_Interval of B for
-//! a kill, Skew_Time for a graceful stop). Figures only; no pass/fail.
+//! a kill, Skew_Time for a graceful stop), and where the time went in each trial, from what could be
+//! observed: A's last advert and B's gratuitous ARP on the wire (a packet socket on the client),
+//! B's decision (its agent's log line), B's VIP add (`ip monitor address` in B), the client's
+//! neighbour entry (`ip monitor neigh`), the answers (the probe). Figures only; no pass/fail.
 #![allow(clippy::unwrap_used, reason = "benchmark binary")]
 
 use std::{
     net::{SocketAddr, UdpSocket},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
     },
     time::{Duration, Instant},
 };
 
 use ipf_testbed::{Keepalived, Netns, Proc, Switch, keepalived_conf, keepalived_instance, try_wait_for, wait_for};
+use ipf_tests::trace::{self, Capture, IpMonitor, Ns};
 
 const VIP: &str = "192.0.2.100";
 const UDP_PORT: u16 = 9000;
@@ -63,6 +67,13 @@ struct Bench {
     a: Node,
     b: Node,
     client: Netns,
+    a_mac: [u8; 6],
+    b_mac: [u8; 6],
+    /// ARP and VRRP as the client's interface receives them.
+    capture: Capture,
+    /// The client's neighbour table and B's addresses, as they change.
+    client_neigh: IpMonitor,
+    b_addrs: IpMonitor,
     _switch: Switch,
     agent_bin: std::path::PathBuf,
 }
@@ -86,10 +97,18 @@ impl Bench {
         let b = mk("ipf-bb", "192.0.2.2/24", "pb", "B", 100);
         let client = Netns::new("ipf-bc");
         switch.attach(&client, "eth0", &["192.0.2.50/24"], "pc");
+        let capture = Capture::start(&client, "eth0");
+        let client_neigh = IpMonitor::start(&client, &["neigh"]);
+        let b_addrs = IpMonitor::start(&b.ns, &["address"]);
         Bench {
+            a_mac: trace::mac_of(&a.ns, "eth0"),
+            b_mac: trace::mac_of(&b.ns, "eth0"),
             a,
             b,
             client,
+            capture,
+            client_neigh,
+            b_addrs,
             _switch: switch,
             agent_bin: ipf_tests::agent_bin(),
         }
@@ -105,7 +124,8 @@ fn start(node: &mut Node, imp: Impl, version: u8, interval_ms: u32, bin: &std::p
             );
             let mut cmd = node.ns.command(bin);
             cmd.args(["run", "-i", "eth0", "--status-socket", "off", "--instance", &inst])
-                .env("RUST_LOG", "warn");
+                // State changes (info) carry the timestamp of B's decision.
+                .env("RUST_LOG", "warn,ipf_agent::agent=info");
             node.agent = Some(Proc::spawn("ipf-agent", cmd));
         }
         Impl::Keepalived => {
@@ -136,9 +156,16 @@ fn stop(node: &mut Node, how: Stop) {
     }
 }
 
-/// Probes the VIP every [`PROBE_EVERY`] from the client; returns a receiver of (time, responder name).
-fn probe(client: &Netns, stop: Arc<AtomicBool>) -> mpsc::Receiver<(Instant, String)> {
+/// An answer to the probe: when (monotonic and wall clock) and from whom.
+type Answer = (Instant, Ns, String);
+
+/// Probes the VIP every [`PROBE_EVERY`] from the client; returns a receiver of the answers.
+/// Also returns the longest gap between two of its sends since last reset to 0 (ns): a probe the
+/// scheduler left asleep delays the first answer without anything in the failover being slow.
+fn probe(client: &Netns, stop: Arc<AtomicBool>) -> (mpsc::Receiver<Answer>, Arc<AtomicU64>) {
     let (tx, rx) = mpsc::channel();
+    let max_gap = Arc::new(AtomicU64::new(0));
+    let gap = max_gap.clone();
     let ns_name = client.name.clone();
     std::thread::spawn(move || {
         let path = format!("/var/run/netns/{ns_name}");
@@ -155,24 +182,32 @@ fn probe(client: &Netns, stop: Arc<AtomicBool>) -> mpsc::Receiver<(Instant, Stri
         // Short sleeps, not a spin: a busy probe would take one of this machine's two cores from the
         // agents and responders it measures. Answers are stamped within ~`PROBE_POLL` of arrival.
         let mut next_send = Instant::now();
+        let mut last_send = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            if Instant::now() >= next_send {
+            let now = Instant::now();
+            if now >= next_send {
                 let _ = sock.send_to(b"?", dst);
                 next_send += PROBE_EVERY;
+                gap.fetch_max((now - last_send).as_nanos() as u64, Ordering::Relaxed);
+                last_send = now;
             }
             while let Ok((n, _)) = sock.recv_from(&mut buf) {
-                let _ = tx.send((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned()));
+                let _ = tx.send((
+                    Instant::now(),
+                    trace::now_ns(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                ));
             }
             std::thread::sleep(PROBE_POLL);
         }
     });
-    rx
+    (rx, max_gap)
 }
 
 /// Waits until the probe answers come only from `name` for a while; drains the channel.
-fn wait_serving(rx: &mpsc::Receiver<(Instant, String)>, name: &str, timeout: Duration) -> bool {
+fn wait_serving(rx: &mpsc::Receiver<Answer>, name: &str, timeout: Duration) -> bool {
     try_wait_for(timeout, || {
-        let got: Vec<String> = rx.try_iter().map(|(_, n)| n).collect();
+        let got: Vec<String> = rx.try_iter().map(|(_, _, n)| n).collect();
         (got.len() >= 20 && got.iter().all(|n| n == name)).then_some(())
     })
     .is_some()
@@ -192,10 +227,11 @@ fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: St
         Stop::Graceful => skew_b,
     };
     let stop_flag = Arc::new(AtomicBool::new(false));
-    let rx = probe(&bench.client, stop_flag.clone());
+    let (rx, probe_gap) = probe(&bench.client, stop_flag.clone());
     let bin = bench.agent_bin.clone();
     start(&mut bench.b, imp, version, interval_ms, &bin);
     let mut samples = Vec::new();
+    let mut trials_seen = Vec::new();
     for _ in 0..trials {
         start(&mut bench.a, imp, version, interval_ms, &bin);
         if !wait_serving(&rx, "A", Duration::from_secs(30)) {
@@ -206,13 +242,30 @@ fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: St
         // Let A's second gratuitous-ARP burst and the adverts settle.
         std::thread::sleep(interval * 5);
         rx.try_iter().for_each(drop);
+        bench.capture.forget(trace::now_ns() - 1_000_000_000);
+        let kill = trace::now_ns();
         let t0 = Instant::now();
+        probe_gap.store(0, Ordering::Relaxed);
         stop(&mut bench.a, how);
+        let mut a_answers = Vec::new();
         let took = try_wait_for(Duration::from_secs(30), || {
-            rx.try_iter().find(|(_, n)| n == "B").map(|(t, _)| t - t0)
+            for (t, wall, n) in rx.try_iter() {
+                if n == "B" {
+                    return Some((t - t0, wall));
+                }
+                a_answers.push(wall);
+            }
+            None
         });
         match took {
-            Some(d) => samples.push(d.as_secs_f64() * 1000.0),
+            Some((d, answer)) => {
+                samples.push(d.as_secs_f64() * 1000.0);
+                let gap_ms = probe_gap.load(Ordering::Relaxed) as f64 / 1e6;
+                std::thread::sleep(trace::SETTLE);
+                let mut o = observe(bench, kill, answer, &a_answers, d.as_secs_f64() * 1000.0);
+                o.probe_gap_ms = gap_ms;
+                trials_seen.push(o);
+            }
             None => eprintln!("  {imp:?}: B never answered"),
         }
         // keepalived leaves its VIP behind after SIGKILL (ipf's lease expires): reset A for the next trial.
@@ -245,6 +298,184 @@ fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: St
         percentile(&samples, 99.0) - floor.as_secs_f64() * 1000.0,
         slowest.join(", "),
     );
+    print_undisturbed(&trials_seen, floor, interval, how);
+    print_breakdown(&trials_seen, floor, how);
+}
+
+/// The probe paused this long (4 probe periods), or the master fell silent this many intervals
+/// before a kill: the shared machine stalled the bench or A, not the failover under test.
+const DISTURBED_PROBE_PAUSE_MS: f64 = 1.0;
+const DISTURBED_SILENCE_INTERVALS: f64 = 1.5;
+
+/// The same figures over the trials the machine did not disturb (same rule for both
+/// implementations); the disturbed ones stay in the figures above and in the breakdown.
+fn print_undisturbed(trials: &[Observed], floor: Duration, interval: Duration, how: Stop) {
+    let disturbed = |o: &Observed| {
+        let silent = how == Stop::Kill
+            && o.a_last_advert
+                .is_some_and(|t| trace::ms(t, o.kill) > DISTURBED_SILENCE_INTERVALS * interval.as_secs_f64() * 1000.0);
+        o.probe_gap_ms > DISTURBED_PROBE_PAUSE_MS || silent
+    };
+    let mut v: Vec<f64> = trials.iter().filter(|o| !disturbed(o)).map(|o| o.took_ms).collect();
+    if v.is_empty() {
+        return;
+    }
+    v.sort_by(f64::total_cmp);
+    let floor_ms = floor.as_secs_f64() * 1000.0;
+    println!(
+        "    undisturbed trials (probe never paused > {DISTURBED_PROBE_PAUSE_MS} ms, A not silent > {DISTURBED_SILENCE_INTERVALS} intervals before a kill): n={} median {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  (p99 - floor {:+.1} ms)",
+        v.len(),
+        percentile(&v, 50.0),
+        percentile(&v, 90.0),
+        percentile(&v, 99.0),
+        percentile(&v, 99.0) - floor_ms,
+    );
+}
+
+/// What was observed of one trial, as wall-clock times (see the module comment for the sources).
+struct Observed {
+    took_ms: f64,
+    kill: Ns,
+    a_last_advert: Option<Ns>,
+    /// A's first priority-0 advert after a graceful stop.
+    a_release: Option<Ns>,
+    decision: Option<Ns>,
+    vip_add: Option<Ns>,
+    garp: Option<Ns>,
+    neigh: Option<Ns>,
+    answer: Ns,
+    /// Probe answers from A after the kill (its agent is dead, its VIP and responder live on).
+    a_answers: usize,
+    a_last_answer: Option<Ns>,
+    /// ARP for the VIP from A's MAC after B's gratuitous ARP: A pulling the client back.
+    a_arp_after_garp: usize,
+    /// The probe's longest pause between two sends during the trial (bench-side scheduling).
+    probe_gap_ms: f64,
+}
+
+fn observe(bench: &Bench, kill: Ns, answer: Ns, a_answers: &[Ns], took_ms: f64) -> Observed {
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let a_src: std::net::Ipv4Addr = "192.0.2.1".parse().unwrap();
+    let frames = bench.capture.between(kill - 1_000_000_000, answer + 5_000_000);
+    let a_last_advert = frames
+        .iter()
+        .filter(|f| {
+            f.at <= answer && matches!(f.seen, trace::Seen::Vrrp { src, priority } if src == a_src && priority > 0)
+        })
+        .map(|f| f.at)
+        .next_back();
+    let a_release = frames
+        .iter()
+        .find(|f| f.at >= kill && matches!(f.seen, trace::Seen::Vrrp { src, priority: 0 } if src == a_src))
+        .map(|f| f.at);
+    let garp = frames
+        .iter()
+        .find(|f| {
+            f.at >= kill && matches!(f.seen, trace::Seen::Arp { sha, spa, .. } if sha == bench.b_mac && spa == vip)
+        })
+        .map(|f| f.at);
+    let a_arp_after_garp = garp.map_or(0, |g| {
+        frames
+            .iter()
+            .filter(|f| {
+                f.at > g && matches!(f.seen, trace::Seen::Arp { sha, spa, .. } if sha == bench.a_mac && spa == vip)
+            })
+            .count()
+    });
+    let decision = bench.b.agent.as_ref().and_then(|p| {
+        trace::log_events(&p.stderr_lines())
+            .into_iter()
+            .find(|(t, l)| *t >= kill && l.contains("Entering MASTER STATE"))
+            .map(|(t, _)| t)
+    });
+    let vip_add = bench
+        .b_addrs
+        .events()
+        .into_iter()
+        .find(|(t, l)| *t >= kill && !l.starts_with("Deleted") && l.contains(&format!("inet {VIP}/")))
+        .map(|(t, _)| t);
+    let b_mac = trace::format_mac(&bench.b_mac);
+    let neigh = bench
+        .client_neigh
+        .events()
+        .into_iter()
+        .find(|(t, l)| *t >= kill && l.starts_with(&format!("{VIP} ")) && l.contains(&b_mac))
+        .map(|(t, _)| t);
+    Observed {
+        took_ms,
+        kill,
+        a_last_advert,
+        a_release,
+        decision,
+        vip_add,
+        garp,
+        neigh,
+        answer,
+        a_answers: a_answers.len(),
+        a_last_answer: a_answers.last().copied(),
+        a_arp_after_garp,
+        probe_gap_ms: 0.0,
+    }
+}
+
+/// `floor`: Master_Down_Interval after a kill, Skew_Time after a graceful stop.
+fn print_breakdown(trials: &[Observed], floor: Duration, how: Stop) {
+    if trials.is_empty() {
+        return;
+    }
+    let at = |o: &Observed, t: Option<Ns>| t.map(|t| trace::ms(o.kill, t));
+    let fmt = |v: Option<f64>| v.map_or_else(|| "    -".to_owned(), |v| format!("{v:>5.1}"));
+    let floor_ms = floor.as_secs_f64() * 1000.0;
+    // B's decision against the RFC: A's last advert + Master_Down_Interval after a kill, A's
+    // priority-0 advert + Skew_Time after a graceful stop.
+    let (reference, what) = match how {
+        Stop::Kill => (
+            (|o: &Observed| o.a_last_advert) as fn(&Observed) -> Option<Ns>,
+            "A's last advert",
+        ),
+        Stop::Graceful => (
+            (|o: &Observed| o.a_release) as fn(&Observed) -> Option<Ns>,
+            "A's priority 0",
+        ),
+    };
+    let late = |o: &Observed| reference(o).zip(o.decision).map(|(r, d)| trace::ms(r, d) - floor_ms);
+    let median = |f: &dyn Fn(&Observed) -> Option<f64>| {
+        let mut v: Vec<f64> = trials.iter().filter_map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| percentile(&v, 50.0))
+    };
+    let gap = |a: Option<Ns>, b: Option<Ns>| a.zip(b).map(|(a, b)| trace::ms(a, b));
+    println!(
+        "    phases, median (ms): decision {} after the stop ({} vs {what} + {floor_ms:.1}); decision → VIP added {}; VIP added → gratuitous ARP {}; ARP → client's neighbour entry {}; ARP → first answer {}",
+        fmt(median(&|o| at(o, o.decision))).trim(),
+        fmt(median(&late)).trim(),
+        fmt(median(&|o| gap(o.decision, o.vip_add))).trim(),
+        fmt(median(&|o| gap(o.vip_add, o.garp))).trim(),
+        fmt(median(&|o| gap(o.garp, o.neigh))).trim(),
+        fmt(median(&|o| gap(o.garp, Some(o.answer)))).trim(),
+    );
+    let mut slow: Vec<&Observed> = trials.iter().collect();
+    slow.sort_by(|a, b| b.took_ms.total_cmp(&a.took_ms));
+    println!(
+        "    slowest (ms after the stop): total | {what} | B decides (late) | VIP added | gratuitous ARP | client neigh → B | B answers | A answered after the stop: n (last) | A's ARP after B's | probe's longest pause"
+    );
+    for o in slow.iter().take(5) {
+        println!(
+            "      {:>5.1} | {} | {} ({}) | {} | {} | {} | {} | {:>3} ({}) | {} | {:.1}",
+            o.took_ms,
+            fmt(at(o, reference(o))),
+            fmt(at(o, o.decision)),
+            fmt(late(o)),
+            fmt(at(o, o.vip_add)),
+            fmt(at(o, o.garp)),
+            fmt(at(o, o.neigh)),
+            fmt(Some(trace::ms(o.kill, o.answer))),
+            o.a_answers,
+            fmt(at(o, o.a_last_answer)),
+            o.a_arp_after_garp,
+            o.probe_gap_ms,
+        );
+    }
 }
 
 /// Scrapes both agents' /metrics every `every` from the client namespace until `stop` is set.
@@ -272,7 +503,22 @@ fn scraper(client: &Netns, every: Duration, stop: Arc<AtomicBool>) {
     });
 }
 
+/// `IPF_BENCH_RT=1`: the bench and everything it starts (both implementations' agents, the
+/// responders, the probe) run SCHED_FIFO, inherited across fork and exec, so the other load of a
+/// shared machine does not decide the tail. Between real hosts a node's CPU is its own; the figures
+/// without it stay the default.
+fn realtime_if_asked() {
+    if std::env::var("IPF_BENCH_RT").is_ok_and(|v| v == "1") {
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: plain syscall on this process.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        assert_eq!(rc, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
+        println!("IPF_BENCH_RT=1: bench, agents, keepalived, responders and probe run SCHED_FIFO 10");
+    }
+}
+
 fn main() {
+    realtime_if_asked();
     // 60 trials at 10 ms, so the p99 is not simply the slowest trial; 20 at 1 s, where a trial takes
     // seconds. IPF_BENCH_TRIALS sets both.
     let set: Option<usize> = std::env::var("IPF_BENCH_TRIALS").ok().and_then(|t| t.parse().ok());
