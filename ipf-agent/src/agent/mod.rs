@@ -59,9 +59,11 @@ pub struct AgentConfig {
     pub status_socket: Option<std::path::PathBuf>,
     /// Listen address of /metrics, /healthz and /readyz (`None`: not served).
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Lifetime of a VIP on the interface, renewed while Master (`None`: permanent, as keepalived).
-    /// A killed agent's VIPs disappear after at most this long.
-    pub vip_lease: Option<Duration>,
+    /// Lifetime of a VIP on the interface, renewed while Master (see `lease`): a killed agent's VIPs
+    /// disappear on their own.
+    pub vip_lease: crate::lease::VipLease,
+    /// Multicast instances also advertise by unicast to the peers they heard (see `peers`).
+    pub learn_peers: bool,
 }
 
 /// Runs the agent until SIGTERM / SIGINT; SIGHUP reloads the configuration through `reload`. Must be
@@ -94,7 +96,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .push(dp.reader());
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
-    let worker = tokio::task::spawn_local(vip_worker(ops_rx, addrs.clone(), cfg.vip_lease));
+    let worker = tokio::task::spawn_local(vip_worker(ops_rx, addrs.clone()));
     let (inputs_tx, mut inputs_rx) = mpsc::unbounded_channel::<(u64, Input)>();
     let mut node = Node {
         interface: interface.clone(),
@@ -106,6 +108,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         ops: ops_tx,
         inputs: inputs_tx,
         vip_lease: cfg.vip_lease,
+        learn_peers: cfg.learn_peers,
         next_id: 0,
     };
 
@@ -152,7 +155,12 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
     loop {
         tokio::select! {
-            _ = heartbeat.tick() => metrics.heartbeat(),
+            _ = heartbeat.tick() => {
+                metrics.heartbeat();
+                for r in &mut running {
+                    r.inst.effects_mut().refresh_learned();
+                }
+            }
             Some(ev) = check_rx.recv() => {
                 health.check_ok.insert(ev.name, ev.ok);
                 health.apply(&interface, &config.checks, &mut running);
@@ -169,12 +177,15 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
             }
             ev = events.recv() => {
                 let Some(ev) = ev else { bail!("datapath event stream ended") };
+                let family = if ev.family == FAMILY_V6 { Family::V6 } else { Family::V4 };
                 if ev.kind & ipf_common::maps::event_kind::VIP_CONFLICT != 0 {
-                    tracing::warn!("VIP {} claimed by {}", ip_from_wire(ev.family, &ev.addr), crate::datapath::format_mac(&ev.mac));
+                    for r in running.iter().filter(|r| r.spec.vrid == ev.vrid && r.spec.family == family) {
+                        r.inst.effects().conflicts.claim(ip_from_wire(ev.family, &ev.addr), ev.mac);
+                    }
                     continue;
                 }
-                let family = if ev.family == FAMILY_V6 { Family::V6 } else { Family::V4 };
                 for r in running.iter_mut().filter(|r| r.spec.vrid == ev.vrid && r.spec.family == family) {
+                    r.inst.effects_mut().learn(ip_from_wire(ev.family, &ev.addr));
                     r.inst.handle(Input::Advert {
                         src: ip_from_wire(ev.family, &ev.addr),
                         priority: ev.priority,

@@ -123,6 +123,7 @@ impl InstancePlan {
                 master: None,
                 vips: vips.iter().map(ToString::to_string).collect(),
                 last_transition: 0.0,
+                conflicts: Vec::new(),
                 src: Some(src),
                 family_key: Some(spec.family),
             },

@@ -54,6 +54,11 @@ impl AddressManager {
         })
     }
 
+    /// The netlink handle, for other queries in the same namespace (neighbour lookups).
+    pub fn handle(&self) -> rtnetlink::Handle {
+        self.handle.clone()
+    }
+
     /// Adds `vip` to the interface; an identical address already there is success.
     pub async fn add(&self, ifindex: u32, vip: &Vip) -> Result<(), NetError> {
         self.add_with_lease(ifindex, vip, None).await
