@@ -3,7 +3,9 @@
 //! Rooms, from the top: `cli` (arguments) → `agent` (the run loop and its effects) → `config` (the
 //! typed configuration and its front ends), `vrrp` (the election), `datapath` (XDP or the raw-socket
 //! fallback), `network` (addresses, adverts, announcements), `checks`, `links`, `firewall`,
-//! `metrics`, `status`, `monitor`, `logging`. Imports only go down this list's arrows.
+//! `metrics`, `status`, `monitor`, `logging`; the agent's split-brain helpers `conflict` (probes and
+//! episodes), `lease` (VIP lifetimes) and `peers` (learned unicast peers) sit beside it. Imports only
+//! go down this list's arrows.
 pub mod agent;
 pub mod checks;
 pub mod cli;
