@@ -92,6 +92,21 @@ pub struct RunArgs {
     /// so elections go on when multicast stops getting through; `false` sends multicast only.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "IPF_LEARN_PEERS")]
     pub learn_peers: bool,
+    /// A DNS name resolving to every node that runs ipf (a DaemonSet's headless Service): multicast
+    /// instances also send each advert by unicast to its addresses, re-resolved in place.
+    #[arg(long, value_name = "NAME", env = "IPF_PEERS_DNS")]
+    pub peers_dns: Option<String>,
+    /// Seconds between lookups of `--peers-dns`.
+    #[arg(long, default_value_t = 30, value_name = "SECS", env = "IPF_PEERS_DNS_INTERVAL_SECS")]
+    pub peers_dns_interval_secs: u64,
+    /// The resolv.conf whose name servers answer `--peers-dns`.
+    #[arg(
+        long,
+        default_value = "/etc/resolv.conf",
+        value_name = "FILE",
+        env = "IPF_RESOLV_CONF"
+    )]
+    pub resolv_conf: std::path::PathBuf,
     /// Socket `ipf-agent status` reads; `off` disables it.
     #[arg(long, default_value = crate::status::DEFAULT_SOCKET, env = "IPF_STATUS_SOCKET")]
     pub status_socket: String,
@@ -129,7 +144,31 @@ impl RunArgs {
                     .map_err(|_| ConfigError::Flag(format!("--metrics-addr {a:?}: not an address:port (or off)")))?,
             ),
         };
+        let peers_dns = match self.peers_dns.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => {
+                if self.peers_dns_interval_secs == 0 {
+                    return Err(ConfigError::Flag(
+                        "--peers-dns-interval-secs 0 (IPF_PEERS_DNS_INTERVAL_SECS): must be at least 1".to_owned(),
+                    ));
+                }
+                if name.len() > 253
+                    || name.split('.').any(|l| l.is_empty() && name != ".")
+                    || name.contains(char::is_whitespace)
+                {
+                    return Err(ConfigError::Flag(format!(
+                        "--peers-dns {name:?} (IPF_PEERS_DNS): not a DNS name"
+                    )));
+                }
+                Some(crate::dns_peers::DnsPeersConfig {
+                    name: name.to_owned(),
+                    interval: std::time::Duration::from_secs(self.peers_dns_interval_secs),
+                    resolv_conf: self.resolv_conf.clone(),
+                })
+            }
+        };
         Ok(AgentConfig {
+            peers_dns,
             config,
             metrics_addr,
             status_socket: (!matches!(self.status_socket.as_str(), "off" | ""))

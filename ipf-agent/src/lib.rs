@@ -4,7 +4,7 @@
 //! typed configuration and its front ends), `vrrp` (the election), `datapath` (XDP or the raw-socket
 //! fallback), `network` (addresses, adverts, announcements), `checks`, `links`, `firewall`,
 //! `metrics`, `status`, `monitor`, `logging`; the agent's split-brain helpers `conflict` (probes and
-//! episodes), `lease` (VIP lifetimes) and `peers` (learned unicast peers) sit beside it. Imports only
+//! episodes), `lease` (VIP lifetimes), `peers` (learned unicast peers) and `dns_peers` (unicast peers from DNS) sit beside it. Imports only
 //! go down this list's arrows.
 pub mod agent;
 pub mod checks;
@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod conflict;
 pub mod datapath;
+pub mod dns_peers;
 pub mod firewall;
 pub mod lease;
 pub mod links;

@@ -34,6 +34,9 @@ pub struct InstanceStatus {
     /// Ongoing split-brain episodes: our VIPs another node claims while we are MASTER.
     #[serde(default)]
     pub conflicts: Vec<ConflictStatus>,
+    /// Unicast peers from DNS this instance also advertises to (`--peers-dns`).
+    #[serde(default)]
+    pub dns_peers: Vec<IpAddr>,
     #[serde(skip)]
     pub src: Option<IpAddr>,
     #[serde(skip)]

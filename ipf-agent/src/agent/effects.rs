@@ -45,6 +45,8 @@ pub(super) struct RealEffects {
     pub(super) renewal: Option<crate::lease::Renewal>,
     /// Peers learned from multicast adverts, advertised to by unicast as well (multicast instances).
     pub(super) learned: Option<crate::peers::Learned>,
+    /// Peers from DNS, advertised to by unicast as well (multicast instances).
+    pub(super) dns: Option<crate::dns_peers::InstancePeers>,
     pub(super) metrics: InstanceMetrics,
     pub(super) board: status::Board,
     pub(super) notify: Notify,
@@ -157,6 +159,23 @@ impl RealEffects {
         }
     }
 
+    /// The node's peer set from DNS changed: this instance's unicast destinations follow, in place.
+    pub(super) fn set_dns_peers(&mut self, set: &[std::net::IpAddr]) {
+        let Some(dns) = self.dns.as_mut() else { return };
+        let (added, removed) = dns.update(set, self.wire.src, &self.wire.dsts);
+        let list = |v: &[std::net::IpAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(
+                "({}) unicast peers from DNS: added [{}], removed [{}]",
+                self.name,
+                list(&added),
+                list(&removed)
+            );
+        }
+        let peers: Vec<std::net::IpAddr> = dns.addrs().collect();
+        self.with_status(|s| s.dns_peers = peers);
+    }
+
     /// Keeps the master the datapath hears, forgets peers long silent.
     pub(super) fn refresh_learned(&mut self) {
         let current = self.last_advert().filter(|a| a.age < a.adver_int * 3).map(|a| a.src);
@@ -176,8 +195,14 @@ impl Effects for RealEffects {
     fn send_advert(&mut self, priority: u8) {
         let mut buf = [0u8; 1100];
         let w = &self.wire;
-        let learned = self.learned.iter().flat_map(|l| l.addrs());
-        for dst in w.dsts.iter().copied().chain(learned) {
+        let dns = self.dns.iter().flat_map(|d| d.addrs());
+        // A learned peer also in DNS gets one copy.
+        let learned = self
+            .learned
+            .iter()
+            .flat_map(|l| l.addrs())
+            .filter(|a| !self.dns.as_ref().is_some_and(|d| d.addrs().any(|p| p == *a)));
+        for dst in w.dsts.iter().copied().chain(dns).chain(learned) {
             let dst = &dst;
             let fields = AdvertFields {
                 version: w.version,

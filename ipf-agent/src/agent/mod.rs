@@ -64,6 +64,8 @@ pub struct AgentConfig {
     pub vip_lease: crate::lease::VipLease,
     /// Multicast instances also advertise by unicast to the peers they heard (see `peers`).
     pub learn_peers: bool,
+    /// Multicast instances also advertise by unicast to the addresses of this name (see `dns_peers`).
+    pub peers_dns: Option<crate::dns_peers::DnsPeersConfig>,
 }
 
 /// Runs the agent until SIGTERM / SIGINT; SIGHUP reloads the configuration through `reload`. Must be
@@ -109,8 +111,24 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         inputs: inputs_tx,
         vip_lease: cfg.vip_lease,
         learn_peers: cfg.learn_peers,
+        dns_peers: Vec::new(),
         next_id: 0,
     };
+    // Lookups run beside the loop; only a changed set comes in.
+    let (dns_tx, mut dns_rx) = mpsc::unbounded_channel::<Vec<IpAddr>>();
+    let _dns_watch = cfg.peers_dns.clone().map(|c| {
+        tracing::info!(
+            "DNS peers: resolving {} every {:?} ({})",
+            c.name,
+            c.interval,
+            c.resolv_conf.display()
+        );
+        AbortOnDrop(tokio::task::spawn_local(crate::dns_peers::watch(
+            c,
+            node.addrs.clone(),
+            dns_tx,
+        )))
+    });
 
     // Sources first: an error here must leave the addresses untouched.
     let all: Vec<&InstanceSpec> = config.instances.iter().collect();
@@ -160,6 +178,12 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                 for r in &mut running {
                     r.inst.effects_mut().refresh_learned();
                 }
+            }
+            Some(set) = dns_rx.recv() => {
+                for r in &mut running {
+                    r.inst.effects_mut().set_dns_peers(&set);
+                }
+                node.dns_peers = set;
             }
             Some(ev) = check_rx.recv() => {
                 health.check_ok.insert(ev.name, ev.ok);
@@ -252,6 +276,15 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stops the task with the run loop (DNS lookups must not outlive the agent's stop).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Adds the firewall accept rule (the tools block: off the event loop).

@@ -54,6 +54,8 @@ pub(super) struct Node {
     pub(super) vip_lease: crate::lease::VipLease,
     /// Multicast instances also advertise by unicast to the peers they heard (see `peers`).
     pub(super) learn_peers: bool,
+    /// The latest peer set from DNS (see `dns_peers`), given to instances that start later.
+    pub(super) dns_peers: Vec<IpAddr>,
     pub(super) next_id: u64,
 }
 
@@ -133,6 +135,8 @@ impl Node {
         let vip_lease = self.vip_lease.for_interval(spec.adver_int);
         let learned = (spec.unicast_peers.is_empty() && self.learn_peers)
             .then(|| crate::peers::Learned::new(src, plan.wire.dsts.clone()));
+        // Configured unicast peers keep their keepalived meaning: those peers only.
+        let multicast = spec.unicast_peers.is_empty();
         let inputs = self.inputs.clone();
         let to_instance: Rc<dyn Fn(Input)> = Rc::new(move |input| {
             let _ = inputs.send((id, input));
@@ -150,12 +154,14 @@ impl Node {
             vip_lease,
             renewal: vip_lease.map(crate::lease::Renewal::new),
             learned,
+            dns: multicast.then(Default::default),
             metrics,
             board: self.board.clone(),
             notify: spec.notify.clone(),
             conflicts,
         };
         let mut inst = Instance::new(plan.engine, effects, on_timer);
+        inst.effects_mut().set_dns_peers(&self.dns_peers);
         tracing::info!(
             "({}) vrid {} on {} from {src}, priority {}",
             spec.name,

@@ -124,6 +124,7 @@ impl InstancePlan {
                 vips: vips.iter().map(ToString::to_string).collect(),
                 last_transition: 0.0,
                 conflicts: Vec::new(),
+                dns_peers: Vec::new(),
                 src: Some(src),
                 family_key: Some(spec.family),
             },

@@ -177,6 +177,26 @@ impl AddressManager {
             .collect())
     }
 
+    /// Every address on every interface of this node (DNS peers skip them).
+    pub async fn local_addresses(&self) -> Result<Vec<IpAddr>, NetError> {
+        let mut stream = pin!(self.handle.address().get().execute());
+        let mut out = Vec::new();
+        loop {
+            match stream.try_next().await {
+                Ok(Some(m)) => out.extend(address_of(&m)),
+                Ok(None) => return Ok(out),
+                Err(source) => {
+                    return Err(NetError::Netlink {
+                        op: "listing",
+                        ifindex: 0,
+                        target: "addresses".to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
     /// The address adverts of `family` are sent from: for IPv4 the first global address, for IPv6 the
     /// link-local one (RFC 5798 §5.1.2.1), never one of `exclude` (the VIPs). Addresses still in
     /// duplicate address detection are skipped (they cannot be bound yet), so `None` may only mean
