@@ -11,6 +11,10 @@
 //! - SIGKILL of a master at 1 s adverts: the VIP lease is gone before the backup takes over, so the
 //!   VIP is never on two nodes.
 //!
+//! - DNS peers: a real dnsmasq in its own namespace on the bridge answers a name for both nodes; with
+//!   multicast VRRP blocked and learning off they keep one master, and records removed and added
+//!   while running change the unicast destinations in place (no instance restart).
+//!
 //! Needs root (skipped with a message otherwise).
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -387,4 +391,128 @@ fn learned_peers_keep_one_master_when_multicast_is_blocked() {
     assert_eq!(metric(&lab.nodes[1], "ipf_vrrp_became_master_total"), Some(became));
     assert_eq!(metric(&lab.nodes[0], "ipf_vip_conflicts_total"), Some(0.0));
     assert!(holds(&lab.nodes[0]) && !holds(&lab.nodes[1]));
+}
+
+/// dnsmasq answering `ipf.test` from `hosts` (re-read on SIGHUP), in its own namespace at 192.0.2.53.
+fn dnsmasq(lab: &Lab, hosts: &Path) -> (Netns, Proc) {
+    let ns = Netns::new("ipf-dnd");
+    lab.switch.attach(&ns, "eth0", &["192.0.2.53/24"], "pd");
+    let mut cmd = ns.command("dnsmasq");
+    cmd.args([
+        "--keep-in-foreground",
+        "--log-facility=-",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--user=root",
+        "--pid-file=",
+        "--bind-interfaces",
+        "--listen-address=192.0.2.53",
+        "--local-ttl=0",
+    ]);
+    cmd.arg(format!("--addn-hosts={}", hosts.display()));
+    let p = Proc::spawn("dnsmasq", cmd);
+    (ns, p)
+}
+
+fn dns_peers(ns: &Netns, socket: &Path) -> Vec<String> {
+    status(ns, socket)["dns_peers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn dns_peers_keep_one_master_without_multicast_and_follow_record_changes_in_place() {
+    ipf_testbed::skip_unless_root!();
+    let lab = Lab::new("dn", 2);
+    let hosts = lab.dir.path().join("hosts");
+    let both = "192.0.2.1 ipf.test\n192.0.2.2 ipf.test\n";
+    std::fs::write(&hosts, both).unwrap();
+    let resolv = lab.dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 192.0.2.53\n").unwrap();
+    let (_dns_ns, dns) = dnsmasq(&lab, &hosts);
+    wait_for("dnsmasq to start", T, || {
+        dns.stderr_lines().iter().any(|l| l.contains("started")).then_some(())
+    });
+    // Multicast VRRP is blocked before the nodes start and nothing is learned: only DNS tells them
+    // about each other.
+    block_multicast_vrrp(&lab.switch);
+    let resolv_arg = resolv.to_str().unwrap();
+    let opts = [
+        "--learn-peers",
+        "false",
+        "--peers-dns",
+        "ipf.test",
+        "--peers-dns-interval-secs",
+        "1",
+        "--resolv-conf",
+        resolv_arg,
+    ];
+    let a = lab.start(0, 150, &opts);
+    let b = lab.start(1, 100, &opts);
+    wait_for("each node to take the other from DNS", T, || {
+        (count(&a, "(VI_1) unicast peers from DNS: added [192.0.2.2], removed []") == 1
+            && count(&b, "(VI_1) unicast peers from DNS: added [192.0.2.1], removed []") == 1)
+            .then_some(())
+    });
+    assert_eq!(
+        dns_peers(&lab.nodes[0], &lab.socket(0)),
+        ["192.0.2.2"],
+        "own address skipped"
+    );
+    wait_for("n0 master, n1 backup", T, || {
+        (lab.state(0) == "MASTER" && lab.state(1) == "BACKUP").then_some(())
+    });
+    // Twice Master_Down_Interval: n1 would have taken over without the unicast copies.
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        assert_eq!(
+            lab.state(1),
+            "BACKUP",
+            "n1 took over with multicast blocked and DNS peers"
+        );
+        assert_eq!(lab.state(0), "MASTER");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&lab.nodes[1], "ipf_vrrp_became_master_total"), Some(0.0));
+    assert_eq!(metric(&lab.nodes[0], "ipf_vip_conflicts_total"), Some(0.0));
+
+    // n1's record goes: n0 stops advertising to it, in place, and n1 takes over (the split that
+    // shows the destination really went).
+    std::fs::write(&hosts, "192.0.2.1 ipf.test\n").unwrap();
+    dns.signal(libc::SIGHUP);
+    wait_for("n0 to drop n1", T, || {
+        (count(&a, "(VI_1) unicast peers from DNS: added [], removed [192.0.2.2]") == 1).then_some(())
+    });
+    assert!(dns_peers(&lab.nodes[0], &lab.socket(0)).is_empty());
+    wait_for("n1 to take over without n0's adverts", T, || {
+        (lab.state(1) == "MASTER").then_some(())
+    });
+    // Back it comes: n0 advertises to n1 again and n1, hearing a higher priority, yields.
+    std::fs::write(&hosts, both).unwrap();
+    dns.signal(libc::SIGHUP);
+    wait_for("n0 to take n1 again", T, || {
+        (count(&a, "(VI_1) unicast peers from DNS: added [192.0.2.2], removed []") == 2).then_some(())
+    });
+    wait_for("n1 back to backup", T, || (lab.state(1) == "BACKUP").then_some(()));
+    assert_eq!(lab.state(0), "MASTER");
+    assert!(holds(&lab.nodes[0]) && !holds(&lab.nodes[1]));
+    // All in place: each instance started once, n0 never left MASTER.
+    assert_eq!(count(&a, "(VI_1) vrid 51 on eth0 from"), 1);
+    assert_eq!(count(&b, "(VI_1) vrid 51 on eth0 from"), 1);
+    assert_eq!(metric(&lab.nodes[0], "ipf_vrrp_became_master_total"), Some(1.0));
+
+    // The server goes away: one warning, and the last good set stays.
+    let mut dns = dns;
+    dns.signal(libc::SIGTERM);
+    dns.wait_exit(T);
+    wait_for("n0 to warn that lookups fail", T, || {
+        (count(&a, "DNS peers: ") > 0 && count(&a, "keeping the last good set (1 peers)") == 1).then_some(())
+    });
+    // Several more failed rounds at 1 s: still one line, still the peer.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(count(&a, "keeping the last good set"), 1, "{:?}", a.stderr_lines());
+    assert_eq!(dns_peers(&lab.nodes[0], &lab.socket(0)), ["192.0.2.2"]);
+    assert_eq!(lab.state(1), "BACKUP");
 }

@@ -34,6 +34,8 @@ const PACKAGES: &[&str] = &[
     // The firewall tests drive the same tools ipf-agent runs for OPENSHIFT_HA_*TABLES*.
     "iptables",
     "nftables",
+    // The DNS-peers test's name server (the binary only: no system service is started).
+    "dnsmasq-base",
 ];
 
 pub fn run() -> Result<()> {
