@@ -146,26 +146,10 @@ impl RunArgs {
         };
         let peers_dns = match self.peers_dns.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(name) => {
-                if self.peers_dns_interval_secs == 0 {
-                    return Err(ConfigError::Flag(
-                        "--peers-dns-interval-secs 0 (IPF_PEERS_DNS_INTERVAL_SECS): must be at least 1".to_owned(),
-                    ));
-                }
-                if name.len() > 253
-                    || name.split('.').any(|l| l.is_empty() && name != ".")
-                    || name.contains(char::is_whitespace)
-                {
-                    return Err(ConfigError::Flag(format!(
-                        "--peers-dns {name:?} (IPF_PEERS_DNS): not a DNS name"
-                    )));
-                }
-                Some(crate::dns_peers::DnsPeersConfig {
-                    name: name.to_owned(),
-                    interval: std::time::Duration::from_secs(self.peers_dns_interval_secs),
-                    resolv_conf: self.resolv_conf.clone(),
-                })
-            }
+            Some(name) => Some(
+                crate::dns_peers::DnsPeersConfig::new(name, self.peers_dns_interval_secs, self.resolv_conf.clone())
+                    .map_err(|e| ConfigError::Flag(e.to_string()))?,
+            ),
         };
         Ok(AgentConfig {
             peers_dns,

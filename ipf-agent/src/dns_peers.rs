@@ -31,6 +31,38 @@ pub struct DnsPeersConfig {
     pub resolv_conf: PathBuf,
 }
 
+impl DnsPeersConfig {
+    /// Checks the name and the interval (`--peers-dns`, `--peers-dns-interval-secs`).
+    pub fn new(name: &str, interval_secs: u64, resolv_conf: PathBuf) -> Result<Self, DnsConfigError> {
+        if interval_secs == 0 {
+            return Err(DnsConfigError::Interval);
+        }
+        hickory_resolver::proto::rr::Name::from_str_relaxed(name).map_err(|e| DnsConfigError::Name {
+            name: name.to_owned(),
+            message: e.to_string(),
+        })?;
+        if name.contains(char::is_whitespace) {
+            return Err(DnsConfigError::Name {
+                name: name.to_owned(),
+                message: "contains white space".to_owned(),
+            });
+        }
+        Ok(DnsPeersConfig {
+            name: name.to_owned(),
+            interval: Duration::from_secs(interval_secs),
+            resolv_conf,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DnsConfigError {
+    #[error("--peers-dns {name:?} (IPF_PEERS_DNS): not a DNS name: {message}")]
+    Name { name: String, message: String },
+    #[error("--peers-dns-interval-secs 0 (IPF_PEERS_DNS_INTERVAL_SECS): must be at least 1")]
+    Interval,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("reading {path}: {source}")]
@@ -187,6 +219,20 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("address")
+    }
+
+    #[test]
+    fn checks_the_name_and_interval() {
+        let conf = || PathBuf::from("/etc/resolv.conf");
+        assert!(DnsPeersConfig::new("ipf.openshift-ipf.svc.cluster.local.", 30, conf()).is_ok());
+        assert_eq!(
+            DnsPeersConfig::new("ipf.test", 0, conf()),
+            Err(DnsConfigError::Interval)
+        );
+        for bad in ["ipf..test", "ipf test", &"a".repeat(64)] {
+            let e = DnsPeersConfig::new(bad, 30, conf()).expect_err(bad);
+            assert!(e.to_string().contains("IPF_PEERS_DNS"), "{e}");
+        }
     }
 
     #[test]
