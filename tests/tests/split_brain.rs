@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, fetch_name, http_get, spawn_responder, wait_for};
+use ipf_testbed::{Dnsmasq, Netns, Proc, Switch, TempDir, addresses, fetch_name, http_get, spawn_responder, wait_for};
 use ipf_tests::agent_bin;
 use serde_json::Value;
 
@@ -393,28 +393,6 @@ fn learned_peers_keep_one_master_when_multicast_is_blocked() {
     assert!(holds(&lab.nodes[0]) && !holds(&lab.nodes[1]));
 }
 
-/// dnsmasq answering `ipf.test` from `hosts` (re-read on SIGHUP), in its own namespace at 192.0.2.53.
-fn dnsmasq(lab: &Lab, hosts: &Path) -> (Netns, Proc) {
-    let ns = Netns::new("ipf-dnd");
-    lab.switch.attach(&ns, "eth0", &["192.0.2.53/24"], "pd");
-    let mut cmd = ns.command("dnsmasq");
-    cmd.args([
-        "--keep-in-foreground",
-        "--log-facility=-",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--user=root",
-        "--pid-file=",
-        "--bind-interfaces",
-        "--listen-address=192.0.2.53",
-        "--local-ttl=0",
-    ]);
-    cmd.arg(format!("--addn-hosts={}", hosts.display()));
-    let p = Proc::spawn("dnsmasq", cmd);
-    (ns, p)
-}
-
 fn dns_peers(ns: &Netns, socket: &Path) -> Vec<String> {
     status(ns, socket)["dns_peers"]
         .as_array()
@@ -426,19 +404,12 @@ fn dns_peers(ns: &Netns, socket: &Path) -> Vec<String> {
 fn dns_peers_keep_one_master_without_multicast_and_follow_record_changes_in_place() {
     ipf_testbed::skip_unless_root!();
     let lab = Lab::new("dn", 2);
-    let hosts = lab.dir.path().join("hosts");
     let both = "192.0.2.1 ipf.test\n192.0.2.2 ipf.test\n";
-    std::fs::write(&hosts, both).unwrap();
-    let resolv = lab.dir.path().join("resolv.conf");
-    std::fs::write(&resolv, "nameserver 192.0.2.53\n").unwrap();
-    let (_dns_ns, dns) = dnsmasq(&lab, &hosts);
-    wait_for("dnsmasq to start", T, || {
-        dns.stderr_lines().iter().any(|l| l.contains("started")).then_some(())
-    });
+    let mut dns = Dnsmasq::start(&lab.switch, "192.0.2.53/24", "pd", both);
     // Multicast VRRP is blocked before the nodes start and nothing is learned: only DNS tells them
     // about each other.
     block_multicast_vrrp(&lab.switch);
-    let resolv_arg = resolv.to_str().unwrap();
+    let resolv_arg = dns.resolv_conf.to_str().unwrap();
     let opts = [
         "--learn-peers",
         "false",
@@ -480,8 +451,7 @@ fn dns_peers_keep_one_master_without_multicast_and_follow_record_changes_in_plac
 
     // n1's record goes: n0 stops advertising to it, in place, and n1 takes over (the split that
     // shows the destination really went).
-    std::fs::write(&hosts, "192.0.2.1 ipf.test\n").unwrap();
-    dns.signal(libc::SIGHUP);
+    dns.set_hosts("192.0.2.1 ipf.test\n");
     wait_for("n0 to drop n1", T, || {
         (count(&a, "(VI_1) unicast peers from DNS: added [], removed [192.0.2.2]") == 1).then_some(())
     });
@@ -490,8 +460,7 @@ fn dns_peers_keep_one_master_without_multicast_and_follow_record_changes_in_plac
         (lab.state(1) == "MASTER").then_some(())
     });
     // Back it comes: n0 advertises to n1 again and n1, hearing a higher priority, yields.
-    std::fs::write(&hosts, both).unwrap();
-    dns.signal(libc::SIGHUP);
+    dns.set_hosts(both);
     wait_for("n0 to take n1 again", T, || {
         (count(&a, "(VI_1) unicast peers from DNS: added [192.0.2.2], removed []") == 2).then_some(())
     });
@@ -504,9 +473,7 @@ fn dns_peers_keep_one_master_without_multicast_and_follow_record_changes_in_plac
     assert_eq!(metric(&lab.nodes[0], "ipf_vrrp_became_master_total"), Some(1.0));
 
     // The server goes away: one warning, and the last good set stays.
-    let mut dns = dns;
-    dns.signal(libc::SIGTERM);
-    dns.wait_exit(T);
+    dns.stop();
     wait_for("n0 to warn that lookups fail", T, || {
         (count(&a, "DNS peers: ") > 0 && count(&a, "keeping the last good set (1 peers)") == 1).then_some(())
     });

@@ -6,7 +6,7 @@
 //! keepalived in the same
 //! topology, the latter only (it has no detection). Then, with multicast VRRP dropped but unicast
 //! passing, how many trials end in a split with ipf's unicast peers (learned from adverts, or
-//! configured) against multicast only. Figures only; no pass/fail. `IPF_BENCH_TRIALS` (default 5).
+//! configured, or from DNS answered by a dnsmasq on the bridge) against multicast only. Figures only; no pass/fail. `IPF_BENCH_TRIALS` (default 5).
 #![allow(clippy::unwrap_used, reason = "benchmark binary")]
 
 use std::{
@@ -16,8 +16,8 @@ use std::{
 };
 
 use ipf_testbed::{
-    Keepalived, Netns, Proc, Switch, TempDir, fetch_name, keepalived_conf, keepalived_instance, spawn_responder,
-    wait_for,
+    Dnsmasq, Keepalived, Netns, Proc, Switch, TempDir, fetch_name, keepalived_conf, keepalived_instance,
+    spawn_responder, wait_for,
 };
 use serde_json::Value;
 
@@ -70,6 +70,8 @@ enum Peers {
     MulticastOnly,
     Learned,
     Configured,
+    /// From DNS (dnsmasq on the bridge), learning off.
+    Dns,
 }
 
 struct Lab {
@@ -79,6 +81,7 @@ struct Lab {
     _http: Vec<Proc>,
     dir: TempDir,
     bin: PathBuf,
+    dns: Dnsmasq,
 }
 
 impl Lab {
@@ -95,6 +98,12 @@ impl Lab {
         let nodes = [mk(0, &mut http), mk(1, &mut http)];
         let client = Netns::new("ipf-bsbc");
         switch.attach(&client, "eth0", &["192.0.2.10/24"], "pc");
+        let dns = Dnsmasq::start(
+            &switch,
+            "192.0.2.53/24",
+            "pd",
+            "192.0.2.1 ipf.test\n192.0.2.2 ipf.test\n",
+        );
         Lab {
             switch,
             nodes,
@@ -102,6 +111,7 @@ impl Lab {
             _http: http,
             dir: TempDir::new("ipf-bsb"),
             bin: ipf_tests::agent_bin(),
+            dns,
         }
     }
 
@@ -119,8 +129,22 @@ impl Lab {
         cmd.args(["run", "-i", "eth0", "--status-socket"])
             .arg(self.socket(i))
             .args(["--instance", &inst, "--learn-peers"])
-            .arg(if peers == Peers::MulticastOnly { "false" } else { "true" })
+            .arg(if matches!(peers, Peers::MulticastOnly | Peers::Dns) {
+                "false"
+            } else {
+                "true"
+            })
             .env("RUST_LOG", "warn");
+        if peers == Peers::Dns {
+            cmd.args([
+                "--peers-dns",
+                "ipf.test",
+                "--peers-dns-interval-secs",
+                "1",
+                "--resolv-conf",
+            ])
+            .arg(&self.dns.resolv_conf);
+        }
         Proc::spawn("ipf-agent", cmd)
     }
 
@@ -285,6 +309,7 @@ fn main() {
         ("ipf, multicast only", Peers::MulticastOnly),
         ("ipf, unicast peers learned from adverts", Peers::Learned),
         ("ipf, unicast peers configured", Peers::Configured),
+        ("ipf, unicast peers from DNS (learning off)", Peers::Dns),
     ] {
         let splits = (0..trials).filter(|_| multicast_blocked_trial(&lab, peers)).count();
         println!("  {name:<56} {splits} of {trials}");
