@@ -1,8 +1,6 @@
 //! The command line: subcommands and their arguments (clap). What the arguments mean for the
 //! configuration is `config::source`'s business; this only carries them there.
 
-use std::time::Duration;
-
 use clap::{Parser, Subcommand};
 
 use crate::{
@@ -88,10 +86,30 @@ pub struct RunArgs {
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "auto", env = "IPF_XDP_MODE")]
     pub xdp_mode: XdpModeArg,
-    /// Lifetime of a VIP on the interface in seconds, renewed by the Master every quarter of it; a
-    /// killed agent's VIPs vanish after at most this long. 0: permanent addresses (keepalived's way).
-    #[arg(long, default_value_t = 4, env = "IPF_VIP_LEASE_SECS")]
-    pub vip_lease_secs: u64,
+    /// Lifetime of a VIP on the interface in seconds, renewed by the Master with its adverts; a
+    /// killed agent's VIPs vanish after at most this long. `auto`: the longest that ends before a
+    /// Backup can take over (2 s at 1 s adverts); 0: permanent addresses (keepalived's way).
+    #[arg(long = "vip-lease-secs", default_value = "auto", env = "IPF_VIP_LEASE_SECS")]
+    pub vip_lease: crate::lease::VipLease,
+    /// Multicast instances also send each advert by unicast to the peers they have heard advertise,
+    /// so elections go on when multicast stops getting through; `false` sends multicast only.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "IPF_LEARN_PEERS")]
+    pub learn_peers: bool,
+    /// A DNS name resolving to every node that runs ipf (a DaemonSet's headless Service): multicast
+    /// instances also send each advert by unicast to its addresses, re-resolved in place.
+    #[arg(long, value_name = "NAME", env = "IPF_PEERS_DNS")]
+    pub peers_dns: Option<String>,
+    /// Seconds between lookups of `--peers-dns`.
+    #[arg(long, default_value_t = 30, value_name = "SECS", env = "IPF_PEERS_DNS_INTERVAL_SECS")]
+    pub peers_dns_interval_secs: u64,
+    /// The resolv.conf whose name servers answer `--peers-dns`.
+    #[arg(
+        long,
+        default_value = "/etc/resolv.conf",
+        value_name = "FILE",
+        env = "IPF_RESOLV_CONF"
+    )]
+    pub resolv_conf: std::path::PathBuf,
     /// Socket `ipf-agent status` reads; `off` disables it.
     #[arg(long, default_value = crate::status::DEFAULT_SOCKET, env = "IPF_STATUS_SOCKET")]
     pub status_socket: String,
@@ -129,13 +147,22 @@ impl RunArgs {
                     .map_err(|_| ConfigError::Flag(format!("--metrics-addr {a:?}: not an address:port (or off)")))?,
             ),
         };
+        let peers_dns = match self.peers_dns.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => Some(
+                crate::dns_peers::DnsPeersConfig::new(name, self.peers_dns_interval_secs, self.resolv_conf.clone())
+                    .map_err(|e| ConfigError::Flag(e.to_string()))?,
+            ),
+        };
         Ok(AgentConfig {
+            peers_dns,
             config,
             metrics_addr,
             status_socket: (!matches!(self.status_socket.as_str(), "off" | ""))
                 .then(|| self.status_socket.clone().into()),
             xdp_mode: self.xdp_mode,
-            vip_lease: (self.vip_lease_secs > 0).then(|| Duration::from_secs(self.vip_lease_secs)),
+            vip_lease: self.vip_lease,
+            learn_peers: self.learn_peers,
         })
     }
 }

@@ -51,6 +51,8 @@ pub struct Metrics {
     ringbuf_full: IntCounterVec,
     datapath_events: IntCounterVec,
     vip_conflicts: IntCounterVec,
+    pub vip_conflict: IntGaugeVec,
+    pub vip_conflict_episodes: IntCounterVec,
     datapath_mode: IntGaugeVec,
     /// Instances whose received-advert counters come from the datapath: (labels, family, vrid).
     instances: Mutex<Vec<([String; 3], Family, u8)>>,
@@ -205,8 +207,20 @@ impl Metrics {
             vip_conflicts: counter_vec(
                 &r,
                 "ipf_vip_conflicts_total",
-                "ARP/NA claims of our VIPs by other MACs (rate-limited).",
+                "ARP/NA claims of our VIPs by other MACs while MASTER (rate-limited).",
                 &["interface"],
+            )?,
+            vip_conflict: gauge_vec(
+                &r,
+                "ipf_vip_conflict",
+                "VIPs of the instance another node claims right now while it is MASTER (split brain).",
+                l,
+            )?,
+            vip_conflict_episodes: counter_vec(
+                &r,
+                "ipf_vip_conflict_episodes_total",
+                "Split-brain episodes: a VIP claimed by another node while MASTER.",
+                l,
             )?,
             datapath_mode: gauge_vec(
                 &r,
@@ -247,7 +261,12 @@ impl Metrics {
     pub fn remove_instance(&self, labels: &[String; 3]) {
         lock(&self.instances).retain(|(l, _, _)| l != labels);
         let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
-        for v in [&self.state, &self.priority, &self.configured_priority] {
+        for v in [
+            &self.state,
+            &self.priority,
+            &self.configured_priority,
+            &self.vip_conflict,
+        ] {
             let _ = v.remove_label_values(&l);
         }
         for v in [
@@ -259,6 +278,7 @@ impl Metrics {
             &self.notify_failures,
             &self.adverts_received,
             &self.priority_zero_received,
+            &self.vip_conflict_episodes,
         ] {
             let _ = v.remove_label_values(&l);
         }

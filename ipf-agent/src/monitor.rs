@@ -111,7 +111,8 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
             .with_context(|| format!("configuring VRID {}", spec.vrid))?;
     }
     for vip in &args.vips {
-        dp.add_vip(vip).with_context(|| format!("registering VIP {vip}"))?;
+        // VRID 0 is never configured: the monitor has no role, every foreign claim is reported.
+        dp.add_vip(vip, 0).with_context(|| format!("registering VIP {vip}"))?;
     }
     print_line(
         args.json,

@@ -31,10 +31,30 @@ pub struct InstanceStatus {
     pub vips: Vec<String>,
     /// Unix time of the last state change.
     pub last_transition: f64,
+    /// Ongoing split-brain episodes: our VIPs another node claims while we are MASTER.
+    #[serde(default)]
+    pub conflicts: Vec<ConflictStatus>,
+    /// Unicast peers from DNS this instance also advertises to (`--peers-dns`).
+    #[serde(default)]
+    pub dns_peers: Vec<IpAddr>,
     #[serde(skip)]
     pub src: Option<IpAddr>,
     #[serde(skip)]
     pub family_key: Option<Family>,
+}
+
+/// One VIP another node claims while this instance is MASTER.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConflictStatus {
+    pub vip: IpAddr,
+    /// The other node's MAC address.
+    pub other_mac: String,
+    /// Its IP address, when the neighbour table knows it.
+    pub other_ip: Option<IpAddr>,
+    /// Unix time the episode started.
+    pub since: f64,
+    /// Claims seen (rate-limited by the datapath).
+    pub claims: u64,
 }
 
 /// What the effects keep current and the status server reads.
@@ -151,6 +171,16 @@ pub async fn run(args: StatusArgs) -> Result<()> {
                 since,
                 s.vips.join(" ")
             );
+            for c in &s.conflicts {
+                println!(
+                    "  SPLIT BRAIN: {} also claimed by {}{} since {} ({} claims)",
+                    c.vip,
+                    c.other_mac,
+                    c.other_ip.map_or_else(String::new, |ip| format!(" ({ip})")),
+                    self::since(c.since),
+                    c.claims
+                );
+            }
         }
     }
     Ok(())

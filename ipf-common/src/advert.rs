@@ -5,7 +5,7 @@
 
 use crate::{
     frame::Claim,
-    maps::{DatapathEvent, VridConfig, VridState, event_kind, vrid_flags},
+    maps::{DatapathEvent, IfaceConfig, VipState, VridConfig, VridState, event_kind, vrid_flags},
     vrrp::{Advert, IpMeta},
 };
 
@@ -15,9 +15,17 @@ pub const SILENCE_INTERVALS: u64 = 3;
 
 const NS_PER_CS: u64 = 10_000_000;
 
-/// Updates `state` with a valid advert seen at `now_ns` and returns the event bits it causes.
+/// Updates `state` with a valid advert from `src_mac` seen at `now_ns` and returns the event bits it
+/// causes.
 #[inline(always)]
-pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv: &Advert, now_ns: u64) -> u32 {
+pub fn observe_advert(
+    state: &mut VridState,
+    cfg: &VridConfig,
+    ip: &IpMeta,
+    adv: &Advert,
+    src_mac: &[u8; 6],
+    now_ns: u64,
+) -> u32 {
     let mut kind = 0;
     let first = state.last_seen_ns == 0;
     if first || state.master_addr != ip.src {
@@ -36,10 +44,7 @@ pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv:
     }
     // RFC 5798 §6.4.3: a Master receiving a higher priority, or an equal priority from a higher
     // primary address, must become Backup. Reported on every such advert until userspace clears MASTER.
-    if cfg.has(vrid_flags::MASTER)
-        && adv.priority != 0
-        && (adv.priority > cfg.priority || (adv.priority == cfg.priority && ip.src > cfg.primary_addr))
-    {
+    if cfg.has(vrid_flags::MASTER) && advert_wins(cfg, adv.priority, &ip.src) {
         kind |= event_kind::PREEMPTED;
     }
     state.last_seen_ns = now_ns;
@@ -48,6 +53,7 @@ pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv:
         state.priority_zero_rx += 1;
     }
     state.master_addr = ip.src;
+    state.master_mac = *src_mac;
     state.master_priority = adv.priority;
     state.adver_int_cs = adv.adver_int_cs;
     state.version = adv.version;
@@ -58,21 +64,50 @@ pub fn observe_advert(state: &mut VridState, cfg: &VridConfig, ip: &IpMeta, adv:
     kind
 }
 
-/// Decides whether a claim of one of our VIPs by `mac` is reported now, updating the rate limit.
-/// Returns true when an event is due.
+/// Whether an advert of `priority` from `src` wins the election against us (RFC 5798 §6.4.3: higher
+/// priority, or equal priority from a higher primary address). Priority 0 never wins.
+#[inline(always)]
+pub fn advert_wins(cfg: &VridConfig, priority: u8, src: &[u8; 16]) -> bool {
+    priority != 0 && (priority > cfg.priority || (priority == cfg.priority && *src > cfg.primary_addr))
+}
+
+/// Decides whether a claim of one of our VIPs by `mac` is a conflict, and whether it is reported now
+/// (rate limit). `cfg` and `state` are those of the VRID owning the VIP ([`VipState::vrid`]).
+///
+/// Only a Master has a VIP to defend: a Backup (or Fault, Init) sees the master's announcements, the
+/// new master's second burst included, and counts nothing. A Master counts nothing from its own MACs,
+/// nor from the MAC whose advert preempts it (a legitimate new master announcing itself before this
+/// node has handled the preemption). Everything else is counted; true when an event is due. A VIP of
+/// no configured VRID (`ipf-agent monitor --vip`, VRID 0) has no role: every foreign claim counts.
 #[inline(always)]
 pub fn conflict_due(
-    vip: &mut crate::maps::VipState,
-    iface: &crate::maps::IfaceConfig,
+    vip: &mut VipState,
+    iface: &IfaceConfig,
+    cfg: &VridConfig,
+    state: &VridState,
     mac: &[u8; 6],
     now_ns: u64,
 ) -> bool {
+    if cfg.has(vrid_flags::CONFIGURED) && !cfg.has(vrid_flags::MASTER) {
+        return false;
+    }
     let mut i = 0;
     while i < iface.own_mac_count as usize && i < iface.own_macs.len() {
         if iface.own_macs[i] == *mac {
             return false;
         }
         i += 1;
+    }
+    // A live winner advertises every interval; two allow for one lost advert. A Backup takes over
+    // only after more than three intervals of silence, so the master it no longer hears is never
+    // excused when it then claims the VIPs.
+    let fresh_ns = 2 * state.adver_int_cs as u64 * NS_PER_CS;
+    if state.last_seen_ns != 0
+        && state.master_mac == *mac
+        && now_ns.saturating_sub(state.last_seen_ns) <= fresh_ns
+        && advert_wins(cfg, state.master_priority, &state.master_addr)
+    {
+        return false;
     }
     vip.conflicts += 1;
     if vip.last_conflict_ns != 0 && now_ns.saturating_sub(vip.last_conflict_ns) < iface.conflict_interval_ns {
@@ -106,11 +141,12 @@ impl DatapathEvent {
 
     /// The event for a foreign claim of one of our VIPs.
     #[inline(always)]
-    pub fn conflict(claim: &Claim, now_ns: u64) -> Self {
+    pub fn conflict(claim: &Claim, vrid: u8, now_ns: u64) -> Self {
         DatapathEvent {
             timestamp_ns: now_ns,
             kind: event_kind::VIP_CONFLICT,
             family: claim.family,
+            vrid,
             addr: claim.addr,
             mac: claim.mac,
             ..DatapathEvent::default()
@@ -151,7 +187,7 @@ mod tests {
         let cfg = VridConfig::default();
         let mut events = 0;
         for i in 1..=10_000u64 {
-            if observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), i * 1_000_000_000) != 0 {
+            if observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), &MAC, i * 1_000_000_000) != 0 {
                 events += 1;
             }
         }
@@ -166,24 +202,24 @@ mod tests {
         let cfg = VridConfig::default();
         let t = |n: u64| n * 1_000_000_000;
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), t(1)),
+            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), &MAC, t(1)),
             event_kind::NEW_MASTER
         );
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(2)),
+            observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), &MAC, t(2)),
             event_kind::PRIORITY_CHANGE
         );
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), t(3)), 0);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(90, 100), &MAC, t(3)), 0);
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(1), &adv(90, 50), t(4)),
+            observe_advert(&mut st, &cfg, &ip(1), &adv(90, 50), &MAC, t(4)),
             event_kind::INTERVAL_CHANGE
         );
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(2), &adv(90, 50), t(5)),
+            observe_advert(&mut st, &cfg, &ip(2), &adv(90, 50), &MAC, t(5)),
             event_kind::NEW_MASTER
         );
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(2), &adv(0, 50), t(6)),
+            observe_advert(&mut st, &cfg, &ip(2), &adv(0, 50), &MAC, t(6)),
             event_kind::PRIORITY_CHANGE
         );
         assert_eq!(st.priority_zero_rx, 1);
@@ -193,13 +229,13 @@ mod tests {
     fn silence_longer_than_three_intervals_is_reported() {
         let mut st = VridState::default();
         let cfg = VridConfig::default();
-        observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 1);
+        observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), &MAC, 1);
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 1 + 3_000_000_000),
+            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), &MAC, 1 + 3_000_000_000),
             0
         );
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 2 + 6_000_000_001),
+            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), &MAC, 2 + 6_000_000_001),
             event_kind::AFTER_SILENCE
         );
     }
@@ -213,43 +249,106 @@ mod tests {
             ..Default::default()
         };
         cfg.primary_addr[..4].copy_from_slice(&[192, 0, 2, 5]);
-        observe_advert(&mut st, &cfg, &ip(1), &adv(50, 100), 1);
+        observe_advert(&mut st, &cfg, &ip(1), &adv(50, 100), &MAC, 1);
         // Lower priority: no preemption, no new event.
-        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(50, 100), 2), 0);
+        assert_eq!(observe_advert(&mut st, &cfg, &ip(1), &adv(50, 100), &MAC, 2), 0);
         // Equal priority, lower address: we win.
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), 3),
+            observe_advert(&mut st, &cfg, &ip(1), &adv(100, 100), &MAC, 3),
             event_kind::PRIORITY_CHANGE
         );
         // Equal priority, higher address: we lose, on every advert.
         assert_ne!(
-            observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), 4) & event_kind::PREEMPTED,
+            observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), &MAC, 4) & event_kind::PREEMPTED,
             0
         );
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), 5),
+            observe_advert(&mut st, &cfg, &ip(9), &adv(100, 100), &MAC, 5),
             event_kind::PREEMPTED
         );
         // Priority 0 never preempts.
         assert_eq!(
-            observe_advert(&mut st, &cfg, &ip(9), &adv(0, 100), 6),
+            observe_advert(&mut st, &cfg, &ip(9), &adv(0, 100), &MAC, 6),
             event_kind::PRIORITY_CHANGE
         );
     }
 
-    #[test]
-    fn conflicts_are_rate_limited_and_own_macs_ignored() {
-        let mut vip = crate::maps::VipState::default();
-        let iface = crate::maps::IfaceConfig {
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+    fn iface() -> IfaceConfig {
+        IfaceConfig {
             conflict_interval_ns: 1_000,
             own_macs: [[2, 0, 0, 0, 0, 1], [0; 6], [0; 6], [0; 6]],
             own_mac_count: 1,
             _pad: [0; 7],
+        }
+    }
+
+    fn master(priority: u8) -> VridConfig {
+        let mut cfg = VridConfig {
+            flags: vrid_flags::CONFIGURED | vrid_flags::MASTER,
+            priority,
+            ..Default::default()
         };
-        assert!(!conflict_due(&mut vip, &iface, &[2, 0, 0, 0, 0, 1], 10));
-        assert!(conflict_due(&mut vip, &iface, &[2, 0, 0, 0, 0, 2], 10));
-        assert!(!conflict_due(&mut vip, &iface, &[2, 0, 0, 0, 0, 2], 500));
-        assert!(conflict_due(&mut vip, &iface, &[2, 0, 0, 0, 0, 2], 1_010));
+        cfg.primary_addr[..4].copy_from_slice(&[192, 0, 2, 5]);
+        cfg
+    }
+
+    #[test]
+    fn conflicts_are_rate_limited_and_own_macs_ignored() {
+        let mut vip = VipState::owned_by(7);
+        let (cfg, st) = (master(100), VridState::default());
+        assert!(!conflict_due(&mut vip, &iface(), &cfg, &st, &[2, 0, 0, 0, 0, 1], 10));
+        assert!(conflict_due(&mut vip, &iface(), &cfg, &st, &[2, 0, 0, 0, 0, 2], 10));
+        assert!(!conflict_due(&mut vip, &iface(), &cfg, &st, &[2, 0, 0, 0, 0, 2], 500));
+        assert!(conflict_due(&mut vip, &iface(), &cfg, &st, &[2, 0, 0, 0, 0, 2], 1_010));
         assert_eq!(vip.conflicts, 3);
+    }
+
+    #[test]
+    fn a_backup_never_counts_a_conflict() {
+        let mut vip = VipState::owned_by(7);
+        let cfg = VridConfig {
+            flags: vrid_flags::CONFIGURED,
+            priority: 100,
+            ..Default::default()
+        };
+        for t in [10, 5_000, 10_000_000_000] {
+            assert!(!conflict_due(&mut vip, &iface(), &cfg, &VridState::default(), &MAC, t));
+        }
+        assert_eq!(vip.conflicts, 0);
+    }
+
+    #[test]
+    fn a_master_does_not_count_the_master_that_preempts_it() {
+        let t = |ms: u64| ms * 1_000_000;
+        let cfg = master(100);
+        let mut st = VridState::default();
+        // The new master's advert arrives first (PREEMPTED), then its gratuitous ARP, before userspace
+        // has cleared MASTER.
+        let kind = observe_advert(&mut st, &cfg, &ip(9), &adv(150, 100), &MAC, t(1));
+        assert_ne!(kind & event_kind::PREEMPTED, 0);
+        let mut vip = VipState::owned_by(7);
+        assert!(!conflict_due(&mut vip, &iface(), &cfg, &st, &MAC, t(2)));
+        // Another MAC claiming the VIP is a conflict all the same.
+        assert!(conflict_due(&mut vip, &iface(), &cfg, &st, &[2, 0, 0, 0, 0, 3], t(3)));
+        assert_eq!(vip.conflicts, 1);
+    }
+
+    #[test]
+    fn a_master_counts_a_lower_or_silent_master() {
+        let t = |ms: u64| ms * 1_000_000;
+        let cfg = master(100);
+        let mut st = VridState::default();
+        // A lower-priority master heard on the VRRP path: its claims are a split brain.
+        observe_advert(&mut st, &cfg, &ip(9), &adv(50, 100), &MAC, t(1));
+        let mut vip = VipState::owned_by(7);
+        assert!(conflict_due(&mut vip, &iface(), &cfg, &st, &MAC, t(2)));
+        // A winner not heard for two intervals is no excuse either: the Backup that took over after
+        // Master_Down_Interval (more than three) counts the master it no longer hears.
+        observe_advert(&mut st, &cfg, &ip(9), &adv(150, 100), &MAC, t(3));
+        assert!(!conflict_due(&mut vip, &iface(), &cfg, &st, &MAC, t(3 + 1_999)));
+        assert!(conflict_due(&mut vip, &iface(), &cfg, &st, &MAC, t(3 + 3_001)));
+        assert_eq!(vip.conflicts, 2);
     }
 }

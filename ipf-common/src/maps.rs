@@ -104,9 +104,12 @@ pub struct VridState {
     /// Advertised interval in centiseconds.
     pub adver_int_cs: u16,
     pub addr_count: u8,
-    pub _pad: [u8; 3],
+    /// Source MAC of the last advert: a claim of our VIPs from it is the master we heard, not a
+    /// conflict, while its advert is recent and wins against us.
+    pub master_mac: [u8; 6],
+    pub _pad: [u8; 5],
 }
-const _: () = assert!(size_of::<VridState>() == 56);
+const _: () = assert!(size_of::<VridState>() == 64);
 
 /// Interface-wide settings (`IFACE_CONFIG` array, one entry).
 #[repr(C)]
@@ -142,6 +145,23 @@ pub struct VipState {
     pub last_conflict_ns: u64,
     /// Conflicting claims seen (events or not).
     pub conflicts: u64,
+    /// The VRID whose instance owns the VIP (same family as the key): its role and the master it
+    /// heard decide whether a claim is a conflict.
+    pub vrid: u8,
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(size_of::<VipState>() == 24);
+
+impl VipState {
+    /// A VIP owned by `vrid`'s instance, no conflict seen yet.
+    pub const fn owned_by(vrid: u8) -> Self {
+        VipState {
+            last_conflict_ns: 0,
+            conflicts: 0,
+            vrid,
+            _pad: [0; 7],
+        }
+    }
 }
 
 /// Key of the `PEERS` map: unicast peers allowed to advertise a VRID.
@@ -168,7 +188,8 @@ pub mod event_kind {
     pub const AFTER_SILENCE: u32 = 1 << 3;
     /// We are Master and the advert's sender wins the election (RFC 5798 §6.4.3).
     pub const PREEMPTED: u32 = 1 << 4;
-    /// An ARP/NA claims one of our VIPs from a MAC that is not ours.
+    /// While we are Master, an ARP/NA claims one of our VIPs from a MAC that is neither ours nor that
+    /// of a master whose advert wins against us (see `advert::conflict_due`).
     pub const VIP_CONFLICT: u32 = 1 << 5;
 }
 pub use event_kind as EventKind;
@@ -246,7 +267,7 @@ counters! {
     ArpRx = "arp_rx",
     /// ICMPv6 neighbour advertisements inspected.
     NaRx = "na_rx",
-    /// ARP/NA claims of one of our VIPs from a foreign MAC.
+    /// ARP/NA claims of one of our VIPs from a foreign MAC while Master (see `advert::conflict_due`).
     VipConflicts = "vip_conflicts",
     /// Events sent to userspace.
     EventsSent = "events_sent",

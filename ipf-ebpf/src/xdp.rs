@@ -218,7 +218,7 @@ fn on_vrrp(ctx: &XdpContext, ip: &IpMeta, offset: usize, src_mac: &[u8; 6]) -> R
     let state = unsafe { &mut *state };
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    let kind = observe_advert(state, cfg, ip, &advert, now);
+    let kind = observe_advert(state, cfg, ip, &advert, src_mac, now);
     if kind != 0 {
         emit(&DatapathEvent::advert(kind, ip, &advert, *src_mac, now));
     }
@@ -238,11 +238,14 @@ fn on_claim(_ctx: &XdpContext, claim: &ipf_common::frame::Claim) -> Result<(), E
     let iface = IFACE_CONFIG.get(0).ok_or(Error::MapLookup)?;
     // SAFETY: pointer to a hash map value, valid for this RCU read section.
     let vip = unsafe { &mut *vip };
+    let slot = vrid_slot(claim.family, vip.vrid);
+    let cfg = VRID_CONFIG.get(slot).ok_or(Error::MapLookup)?;
+    let state = VRID_STATE.get(slot).ok_or(Error::MapLookup)?;
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    if conflict_due(vip, iface, &claim.mac, now) {
+    if conflict_due(vip, iface, cfg, state, &claim.mac, now) {
         count(Counter::VipConflicts);
-        emit(&DatapathEvent::conflict(claim, now));
+        emit(&DatapathEvent::conflict(claim, vip.vrid, now));
     }
     Ok(())
 }

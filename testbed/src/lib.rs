@@ -356,6 +356,65 @@ pub fn spawn_monitor(ns: &Netns, agent: &Path, args: &[&str]) -> Proc {
     Proc::spawn("ipf-agent", cmd)
 }
 
+/// A dnsmasq from Debian's package in its own namespace on a switch, answering from a hosts file it
+/// re-reads on SIGHUP (records changed while it runs). Nothing else: no upstream, no /etc/hosts.
+pub struct Dnsmasq {
+    pub proc: Proc,
+    pub ns: Netns,
+    /// A `resolv.conf` naming it, for the resolver under test (the host's stays untouched).
+    pub resolv_conf: PathBuf,
+    dir: TempDir,
+}
+
+impl Dnsmasq {
+    /// Starts it at `addr` (a `/prefix` address; the bridge side is `port`) with `hosts`
+    /// (`/etc/hosts` lines), and waits until it has started.
+    pub fn start(switch: &Switch, addr: &str, port: &str, hosts: &str) -> Self {
+        let ns = Netns::new("ipf-dns");
+        switch.attach(&ns, "eth0", &[addr], port);
+        let ip = addr.split('/').next().unwrap_or(addr);
+        let dir = TempDir::new("ipf-dns");
+        std::fs::write(dir.path().join("hosts"), hosts).unwrap();
+        let resolv_conf = dir.path().join("resolv.conf");
+        std::fs::write(&resolv_conf, format!("nameserver {ip}\n")).unwrap();
+        let mut cmd = ns.command("dnsmasq");
+        cmd.args([
+            "--keep-in-foreground",
+            "--log-facility=-",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+            "--pid-file=",
+            "--bind-interfaces",
+            "--local-ttl=0",
+        ])
+        .arg(format!("--listen-address={ip}"))
+        .arg(format!("--addn-hosts={}", dir.path().join("hosts").display()));
+        let proc = Proc::spawn("dnsmasq", cmd);
+        wait_for("dnsmasq to start", Duration::from_secs(10), || {
+            proc.stderr_lines().iter().any(|l| l.contains("started")).then_some(())
+        });
+        Dnsmasq {
+            proc,
+            ns,
+            resolv_conf,
+            dir,
+        }
+    }
+
+    /// Replaces the records and makes dnsmasq re-read them (SIGHUP).
+    pub fn set_hosts(&self, hosts: &str) {
+        std::fs::write(self.dir.path().join("hosts"), hosts).unwrap();
+        self.proc.signal(libc::SIGHUP);
+    }
+
+    pub fn stop(&mut self) {
+        self.proc.signal(libc::SIGTERM);
+        self.proc.wait_exit(Duration::from_secs(10));
+    }
+}
+
 /// A bridge in its own namespace, the lab's and tests' shared segment.
 pub struct Switch {
     pub ns: Netns,

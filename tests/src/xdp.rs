@@ -83,14 +83,15 @@ impl TestProgram {
         }
     }
 
-    pub fn add_vip(&mut self, addr: &str) {
+    /// Registers `addr` as a VIP of `vrid`'s instance.
+    pub fn add_vip(&mut self, addr: &str, vrid: u8) {
         let a: std::net::IpAddr = addr.parse().unwrap();
         let key = VipKey {
             family: ipf_agent::datapath::Family::of(&a).wire(),
             _pad: [0; 3],
             addr: ipf_agent::datapath::wire_addr(&a),
         };
-        self.tables.insert_vip(key).unwrap();
+        self.tables.insert_vip(key, vrid).unwrap();
     }
 
     /// Runs the program once on `frame`; returns the XDP action.

@@ -213,6 +213,7 @@ fn dashboard_is_well_formed_and_the_configmap_embeds_it() {
         "Ring-buffer drops and events",
         "Gratuitous ARP / unsolicited NA sent",
         "VIP conflicts",
+        "Split brain: VIPs claimed by another node",
         "Failover events (last transition)",
         "Datapath mode",
     ] {

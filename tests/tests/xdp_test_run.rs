@@ -276,11 +276,23 @@ fn higher_priority_advert_while_master_raises_preempted_on_each_advert() {
 }
 
 #[test]
-fn foreign_claims_of_our_vips_raise_rate_limited_conflicts() {
+fn foreign_claims_of_our_vips_raise_rate_limited_conflicts_while_master() {
     ipf_testbed::skip_unless_root!();
     let mut p = TestProgram::load();
-    p.add_vip("192.0.2.100");
-    p.add_vip("2001:db8::100");
+    let mut v4 = spec(51, 3, Family::V4);
+    let mut v6 = spec(52, 3, Family::V6);
+    p.configure(&v4);
+    p.configure(&v6);
+    p.add_vip("192.0.2.100", 51);
+    p.add_vip("2001:db8::100", 52);
+    // As Backup: a foreign claim is the master's announcement, not a conflict.
+    assert_eq!(p.run(&arp_frame(1, PEER_MAC, "192.0.2.100", "192.0.2.100")), XDP_PASS);
+    assert!(p.drain_events().is_empty());
+    assert_eq!(p.counter(Counter::VipConflicts), 0);
+    v4.master = true;
+    v6.master = true;
+    p.configure(&v4);
+    p.configure(&v6);
     // Our own gratuitous ARP: no conflict.
     assert_eq!(p.run(&arp_frame(1, OWN_MAC, "192.0.2.100", "192.0.2.100")), XDP_PASS);
     assert!(p.drain_events().is_empty());
@@ -290,6 +302,7 @@ fn foreign_claims_of_our_vips_raise_rate_limited_conflicts() {
     let events = p.drain_events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, event_kind::VIP_CONFLICT);
+    assert_eq!(events[0].vrid, 51);
     assert_eq!(&events[0].addr[..4], &[192, 0, 2, 100]);
     assert_eq!(events[0].mac, PEER_MAC);
     // Claims of addresses that are not ours are ignored.
@@ -300,7 +313,36 @@ fn foreign_claims_of_our_vips_raise_rate_limited_conflicts() {
     let events = p.drain_events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].family, FAMILY_V6);
-    assert_eq!(p.counter(Counter::ArpRx), 4);
+    assert_eq!(events[0].vrid, 52);
+    assert_eq!(p.counter(Counter::ArpRx), 5);
     assert_eq!(p.counter(Counter::NaRx), 1);
-    assert_eq!(p.counter(Counter::VipConflicts), 2);
+    assert_eq!(p.counter(Counter::VipConflicts), 2, "one event per VIP (rate limit)");
+}
+
+#[test]
+fn the_master_that_preempts_us_is_no_conflict() {
+    ipf_testbed::skip_unless_root!();
+    let mut p = TestProgram::load();
+    let mut v4 = spec(51, 3, Family::V4);
+    v4.master = true;
+    p.configure(&v4);
+    p.add_vip("192.0.2.100", 51);
+    // A higher-priority master's advert, then its gratuitous ARP from the same MAC, before the agent
+    // has handled the preemption (MASTER still set).
+    let higher = Advert::v3(51, 200, "192.0.2.1", &["192.0.2.100"]);
+    p.run(&higher.frame());
+    assert_eq!(p.state(FAMILY_V4, 51).master_mac, PEER_MAC);
+    p.drain_events();
+    assert_eq!(p.run(&arp_frame(1, PEER_MAC, "192.0.2.100", "192.0.2.100")), XDP_PASS);
+    assert!(p.drain_events().is_empty());
+    assert_eq!(p.counter(Counter::VipConflicts), 0);
+    // A lower-priority master claiming the VIP is a split brain.
+    let mut q = TestProgram::load();
+    q.configure(&v4);
+    q.add_vip("192.0.2.100", 51);
+    q.run(&Advert::v3(51, 50, "192.0.2.1", &["192.0.2.100"]).frame());
+    q.drain_events();
+    q.run(&arp_frame(1, PEER_MAC, "192.0.2.100", "192.0.2.100"));
+    assert_eq!(q.drain_events().len(), 1);
+    assert_eq!(q.counter(Counter::VipConflicts), 1);
 }

@@ -13,6 +13,10 @@ pub enum Bench {
     /// Failover time, ipf-agent against keepalived (IPF_BENCH_TRIALS, default 20; IPF_BENCH_FAST_ONLY=1
     /// for the 10 ms case only; IPF_BENCH_SCRAPE_MS=100 compares ipf with and without /metrics scrapes).
     Failover,
+    /// Split brain at 1 s adverts: time to detect on each side, time until the client reaches the
+    /// survivor after the path returns (ipf and keepalived), and splits with multicast blocked, with
+    /// and without unicast peers (IPF_BENCH_TRIALS, default 5).
+    SplitBrain,
 }
 
 pub fn run(which: Bench) -> Result<()> {
@@ -21,6 +25,7 @@ pub fn run(which: Bench) -> Result<()> {
         Bench::Datapath => bench_bin("datapath", false),
         Bench::Memory => bench_bin("memory", true),
         Bench::Failover => bench_bin("failover", true),
+        Bench::SplitBrain => bench_bin("split-brain", true),
     }
 }
 

@@ -49,6 +49,8 @@ const PACKAGES: &[&str] = &[
     "skopeo",
     // kubernetes-validate's virtualenv.
     "python3-venv",
+    // The DNS-peers test's name server (the binary only: no system service is started).
+    "dnsmasq-base",
 ];
 
 /// Where the manifest validators live: kubernetes-validate in a virtualenv, the prometheus-operator

@@ -41,9 +41,16 @@ pub(super) struct RealEffects {
     pub(super) master_epoch: Arc<AtomicU64>,
     pub(super) garp: Garp,
     pub(super) vip_lease: Option<Duration>,
+    /// When the Master renews the lease: with its adverts.
+    pub(super) renewal: Option<crate::lease::Renewal>,
+    /// Peers learned from multicast adverts, advertised to by unicast as well (multicast instances).
+    pub(super) learned: Option<crate::peers::Learned>,
+    /// Peers from DNS, advertised to by unicast as well (multicast instances).
+    pub(super) dns: Option<crate::dns_peers::InstancePeers>,
     pub(super) metrics: InstanceMetrics,
     pub(super) board: status::Board,
     pub(super) notify: Notify,
+    pub(super) conflicts: crate::conflict::Watch,
 }
 
 /// The instance's series, bound to its labels once.
@@ -127,6 +134,11 @@ impl RealEffects {
         self.vips = vips;
         self.wire.addrs = advertised;
         self.with_status(|s| s.vips = self.vips.iter().map(ToString::to_string).collect());
+        let watched = self
+            .vips
+            .iter()
+            .filter(|v| v.dev.as_deref() == Some(self.sender.interface()));
+        self.conflicts.set_vips(watched.map(|v| v.addr).collect());
         if master {
             if !removed.is_empty() {
                 let _ = self.ops.send(VipOp::Remove(removed));
@@ -137,11 +149,61 @@ impl RealEffects {
     }
 }
 
+impl RealEffects {
+    /// An advert from `src` was heard (multicast instances learn it as a unicast peer).
+    pub(super) fn learn(&mut self, src: std::net::IpAddr) {
+        if let Some(l) = self.learned.as_mut()
+            && l.heard(src, tokio::time::Instant::now())
+        {
+            tracing::info!("({}) learned unicast peer {src}", self.name);
+        }
+    }
+
+    /// The node's peer set from DNS changed: this instance's unicast destinations follow, in place.
+    pub(super) fn set_dns_peers(&mut self, set: &[std::net::IpAddr]) {
+        let Some(dns) = self.dns.as_mut() else { return };
+        let (added, removed) = dns.update(set, self.wire.src, &self.wire.dsts);
+        let list = |v: &[std::net::IpAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(
+                "({}) unicast peers from DNS: added [{}], removed [{}]",
+                self.name,
+                list(&added),
+                list(&removed)
+            );
+        }
+        let peers: Vec<std::net::IpAddr> = dns.addrs().collect();
+        self.with_status(|s| s.dns_peers = peers);
+    }
+
+    /// Keeps the master the datapath hears, forgets peers long silent.
+    pub(super) fn refresh_learned(&mut self) {
+        let current = self.last_advert().filter(|a| a.age < a.adver_int * 3).map(|a| a.src);
+        if let Some(l) = self.learned.as_mut() {
+            for gone in l.refresh(current, tokio::time::Instant::now()) {
+                tracing::info!(
+                    "({}) forgot unicast peer {gone} (not heard for {:?})",
+                    self.name,
+                    crate::peers::FORGET_AFTER
+                );
+            }
+        }
+    }
+}
+
 impl Effects for RealEffects {
     fn send_advert(&mut self, priority: u8) {
         let mut buf = [0u8; 1100];
         let w = &self.wire;
-        for dst in &w.dsts {
+        let dns = self.dns.iter().flat_map(|d| d.addrs());
+        // A learned peer also in DNS gets one copy.
+        let learned = self
+            .learned
+            .iter()
+            .flat_map(|l| l.addrs())
+            .filter(|a| !self.dns.as_ref().is_some_and(|d| d.addrs().any(|p| p == *a)));
+        for dst in w.dsts.iter().copied().chain(dns).chain(learned) {
+            let dst = &dst;
             let fields = AdvertFields {
                 version: w.version,
                 family: w.family.wire(),
@@ -166,36 +228,25 @@ impl Effects for RealEffects {
                 Err(e) => tracing::error!(instance = %self.name, "encoding advert: {e:?}"),
             }
         }
+        // Renewing only with adverts bounds the lease's end by the last advert a Backup heard.
+        if priority != 0
+            && let (Some(lease), Some(r)) = (self.vip_lease, self.renewal.as_mut())
+            && r.due(tokio::time::Instant::now())
+        {
+            let _ = self.ops.send(VipOp::Renew {
+                vips: self.vips.clone(),
+                lease,
+                epoch: self.master_epoch.load(Ordering::SeqCst),
+                epoch_now: self.master_epoch.clone(),
+            });
+        }
     }
 
     fn add_vips(&mut self) {
-        let epoch = self.master_epoch.fetch_add(1, Ordering::SeqCst) + 1;
-        let _ = self.ops.send(VipOp::Add(self.vips.clone()));
-        if let Some(lease) = self.vip_lease {
-            // Renewals go through the same ordered queue, so none can land after a removal; a weak
-            // sender lets the queue close at shutdown.
-            let ops = self.ops.downgrade();
-            let vips = self.vips.clone();
-            let epoch_now = self.master_epoch.clone();
-            tokio::task::spawn_local(async move {
-                let mut tick = tokio::time::interval(lease / 4);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(ops) = ops.upgrade() else { break };
-                    if epoch_now.load(Ordering::SeqCst) != epoch
-                        || ops
-                            .send(VipOp::Renew {
-                                vips: vips.clone(),
-                                epoch,
-                                epoch_now: epoch_now.clone(),
-                            })
-                            .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
+        self.master_epoch.fetch_add(1, Ordering::SeqCst);
+        let _ = self.ops.send(VipOp::Add(self.vips.clone(), self.vip_lease));
+        if let Some(r) = self.renewal.as_mut() {
+            r.added(tokio::time::Instant::now());
         }
     }
 
@@ -238,6 +289,16 @@ impl Effects for RealEffects {
         });
     }
 
+    fn reannounce(&mut self) {
+        let _ = self.ops.send(VipOp::Announce {
+            vips: self.vips.clone(),
+            epoch: self.master_epoch.load(Ordering::SeqCst),
+            epoch_now: self.master_epoch.clone(),
+            burst: self.garp.repeat,
+            sent: self.metrics.gratuitous_sent.clone(),
+        });
+    }
+
     fn set_role(&mut self, master: bool, priority: u8) {
         self.metrics.priority.set(i64::from(priority));
         self.with_status(|s| s.priority = priority);
@@ -261,9 +322,11 @@ impl Effects for RealEffects {
         });
         if to == State::Master {
             m.became_master.inc();
+            self.conflicts.begin_term();
         }
         if from == State::Master {
             m.released_master.inc();
+            self.conflicts.end_term();
         }
         // keepalived's wording, which existing tooling greps for.
         tracing::info!(reason, "({}) Entering {} STATE", self.name, to.keepalived_name());

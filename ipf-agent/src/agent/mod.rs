@@ -59,9 +59,13 @@ pub struct AgentConfig {
     pub status_socket: Option<std::path::PathBuf>,
     /// Listen address of /metrics, /healthz and /readyz (`None`: not served).
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Lifetime of a VIP on the interface, renewed while Master (`None`: permanent, as keepalived).
-    /// A killed agent's VIPs disappear after at most this long.
-    pub vip_lease: Option<Duration>,
+    /// Lifetime of a VIP on the interface, renewed while Master (see `lease`): a killed agent's VIPs
+    /// disappear on their own.
+    pub vip_lease: crate::lease::VipLease,
+    /// Multicast instances also advertise by unicast to the peers they heard (see `peers`).
+    pub learn_peers: bool,
+    /// Multicast instances also advertise by unicast to the addresses of this name (see `dns_peers`).
+    pub peers_dns: Option<crate::dns_peers::DnsPeersConfig>,
 }
 
 /// Runs the agent until SIGTERM / SIGINT; SIGHUP reloads the configuration through `reload`. Must be
@@ -96,7 +100,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .push(dp.reader());
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
-    let worker = tokio::task::spawn_local(vip_worker(ops_rx, addrs.clone(), cfg.vip_lease));
+    let worker = tokio::task::spawn_local(vip_worker(ops_rx, addrs.clone()));
     let (inputs_tx, mut inputs_rx) = mpsc::unbounded_channel::<(u64, Input)>();
     let mut node = Node {
         interface: interface.clone(),
@@ -108,8 +112,25 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         ops: ops_tx,
         inputs: inputs_tx,
         vip_lease: cfg.vip_lease,
+        learn_peers: cfg.learn_peers,
+        dns_peers: Vec::new(),
         next_id: 0,
     };
+    // Lookups run beside the loop; only a changed set comes in.
+    let (dns_tx, mut dns_rx) = mpsc::unbounded_channel::<Vec<IpAddr>>();
+    let _dns_watch = cfg.peers_dns.clone().map(|c| {
+        tracing::info!(
+            "DNS peers: resolving {} every {:?} ({})",
+            c.name,
+            c.interval,
+            c.resolv_conf.display()
+        );
+        AbortOnDrop(tokio::task::spawn_local(crate::dns_peers::watch(
+            c,
+            node.addrs.clone(),
+            dns_tx,
+        )))
+    });
 
     // Sources first: an error here must leave the addresses untouched.
     let all: Vec<&InstanceSpec> = config.instances.iter().collect();
@@ -154,7 +175,18 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
     loop {
         tokio::select! {
-            _ = heartbeat.tick() => metrics.heartbeat(),
+            _ = heartbeat.tick() => {
+                metrics.heartbeat();
+                for r in &mut running {
+                    r.inst.effects_mut().refresh_learned();
+                }
+            }
+            Some(set) = dns_rx.recv() => {
+                for r in &mut running {
+                    r.inst.effects_mut().set_dns_peers(&set);
+                }
+                node.dns_peers = set;
+            }
             Some(ev) = check_rx.recv() => {
                 health.check_ok.insert(ev.name, ev.ok);
                 health.apply(&interface, &config.checks, &mut running);
@@ -171,12 +203,15 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
             }
             ev = events.recv() => {
                 let Some(ev) = ev else { bail!("datapath event stream ended") };
+                let family = if ev.family == FAMILY_V6 { Family::V6 } else { Family::V4 };
                 if ev.kind & ipf_common::maps::event_kind::VIP_CONFLICT != 0 {
-                    tracing::warn!("VIP {} claimed by {}", ip_from_wire(ev.family, &ev.addr), crate::datapath::format_mac(&ev.mac));
+                    for r in running.iter().filter(|r| r.spec.vrid == ev.vrid && r.spec.family == family) {
+                        r.inst.effects().conflicts.claim(ip_from_wire(ev.family, &ev.addr), ev.mac);
+                    }
                     continue;
                 }
-                let family = if ev.family == FAMILY_V6 { Family::V6 } else { Family::V4 };
                 for r in running.iter_mut().filter(|r| r.spec.vrid == ev.vrid && r.spec.family == family) {
+                    r.inst.effects_mut().learn(ip_from_wire(ev.family, &ev.addr));
                     r.inst.handle(Input::Advert {
                         src: ip_from_wire(ev.family, &ev.addr),
                         priority: ev.priority,
@@ -251,6 +286,15 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stops the task with the run loop (DNS lookups must not outlive the agent's stop).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Adds the firewall accept rule (the tools block: off the event loop).

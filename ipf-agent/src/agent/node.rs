@@ -51,7 +51,11 @@ pub(super) struct Node {
     pub(super) datapath: Rc<RefCell<Datapath>>,
     pub(super) ops: mpsc::UnboundedSender<VipOp>,
     pub(super) inputs: mpsc::UnboundedSender<(u64, Input)>,
-    pub(super) vip_lease: Option<Duration>,
+    pub(super) vip_lease: crate::lease::VipLease,
+    /// Multicast instances also advertise by unicast to the peers they heard (see `peers`).
+    pub(super) learn_peers: bool,
+    /// The latest peer set from DNS (see `dns_peers`), given to instances that start later.
+    pub(super) dns_peers: Vec<IpAddr>,
     pub(super) next_id: u64,
 }
 
@@ -128,7 +132,7 @@ impl Node {
         let plan = InstancePlan::new(spec, &self.interface, src);
         self.datapath.borrow_mut().set_vrid(&plan.datapath)?;
         for v in spec.owned() {
-            self.datapath.borrow_mut().add_vip(&v.addr)?;
+            self.datapath.borrow_mut().add_vip(&v.addr, spec.vrid)?;
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -149,6 +153,16 @@ impl Node {
         let metrics = InstanceMetrics::new(&self.metrics, labels);
         metrics.configured_priority.set(i64::from(spec.priority));
         metrics.priority.set(i64::from(spec.priority));
+        let vip_lease = self.vip_lease.for_interval(spec.adver_int);
+        let learned = (spec.unicast_peers.is_empty() && self.learn_peers)
+            .then(|| crate::peers::Learned::new(src, plan.wire.dsts.clone()));
+        // Configured unicast peers keep their keepalived meaning: those peers only.
+        let multicast = spec.unicast_peers.is_empty();
+        let inputs = self.inputs.clone();
+        let to_instance: Rc<dyn Fn(Input)> = Rc::new(move |input| {
+            let _ = inputs.send((id, input));
+        });
+        let conflicts = self.conflict_watch(spec, &plan.vips, &metrics.labels, to_instance);
         let effects = RealEffects {
             name: spec.name.clone(),
             wire: plan.wire,
@@ -158,12 +172,17 @@ impl Node {
             datapath: self.datapath.clone(),
             master_epoch: Arc::new(AtomicU64::new(0)),
             garp: spec.garp,
-            vip_lease: self.vip_lease,
+            vip_lease,
+            renewal: vip_lease.map(crate::lease::Renewal::new),
+            learned,
+            dns: multicast.then(Default::default),
             metrics,
             board: self.board.clone(),
             notify: spec.notify.clone(),
+            conflicts,
         };
         let mut inst = Instance::new(plan.engine, effects, on_timer);
+        inst.effects_mut().set_dns_peers(&self.dns_peers);
         tracing::info!(
             "({}) vrid {} on {} from {src}, priority {}",
             spec.name,
@@ -178,6 +197,35 @@ impl Node {
             src,
             inst,
             applied: (false, spec.priority),
+        })
+    }
+
+    /// The instance's conflict watch, on its VIPs on the VRRP interface (the datapath sees claims
+    /// only there); it feeds the instance `Contested` / `ConflictOver`.
+    fn conflict_watch(
+        &self,
+        spec: &InstanceSpec,
+        vips: &[crate::network::Vip],
+        labels: &[String; 3],
+        to_instance: Rc<dyn Fn(Input)>,
+    ) -> crate::conflict::Watch {
+        let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+        crate::conflict::Watch::new(crate::conflict::WatchConfig {
+            instance: spec.name.clone(),
+            interface: self.interface.clone(),
+            ifindex: self.ifindex,
+            vips: vips
+                .iter()
+                .filter(|v| v.dev.as_deref() == Some(self.interface.as_str()))
+                .map(|v| v.addr)
+                .collect(),
+            metrics: crate::conflict::ConflictMetrics {
+                ongoing: self.metrics.vip_conflict.with_label_values(&l),
+                episodes: self.metrics.vip_conflict_episodes.with_label_values(&l),
+            },
+            board: self.board.clone(),
+            neighbours: Some(self.addrs.handle()),
+            to_instance,
         })
     }
 
@@ -208,7 +256,7 @@ impl Node {
             }
         }
         for v in spec.owned() {
-            if let Err(e) = dp.add_vip(&v.addr) {
+            if let Err(e) = dp.add_vip(&v.addr, spec.vrid) {
                 tracing::warn!("({}) datapath VIP {}: {e}", spec.name, v.addr);
             }
         }

@@ -123,6 +123,8 @@ impl InstancePlan {
                 master: None,
                 vips: vips.iter().map(ToString::to_string).collect(),
                 last_transition: 0.0,
+                conflicts: Vec::new(),
+                dns_peers: Vec::new(),
                 src: Some(src),
                 family_key: Some(spec.family),
             },

@@ -21,10 +21,12 @@ use crate::network::{AddressManager, Announcer, Vip};
 /// machine asked for them.
 #[derive(Clone)]
 pub(super) enum VipOp {
-    Add(Vec<Vip>),
+    /// Adds `vips` with this lease (`None`: permanent).
+    Add(Vec<Vip>, Option<Duration>),
     /// Renews the leases of `vips` unless the instance left Master since (`epoch` changed).
     Renew {
         vips: Vec<Vip>,
+        lease: Duration,
         epoch: u64,
         epoch_now: Arc<AtomicU64>,
     },
@@ -74,35 +76,36 @@ fn vip_interface<'a>(interfaces: &'a mut HashMap<String, VipInterface>, v: &Vip)
     interfaces.get(name)
 }
 
-pub(super) async fn vip_worker(
-    mut rx: mpsc::UnboundedReceiver<VipOp>,
-    addrs: Rc<AddressManager>,
-    lease: Option<Duration>,
-) {
+pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc<AddressManager>) {
     let mut interfaces: HashMap<String, VipInterface> = HashMap::new();
-    let add = async |ifindex: u32, v: &Vip| match lease {
+    let add = async |ifindex: u32, v: &Vip, lease: Option<Duration>| match lease {
         Some(l) => addrs.add_leased(ifindex, v, l).await,
         None => addrs.add(ifindex, v).await,
     };
     while let Some(op) = rx.recv().await {
         match op {
-            VipOp::Add(vips) => {
+            VipOp::Add(vips, lease) => {
                 for v in &vips {
                     let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
                         continue;
                     };
-                    if let Err(e) = add(ifindex, v).await {
+                    if let Err(e) = add(ifindex, v, lease).await {
                         tracing::error!("adding VIP {v}: {e}");
                     }
                 }
             }
-            VipOp::Renew { vips, epoch, epoch_now } => {
+            VipOp::Renew {
+                vips,
+                lease,
+                epoch,
+                epoch_now,
+            } => {
                 if epoch_now.load(Ordering::SeqCst) == epoch {
                     for v in &vips {
                         let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
                             continue;
                         };
-                        if let Err(e) = add(ifindex, v).await {
+                        if let Err(e) = add(ifindex, v, Some(lease)).await {
                             tracing::error!("renewing VIP {v}: {e}");
                         }
                     }

@@ -295,7 +295,7 @@ pub trait Tables: Send {
     fn state(&self, slot: u32) -> Result<VridState, DatapathError>;
     fn insert_peer(&mut self, key: PeerKey) -> Result<(), DatapathError>;
     fn remove_peer(&mut self, key: &PeerKey) -> Result<(), DatapathError>;
-    fn insert_vip(&mut self, key: VipKey) -> Result<(), DatapathError>;
+    fn insert_vip(&mut self, key: VipKey, vrid: u8) -> Result<(), DatapathError>;
     fn remove_vip(&mut self, key: &VipKey) -> Result<(), DatapathError>;
     /// Counter totals over all CPUs, indexed by [`Counter`].
     fn counters(&self) -> Result<Vec<u64>, DatapathError>;
@@ -323,7 +323,9 @@ impl DatapathOptions {
             interface: interface.into(),
             mode,
             kernel_log_level: log::LevelFilter::Warn,
-            conflict_interval: Duration::from_secs(1),
+            // Conflict probes go out every 200 ms during an episode; each answer must get through
+            // for the episode's end to be seen within half a second.
+            conflict_interval: Duration::from_millis(100),
             extra_macs: Vec::new(),
             outlive_crash: false,
         }
@@ -565,9 +567,9 @@ impl Datapath {
         self.tables().reset_state(slot)
     }
 
-    /// Registers a VIP for conflict detection.
-    pub fn add_vip(&mut self, addr: &IpAddr) -> Result<(), DatapathError> {
-        self.tables().insert_vip(vip_key(addr))
+    /// Registers a VIP owned by `vrid`'s instance (same family) for conflict detection.
+    pub fn add_vip(&mut self, addr: &IpAddr, vrid: u8) -> Result<(), DatapathError> {
+        self.tables().insert_vip(vip_key(addr), vrid)
     }
 
     pub fn remove_vip(&mut self, addr: &IpAddr) -> Result<(), DatapathError> {

@@ -80,7 +80,7 @@ impl RawState {
                 let slot = vrid_slot(ip.family, advert.vrid) as usize;
                 let cfg = *self.configs.get(slot)?;
                 let state = self.states.get_mut(slot)?;
-                let kind = observe_advert(state, &cfg, &ip, &advert, now_ns);
+                let kind = observe_advert(state, &cfg, &ip, &advert, &src_mac, now_ns);
                 (kind != 0).then(|| DatapathEvent::advert(kind, &ip, &advert, src_mac, now_ns))
             }
             Frame::Claim(claim) => {
@@ -96,11 +96,14 @@ impl RawState {
                 };
                 let iface = self.iface;
                 let vip = self.vips.get_mut(&key)?;
-                if !conflict_due(vip, &iface, &claim.mac, now_ns) {
+                let slot = vrid_slot(claim.family, vip.vrid) as usize;
+                let (cfg, state) = (self.configs.get(slot)?, self.states.get(slot)?);
+                if !conflict_due(vip, &iface, cfg, state, &claim.mac, now_ns) {
                     return None;
                 }
+                let vrid = vip.vrid;
                 self.count(Counter::VipConflicts);
-                Some(DatapathEvent::conflict(&claim, now_ns))
+                Some(DatapathEvent::conflict(&claim, vrid, now_ns))
             }
         }
     }
@@ -162,8 +165,8 @@ impl Tables for RawTables {
         Ok(())
     }
 
-    fn insert_vip(&mut self, key: VipKey) -> Result<(), DatapathError> {
-        self.lock().vips.insert(key, VipState::default());
+    fn insert_vip(&mut self, key: VipKey, vrid: u8) -> Result<(), DatapathError> {
+        self.lock().vips.insert(key, VipState::owned_by(vrid));
         Ok(())
     }
 

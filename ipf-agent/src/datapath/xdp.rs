@@ -136,9 +136,9 @@ impl Tables for XdpTables {
         }
     }
 
-    fn insert_vip(&mut self, key: VipKey) -> Result<(), DatapathError> {
+    fn insert_vip(&mut self, key: VipKey, vrid: u8) -> Result<(), DatapathError> {
         self.vips
-            .insert(key, VipState::default(), 0)
+            .insert(key, VipState::owned_by(vrid), 0)
             .map_err(map_err("insert", "VIPS"))
     }
 

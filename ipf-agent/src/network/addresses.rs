@@ -54,6 +54,11 @@ impl AddressManager {
         })
     }
 
+    /// The netlink handle, for other queries in the same namespace (neighbour lookups).
+    pub fn handle(&self) -> rtnetlink::Handle {
+        self.handle.clone()
+    }
+
     /// Adds `vip` to the interface; an identical address already there is success.
     pub async fn add(&self, ifindex: u32, vip: &Vip) -> Result<(), NetError> {
         self.add_with_lease(ifindex, vip, None).await
@@ -170,6 +175,26 @@ impl AddressManager {
             .iter()
             .filter_map(|m| address_of(m).map(|a| (a, m.header.prefix_len)))
             .collect())
+    }
+
+    /// Every address on every interface of this node (DNS peers skip them).
+    pub async fn local_addresses(&self) -> Result<Vec<IpAddr>, NetError> {
+        let mut stream = pin!(self.handle.address().get().execute());
+        let mut out = Vec::new();
+        loop {
+            match stream.try_next().await {
+                Ok(Some(m)) => out.extend(address_of(&m)),
+                Ok(None) => return Ok(out),
+                Err(source) => {
+                    return Err(NetError::Netlink {
+                        op: "listing",
+                        ifindex: 0,
+                        target: "addresses".to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     /// The address adverts of `family` are sent from: for IPv4 the first global address, for IPv6 the

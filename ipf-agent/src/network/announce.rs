@@ -93,7 +93,8 @@ impl Announcer {
         self.send_frame(ETH_P_IPV6, &frame, "sending a neighbour advert", ip.into())
     }
 
-    fn send_frame(&self, ether_type: u16, frame: &[u8], op: &'static str, ip: IpAddr) -> Result<(), NetError> {
+    /// Sends a complete Ethernet frame (announcements; conflict probes).
+    pub fn send_frame(&self, ether_type: u16, frame: &[u8], op: &'static str, ip: IpAddr) -> Result<(), NetError> {
         let mut dst = [0u8; 6];
         dst.copy_from_slice(&frame[..6]);
         // The protocol sets the skb's protocol for the device and taps; the frame is sent as is.

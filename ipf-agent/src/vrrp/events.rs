@@ -36,6 +36,12 @@ impl<E: Effects> Instance<E> {
             }
             Input::Fault(faulty) => self.on_fault(faulty),
             Input::Priority(p) => self.on_priority(p),
+            Input::Contested => self.on_contested(),
+            Input::ConflictOver => {
+                if self.state == State::Master {
+                    self.effects.reannounce();
+                }
+            }
         }
     }
 
@@ -88,8 +94,17 @@ impl<E: Effects> Instance<E> {
                     // §6.4.3: a better Master exists.
                     self.master_adver_int = adver_int;
                     self.change_state(State::Backup, "higher priority advert received");
+                } else {
+                    // §6.4.3 discards a lower-priority advert; its sender is a second Master (a split
+                    // brain healing, or a peer that missed our adverts). As keepalived does, answer at
+                    // once so it yields now rather than at our next advert, and re-announce: clients
+                    // may hold its MAC for our VIPs. The datapath reports such a sender once (new
+                    // master or after silence), so this does not repeat per advert.
+                    self.effects.send_advert(self.priority);
+                    self.effects.reannounce();
+                    let int = self.cfg.adver_int;
+                    self.arm(TimerKind::Adver, int);
                 }
-                // Lower priority: discard; the other router will yield to our adverts.
             }
             State::Initialize | State::Fault => {}
         }
@@ -145,6 +160,16 @@ impl<E: Effects> Instance<E> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A split brain is under way. §6.4.3 has a Master advertise every Advertisement_Interval; an
+    /// extra advert is harmless to every receiver (each one restarts a Backup's wait, as the regular
+    /// ones do) and lets the other Master, once the path between us returns, yield within the
+    /// network's delay. The regular advert timer keeps its phase.
+    fn on_contested(&mut self) {
+        if self.state == State::Master {
+            self.effects.send_advert(self.priority);
         }
     }
 

@@ -93,6 +93,12 @@ pub enum Input {
     Fault(bool),
     /// The effective priority changed (check weights); the configured one stays in the config.
     Priority(u8),
+    /// Another node claims our VIPs (conflict detection): a Master advertises now, so that a peer
+    /// the VRRP path reaches again yields without waiting for our next advert.
+    Contested,
+    /// The other node stopped claiming our VIPs: a Master re-announces them, since clients may
+    /// still have the other node's MAC.
+    ConflictOver,
 }
 
 /// Every side effect of the state machine. The agent implements it with sockets, netlink and the
@@ -106,6 +112,9 @@ pub trait Effects {
     fn remove_vips(&mut self);
     /// Gratuitous ARP / unsolicited NA for the VIPs (with keepalived's repeats).
     fn announce(&mut self);
+    /// One more burst of gratuitous ARP / unsolicited NA now, without the delayed second burst:
+    /// another Master was heard, and clients may have its MAC for our VIPs.
+    fn reannounce(&mut self);
     /// Tells the datapath our role and priority (it reports adverts that preempt a Master).
     fn set_role(&mut self, master: bool, priority: u8);
     /// Logs and notifies a state change.

@@ -25,6 +25,7 @@ pub enum Call {
     AddVips,
     RemoveVips,
     Announce,
+    Reannounce,
     Role(bool, u8),
     State(State, State),
 }
@@ -58,6 +59,9 @@ impl Effects for Recorder {
     }
     fn announce(&mut self) {
         self.log(Call::Announce);
+    }
+    fn reannounce(&mut self) {
+        self.log(Call::Reannounce);
     }
     fn set_role(&mut self, master: bool, priority: u8) {
         self.role = (master, priority);
@@ -242,7 +246,7 @@ impl Sim {
                 if rec.role.0 {
                     vcfg.flags |= vrid_flags::MASTER;
                 }
-                if observe_advert(&mut rec.datapath, &vcfg, &ip, &adv, now_ns) != 0 {
+                if observe_advert(&mut rec.datapath, &vcfg, &ip, &adv, &[2, 0, 0, 0, 0, 1], now_ns) != 0 {
                     let input = Input::Advert {
                         src,
                         priority,

@@ -171,6 +171,57 @@ async fn split_brain_heals_to_the_higher_primary_address_on_equal_priorities() {
     assert_eq!(sim.state("a"), State::Backup);
 }
 
+/// RFC 5798 §6.4.3 has a Master discard a lower-priority advert; keepalived answers it at once with its
+/// own advert and a gratuitous ARP burst, and so do we: the lower Master yields within the network's
+/// delay instead of at our next advert, and clients that followed the other Master come back now.
+#[tokio::test(start_paused = true)]
+async fn a_master_hearing_a_lower_master_answers_at_once_and_reannounces() {
+    let mut sim = Sim::new();
+    sim.start("high", config("high", 200, "192.0.2.2"));
+    sim.start("low", config("low", 100, "192.0.2.1"));
+    sim.set_connected("high", false);
+    sim.set_connected("low", false);
+    sim.run_for(secs(10.0)).await;
+    assert_eq!(sim.masters(), vec!["high", "low"], "cut off, both are Master");
+    // The path returns just after high's advert went out (high is Master since 3.22 s, low since
+    // 3.61 s, both advertising every second), so low's advert at 10.61 s reaches high first.
+    sim.run_for(secs(0.3)).await;
+    sim.set_connected("high", true);
+    sim.set_connected("low", true);
+    let back = sim.now();
+    sim.run_for(secs(0.95)).await;
+    assert_eq!(sim.masters(), vec!["high"]);
+    let left = sim.entered("low", State::Backup).expect("low yields");
+    let calls = &sim.node("high").inst.effects().calls;
+    let reannounced = calls
+        .iter()
+        .find(|(t, c)| *t >= back && *c == Call::Reannounce)
+        .map(|(t, _)| *t)
+        .expect("high re-announces");
+    let answered = calls
+        .iter()
+        .filter(|(t, c)| *t >= back && *t <= reannounced && *c == Call::Advert(200))
+        .count();
+    assert_eq!(
+        answered, 1,
+        "one advert in answer, before the re-announcement: {calls:?}"
+    );
+    // Both happen when low's first advert arrives, not at high's next periodic advert.
+    assert_eq!(reannounced, left, "low yields to the answer itself");
+    assert!(reannounced - back < secs(0.95), "{reannounced:?} after {back:?}");
+    // Steady state afterwards: low is silent as Backup, no further re-announcements.
+    sim.run_for(secs(10.0)).await;
+    let again = sim
+        .node("high")
+        .inst
+        .effects()
+        .calls
+        .iter()
+        .filter(|(_, c)| *c == Call::Reannounce)
+        .count();
+    assert_eq!(again, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn backup_learns_the_masters_interval() {
     let mut sim = Sim::new();
@@ -269,4 +320,54 @@ async fn lower_effective_priority_is_advertised_and_loses() {
     sim.input("a", Input::Priority(100));
     sim.run_for(secs(10.0)).await;
     assert_eq!(sim.masters(), vec!["b"]);
+}
+
+/// A contested Master (conflict detection sees another node claim its VIPs) advertises at once; with
+/// the path back, the lower Master yields on that advert, not at the next Advertisement_Interval.
+#[tokio::test(start_paused = true)]
+async fn a_contested_master_advertises_at_once_and_a_backup_ignores_it() {
+    let mut sim = Sim::new();
+    sim.start("high", config("high", 200, "192.0.2.2"));
+    sim.start("low", config("low", 100, "192.0.2.1"));
+    sim.set_connected("high", false);
+    sim.set_connected("low", false);
+    sim.run_for(secs(10.0)).await;
+    assert_eq!(sim.masters(), vec!["high", "low"]);
+    // Path back just after both adverts went out (10.22 s and 10.61 s): without an extra advert, low
+    // would stay Master until high's advert at 11.22 s.
+    sim.run_for(secs(0.65)).await;
+    sim.set_connected("high", true);
+    sim.set_connected("low", true);
+    let back = sim.now();
+    sim.input("high", Input::Contested);
+    assert_eq!(sim.masters(), vec!["high"]);
+    assert_at("low yields", sim.entered("low", State::Backup), back);
+    // A Backup has nothing to defend: no advert.
+    let before = sim.node("low").inst.effects().calls.len();
+    sim.input("low", Input::Contested);
+    assert_eq!(sim.node("low").inst.effects().calls.len(), before);
+}
+
+/// When a conflict ends (the other node stopped claiming our VIPs), a Master re-announces them;
+/// a Backup has none to announce.
+#[tokio::test(start_paused = true)]
+async fn a_master_reannounces_when_a_conflict_ends() {
+    let mut sim = Sim::new();
+    sim.start("high", config("high", 200, "192.0.2.2"));
+    sim.start("low", config("low", 100, "192.0.2.1"));
+    sim.run_for(secs(5.0)).await;
+    assert_eq!(sim.masters(), vec!["high"]);
+    for name in ["high", "low"] {
+        sim.input(name, Input::ConflictOver);
+    }
+    let reannounced = |name: &str| {
+        sim.node(name)
+            .inst
+            .effects()
+            .calls
+            .iter()
+            .filter(|(_, c)| *c == Call::Reannounce)
+            .count()
+    };
+    assert_eq!((reannounced("high"), reannounced("low")), (1, 0));
 }

@@ -24,7 +24,7 @@ fn main() {
     p.configure(&spec(51, 3, Family::V4));
     p.configure(&spec(52, 2, Family::V4));
     p.configure(&spec(53, 3, Family::V6));
-    p.add_vip("192.0.2.100");
+    p.add_vip("192.0.2.100", 51);
 
     let mut v2 = Advert::v2(52, 100, "192.0.2.1", &["192.0.2.100"]);
     v2.auth_pass = Some(*b"secret\0\0");
