@@ -2,7 +2,8 @@
 //!
 //! Rooms, from the top: `cli` (arguments) → `agent` (the run loop and its effects) → `config` (the
 //! typed configuration and its front ends), `vrrp` (the election), `datapath` (XDP or the raw-socket
-//! fallback), `network` (addresses, adverts, announcements), `checks`, `links`, `firewall`,
+//! fallback), `network` (addresses, adverts, announcements), `checks`, `script_security` (who
+//! scripts run as, and which ones are refused), `links`, `firewall`,
 //! `metrics`, `status`, `monitor`, `logging`. Imports only go down this list's arrows.
 pub mod agent;
 pub mod checks;
@@ -15,5 +16,6 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod network;
+pub mod script_security;
 pub mod status;
 pub mod vrrp;

@@ -113,45 +113,77 @@ pub async fn query(socket: &Path) -> Result<Vec<InstanceStatus>> {
         .with_context(|| format!("connecting to {} (is ipf-agent running?)", socket.display()))?;
     let mut buf = Vec::new();
     conn.read_to_end(&mut buf).await?;
-    serde_json::from_slice(&buf).context("decoding the agent's status")
+    decode(&buf)
+}
+
+/// The agent's answer as the client reads it (anything on the socket's path may answer).
+pub fn decode(answer: &[u8]) -> Result<Vec<InstanceStatus>> {
+    serde_json::from_slice(answer).context("decoding the agent's status")
+}
+
+/// How `status` prints the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Brief,
+}
+
+/// The text `status` prints, and for `--brief` the instances in FAULT.
+pub fn render(status: &[InstanceStatus], format: Format) -> Result<(String, Vec<&str>)> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut faulty = Vec::new();
+    match format {
+        Format::Json => out = serde_json::to_string_pretty(status)? + "\n",
+        Format::Brief => {
+            for s in status {
+                writeln!(out, "{} {}", s.instance, s.state)?;
+            }
+            faulty = status
+                .iter()
+                .filter(|s| s.state == "FAULT")
+                .map(|s| s.instance.as_str())
+                .collect();
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} VIPS",
+                "INSTANCE", "INTERFACE", "VRID", "STATE", "PRIORITY", "MASTER", "SINCE"
+            )?;
+            for s in status {
+                let since = since(s.last_transition);
+                let master = s.master.map_or_else(|| "-".to_owned(), |m| m.to_string());
+                writeln!(
+                    out,
+                    "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} {}",
+                    s.instance,
+                    s.interface,
+                    s.vrid,
+                    s.state,
+                    format!("{}/{}", s.priority, s.configured_priority),
+                    master,
+                    since,
+                    s.vips.join(" ")
+                )?;
+            }
+        }
+    }
+    Ok((out, faulty))
 }
 
 pub async fn run(args: StatusArgs) -> Result<()> {
     let status = query(&args.socket).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else if args.brief {
-        for s in &status {
-            println!("{} {}", s.instance, s.state);
-        }
-        let faulty: Vec<&str> = status
-            .iter()
-            .filter(|s| s.state == "FAULT")
-            .map(|s| s.instance.as_str())
-            .collect();
-        if !faulty.is_empty() {
-            bail!("in FAULT: {}", faulty.join(", "));
-        }
-    } else {
-        println!(
-            "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} VIPS",
-            "INSTANCE", "INTERFACE", "VRID", "STATE", "PRIORITY", "MASTER", "SINCE"
-        );
-        for s in &status {
-            let since = since(s.last_transition);
-            let master = s.master.map_or_else(|| "-".to_owned(), |m| m.to_string());
-            println!(
-                "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} {}",
-                s.instance,
-                s.interface,
-                s.vrid,
-                s.state,
-                format!("{}/{}", s.priority, s.configured_priority),
-                master,
-                since,
-                s.vips.join(" ")
-            );
-        }
+    let format = match (args.json, args.brief) {
+        (true, _) => Format::Json,
+        (false, true) => Format::Brief,
+        (false, false) => Format::Table,
+    };
+    let (text, faulty) = render(&status, format)?;
+    print!("{text}");
+    if !faulty.is_empty() {
+        bail!("in FAULT: {}", faulty.join(", "));
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 )]
 
 pub use ipf_common::testing as frames;
+pub mod cost;
+pub mod flood;
 pub mod xdp;
 
 pub use ipf_testbed::{require_root, wait_for};

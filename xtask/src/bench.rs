@@ -13,6 +13,14 @@ pub enum Bench {
     /// Failover time, ipf-agent against keepalived (IPF_BENCH_TRIALS, default 20; IPF_BENCH_FAST_ONLY=1
     /// for the 10 ms case only; IPF_BENCH_SCRAPE_MS=100 compares ipf with and without /metrics scrapes).
     Failover,
+    /// A backup under a flood of seven kinds of invalid VRRP from a third namespace, ipf against
+    /// keepalived: generator rate, drops per reason, spurious takeovers, agent and softirq CPU
+    /// (IPF_BENCH_FLOOD_SECS, default 20).
+    Flood,
+    /// 255 VIPs in 255 groups (OPENSHIFT_HA_*) on 3 nodes, ipf against keepalived, at 1 s (v2), 100 ms
+    /// and 10 ms (v3): CPU, RSS, time to elect, ratios against the targets (IPF_BENCH_WINDOW_SECS,
+    /// default 60; IPF_BENCH_INTERVALS, e.g. `1000,100`).
+    Scale,
 }
 
 pub fn run(which: Bench) -> Result<()> {
@@ -21,6 +29,8 @@ pub fn run(which: Bench) -> Result<()> {
         Bench::Datapath => bench_bin("datapath", false),
         Bench::Memory => bench_bin("memory", true),
         Bench::Failover => bench_bin("failover", true),
+        Bench::Flood => bench_bin("flood", true),
+        Bench::Scale => bench_bin("scale", true),
     }
 }
 

@@ -492,6 +492,8 @@ fn generate(
         firewall: None,
         router_id: Some(ROUTER_ID.to_owned()),
         warnings,
+        // keepalived.conf only: the images' scripts run as root, as they did.
+        script_security: Default::default(),
     })
 }
 

@@ -301,6 +301,8 @@ pub fn from_env(env: &BTreeMap<String, String>, host: &Host) -> Result<Config, C
         firewall,
         router_id: Some(scrub(&config_name)),
         warnings,
+        // keepalived.conf only: the images' scripts run as root, as they did.
+        script_security: Default::default(),
     })
 }
 
