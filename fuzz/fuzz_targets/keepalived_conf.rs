@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    match ipf_agent::keepalived_conf::parse(&text, "fuzz.conf") {
+    match ipf_agent::config::keepalived_conf::parse(&text, "fuzz.conf") {
         Ok(cfg) => ipf_fuzz::check_accepted(&cfg),
         Err(e) => {
             let msg = e.to_string();

@@ -2,7 +2,7 @@
 //! variable; an accepted configuration is valid and renders to a keepalived.conf that reads back.
 #![no_main]
 
-use ipf_agent::keepalived_env::{Source, from_env};
+use ipf_agent::config::keepalived_env::{Source, from_env};
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: &[&str] = &[
@@ -40,9 +40,14 @@ fuzz_target!(|data: &[u8]| {
                 ipf_fuzz::check_accepted(&cfg);
             }
         }
-        Err(e) => assert!(
-            vars.keys().any(|n| e.contains(n.as_str())) || e.contains("KEEPALIVED_") || e.contains("KUBE_APISERVER_"),
-            "error naming no variable: {e}"
-        ),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                vars.keys().any(|n| e.contains(n.as_str()))
+                    || e.contains("KEEPALIVED_")
+                    || e.contains("KUBE_APISERVER_"),
+                "error naming no variable: {e}"
+            )
+        }
     }
 });

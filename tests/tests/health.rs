@@ -191,6 +191,7 @@ fn a_tracked_interface_going_down_means_fault_at_once() {
 #[test]
 fn scripts_run_as_script_user_and_unsafe_ones_are_refused() {
     use std::os::unix::fs::PermissionsExt as _;
+    ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, _b_ns) = pair();
     let dir = TempDir::new("ipf-suser");
     let out = dir.path().join("out");
