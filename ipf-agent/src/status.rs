@@ -190,10 +190,16 @@ pub async fn run(args: StatusArgs) -> Result<()> {
 
 /// RFC 3339 (UTC, seconds) for a Unix time.
 fn since(unix: f64) -> String {
-    if unix <= 0.0 {
+    // The client prints whatever answered on the socket: a time before 1970 or after what RFC 3339
+    // can write (year 9999) is shown as unknown instead of panicking.
+    const LAST_RFC3339_SECOND: f64 = 253_402_300_799.0;
+    if !(unix > 0.0 && unix <= LAST_RFC3339_SECOND) {
         return "-".into();
     }
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(unix)).to_string()
+    std::time::Duration::try_from_secs_f64(unix)
+        .ok()
+        .and_then(|d| std::time::UNIX_EPOCH.checked_add(d))
+        .map_or_else(|| "-".into(), |t| humantime::format_rfc3339_seconds(t).to_string())
 }
 
 #[cfg(test)]
@@ -202,5 +208,9 @@ mod tests {
     fn transition_times() {
         assert_eq!(super::since(0.0), "-");
         assert_eq!(super::since(1_795_423_968.5), "2026-11-23T08:52:48Z");
+        // Any answer decodes into a float: one too large for a date must not panic the client.
+        for t in [1e300, 253_402_300_800.0, f64::MAX] {
+            assert_eq!(super::since(t), "-");
+        }
     }
 }
