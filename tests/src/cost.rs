@@ -54,6 +54,28 @@ pub fn tree_cpu_secs(pid: i32) -> f64 {
     ticks as f64 / ticks_per_sec()
 }
 
+/// Context switches so far of every thread of `pid`'s tree: how often it went to sleep and was woken
+/// (or preempted). Unlike CPU time, this hardly depends on what else loads the machine.
+pub fn tree_switches(pid: i32) -> u64 {
+    tree(pid)
+        .into_iter()
+        .flat_map(|p| {
+            std::fs::read_dir(format!("/proc/{p}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|t| t.path().join("status"))
+        })
+        .filter_map(|status| std::fs::read_to_string(status).ok())
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// Resident memory (VmRSS) of `pid`'s tree in KiB.
 pub fn tree_rss_kib(pid: i32) -> u64 {
     tree(pid)
@@ -134,5 +156,7 @@ mod tests {
         assert!(tree(me).contains(&me));
         assert!(tree_rss_kib(me) > 0);
         assert!(tree_cpu_secs(me) >= 0.0);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        assert!(tree_switches(me) > 0);
     }
 }

@@ -172,30 +172,13 @@ impl Effects for RealEffects {
     fn add_vips(&mut self) {
         let epoch = self.master_epoch.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.ops.send(VipOp::Add(self.vips.clone()));
-        if let Some(lease) = self.vip_lease {
-            // Renewals go through the same ordered queue, so none can land after a removal; a weak
-            // sender lets the queue close at shutdown.
-            let ops = self.ops.downgrade();
-            let vips = self.vips.clone();
-            let epoch_now = self.master_epoch.clone();
-            tokio::task::spawn_local(async move {
-                let mut tick = tokio::time::interval(lease / 4);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(ops) = ops.upgrade() else { break };
-                    if epoch_now.load(Ordering::SeqCst) != epoch
-                        || ops
-                            .send(VipOp::Renew {
-                                vips: vips.clone(),
-                                epoch,
-                                epoch_now: epoch_now.clone(),
-                            })
-                            .is_err()
-                    {
-                        break;
-                    }
-                }
+        if self.vip_lease.is_some() {
+            // The worker renews every Master's leases on one timer, in one batch, until this
+            // instance's epoch moves (it left Master or its addresses changed).
+            let _ = self.ops.send(VipOp::Lease {
+                vips: self.vips.clone(),
+                epoch,
+                epoch_now: self.master_epoch.clone(),
             });
         }
     }

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::join_all;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
@@ -22,8 +23,9 @@ use crate::network::{AddressManager, Announcer, Vip};
 #[derive(Clone)]
 pub(super) enum VipOp {
     Add(Vec<Vip>),
-    /// Renews the leases of `vips` unless the instance left Master since (`epoch` changed).
-    Renew {
+    /// Keeps the leases of `vips` renewed until the instance's epoch moves from `epoch` (it left
+    /// Master, or took another set of addresses).
+    Lease {
         vips: Vec<Vip>,
         epoch: u64,
         epoch_now: Arc<AtomicU64>,
@@ -74,6 +76,19 @@ fn vip_interface<'a>(interfaces: &'a mut HashMap<String, VipInterface>, v: &Vip)
     interfaces.get(name)
 }
 
+/// A Master's leased VIPs, renewed while its epoch stays.
+struct Lease {
+    vips: Vec<Vip>,
+    epoch: u64,
+    epoch_now: Arc<AtomicU64>,
+}
+
+impl Lease {
+    fn current(&self) -> bool {
+        self.epoch_now.load(Ordering::SeqCst) == self.epoch
+    }
+}
+
 pub(super) async fn vip_worker(
     mut rx: mpsc::UnboundedReceiver<VipOp>,
     addrs: Rc<AddressManager>,
@@ -84,7 +99,35 @@ pub(super) async fn vip_worker(
         Some(l) => addrs.add_leased(ifindex, v, l).await,
         None => addrs.add(ifindex, v).await,
     };
-    while let Some(op) = rx.recv().await {
+    // One timer renews every lease, a quarter of the lease apart, instead of a task and a wake-up per
+    // Master; renewals run here, in queue order, so none lands after a removal (a removal moves the
+    // epoch before it is queued).
+    let mut leases: Vec<Lease> = Vec::new();
+    let mut tick = tokio::time::interval(lease.map_or(Duration::from_secs(3600), |l| l / 4));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let op = tokio::select! {
+            op = rx.recv() => match op {
+                Some(op) => op,
+                None => break,
+            },
+            _ = tick.tick(), if !leases.is_empty() => {
+                leases.retain(Lease::current);
+                let due: Vec<(u32, &Vip)> = leases
+                    .iter()
+                    .flat_map(|l| l.vips.iter())
+                    .filter_map(|v| Some((vip_interface(&mut interfaces, v)?.ifindex, v)))
+                    .collect();
+                // All requests go out before the first ack is awaited: one batch on the socket.
+                let results = join_all(due.iter().map(|(ifindex, v)| add(*ifindex, v))).await;
+                for ((_, v), r) in due.iter().zip(results) {
+                    if let Err(e) = r {
+                        tracing::error!("renewing VIP {v}: {e}");
+                    }
+                }
+                continue;
+            }
+        };
         match op {
             VipOp::Add(vips) => {
                 for v in &vips {
@@ -96,18 +139,7 @@ pub(super) async fn vip_worker(
                     }
                 }
             }
-            VipOp::Renew { vips, epoch, epoch_now } => {
-                if epoch_now.load(Ordering::SeqCst) == epoch {
-                    for v in &vips {
-                        let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
-                            continue;
-                        };
-                        if let Err(e) = add(ifindex, v).await {
-                            tracing::error!("renewing VIP {v}: {e}");
-                        }
-                    }
-                }
-            }
+            VipOp::Lease { vips, epoch, epoch_now } => leases.push(Lease { vips, epoch, epoch_now }),
             VipOp::Remove(vips) => {
                 for v in &vips {
                     let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {

@@ -5,7 +5,9 @@
 //! keepalived.conf is switched to VRRPv3 at the interval (v3 has no authentication) and both read the
 //! same file. Prints, per implementation and interval: the time from start until every VIP is held by
 //! exactly one node, CPU seconds per minute per node and in total over a steady-state window
-//! (`IPF_BENCH_WINDOW_SECS`, default 60), the resident memory of each node's process tree, and the
+//! (`IPF_BENCH_WINDOW_SECS`, default 60), context switches per second per node (wake-ups, which the
+//! machine's load hardly changes, unlike CPU time), the resident memory of each node's process tree,
+//! and the
 //! ratios against the targets (CPU ≤ 1/10 and RSS ≤ 1/2 of keepalived's; electing no slower).
 //! `IPF_BENCH_INTERVALS` (ms, default `1000,100,10`) picks the cases. Figures only; no pass/fail.
 #![allow(clippy::unwrap_used, reason = "benchmark binary")]
@@ -146,6 +148,8 @@ struct Figures {
     elect: Option<Duration>,
     /// CPU seconds per minute, per node.
     cpu: Vec<f64>,
+    /// Context switches per second, per node (wake-ups: hardly affected by the machine's load).
+    switches: Vec<f64>,
     rss_mib: Vec<f64>,
     /// VIPs held by no node or by more than one at the end of the window.
     unsettled: usize,
@@ -190,6 +194,7 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
     std::thread::sleep(Duration::from_secs(6));
     let load = cost::load();
     let before: Vec<f64> = routers.iter().map(|r| cost::tree_cpu_secs(r.pid())).collect();
+    let switches_before: Vec<u64> = routers.iter().map(|r| cost::tree_switches(r.pid())).collect();
     let w0 = Instant::now();
     std::thread::sleep(window);
     let secs = w0.elapsed().as_secs_f64();
@@ -197,6 +202,11 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
         .iter()
         .zip(&before)
         .map(|(r, b)| (cost::tree_cpu_secs(r.pid()) - b) * 60.0 / secs)
+        .collect();
+    let switches = routers
+        .iter()
+        .zip(&switches_before)
+        .map(|(r, b)| cost::tree_switches(r.pid()).saturating_sub(*b) as f64 / secs)
         .collect();
     let rss_mib = routers
         .iter()
@@ -207,6 +217,7 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
     Figures {
         elect,
         cpu,
+        switches,
         rss_mib,
         unsettled,
         load,
@@ -216,11 +227,16 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
 fn show(imp: Impl, f: &Figures) {
     let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" / ");
     println!(
-        "  {:<10}  elected in {:>6}  CPU s/min per node {} (total {:.2})  RSS MiB per node {}  (load {}){}",
+        "  {:<10}  elected in {:>6}  CPU s/min per node {} (total {:.2})  wake-ups/s per node {}  RSS MiB per node {}  (load {}){}",
         format!("{imp:?}"),
         f.elect.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64())),
         list(&f.cpu),
         f.cpu.iter().sum::<f64>(),
+        f.switches
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
         list(&f.rss_mib),
         f.load,
         if f.unsettled > 0 {
