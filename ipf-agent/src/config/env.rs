@@ -15,6 +15,20 @@ pub(super) fn err(var: &str, value: &str, why: impl Display) -> ConfigError {
     }
 }
 
+/// A Linux interface name (the kernel's dev_valid_name).
+pub(super) fn interface_name(var: &str, value: &str) -> Result<String, ConfigError> {
+    let name = value.trim();
+    if name.len() > 15 || name == "." || name == ".." || name.contains(['/', ':']) || name.contains(char::is_whitespace)
+    {
+        return Err(err(
+            var,
+            value,
+            "not an interface name (at most 15 bytes, no '/', ':' or spaces)",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 /// Lookups in the environment; an empty value counts as unset, as the image's `${VAR:-default}`.
 pub(super) struct Vars<'a>(pub(super) &'a BTreeMap<String, String>);
 
