@@ -18,8 +18,7 @@ pub(super) fn err(var: &str, value: &str, why: impl Display) -> ConfigError {
 /// A Linux interface name (the kernel's dev_valid_name).
 pub(super) fn interface_name(var: &str, value: &str) -> Result<String, ConfigError> {
     let name = value.trim();
-    if name.len() > 15 || name == "." || name == ".." || name.contains(['/', ':']) || name.contains(char::is_whitespace)
-    {
+    if !super::host::valid_interface_name(name) {
         return Err(err(
             var,
             value,
