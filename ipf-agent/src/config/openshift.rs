@@ -475,6 +475,10 @@ mod tests {
                 "OPENSHIFT_HA_NETWORK_INTERFACE=\"averyveryverylongname\": not an interface name",
             ),
             (
+                vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "e\u{1}")],
+                "not an interface name",
+            ),
+            (
                 vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "eth0 x")],
                 "OPENSHIFT_HA_NETWORK_INTERFACE=\"eth0 x\": not an interface name",
             ),
