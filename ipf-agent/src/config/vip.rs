@@ -218,6 +218,7 @@ mod tests {
             ("192.0.2.1 dev averyveryverylongname", "not an interface name"),
             ("192.0.2.1 dev eth0:1", "not an interface name"),
             ("192.0.2.1 dev e\u{1}", "not an interface name"),
+            ("192.0.2.1 dev !true", "not an interface name"),
             ("192.0.2.1 label averyveryverylongname", "at most 15 bytes"),
             ("192.0.2.1 label a\"b", "no quotes"),
         ] {
