@@ -46,6 +46,7 @@ async fn run_once(spec: &CheckSpec, target: IpAddr) -> bool {
                 .stdin(std::process::Stdio::null());
             // Its own process group, so a timeout kills whatever the script started too.
             c.process_group(0);
+            crate::script_security::apply(&mut c);
             let Ok(mut child) = c.spawn() else {
                 tracing::warn!("VRRP_Script({}) cannot be started", spec.name);
                 return false;

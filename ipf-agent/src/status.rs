@@ -133,65 +133,104 @@ pub async fn query(socket: &Path) -> Result<Vec<InstanceStatus>> {
         .with_context(|| format!("connecting to {} (is ipf-agent running?)", socket.display()))?;
     let mut buf = Vec::new();
     conn.read_to_end(&mut buf).await?;
-    serde_json::from_slice(&buf).context("decoding the agent's status")
+    decode(&buf)
+}
+
+/// The agent's answer as the client reads it (anything on the socket's path may answer).
+pub fn decode(answer: &[u8]) -> Result<Vec<InstanceStatus>> {
+    serde_json::from_slice(answer).context("decoding the agent's status")
+}
+
+/// How `status` prints the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Brief,
+}
+
+/// The text `status` prints, and for `--brief` the instances in FAULT.
+pub fn render(status: &[InstanceStatus], format: Format) -> Result<(String, Vec<&str>)> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut faulty = Vec::new();
+    match format {
+        Format::Json => out = serde_json::to_string_pretty(status)? + "\n",
+        Format::Brief => {
+            for s in status {
+                writeln!(out, "{} {}", s.instance, s.state)?;
+            }
+            faulty = status
+                .iter()
+                .filter(|s| s.state == "FAULT")
+                .map(|s| s.instance.as_str())
+                .collect();
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} VIPS",
+                "INSTANCE", "INTERFACE", "VRID", "STATE", "PRIORITY", "MASTER", "SINCE"
+            )?;
+            for s in status {
+                let since = since(s.last_transition);
+                let master = s.master.map_or_else(|| "-".to_owned(), |m| m.to_string());
+                writeln!(
+                    out,
+                    "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} {}",
+                    s.instance,
+                    s.interface,
+                    s.vrid,
+                    s.state,
+                    format!("{}/{}", s.priority, s.configured_priority),
+                    master,
+                    since,
+                    s.vips.join(" ")
+                )?;
+                for c in &s.conflicts {
+                    writeln!(
+                        out,
+                        "  SPLIT BRAIN: {} also claimed by {}{} since {} ({} claims)",
+                        c.vip,
+                        c.other_mac,
+                        c.other_ip.map_or_else(String::new, |ip| format!(" ({ip})")),
+                        self::since(c.since),
+                        c.claims
+                    )?;
+                }
+            }
+        }
+    }
+    Ok((out, faulty))
 }
 
 pub async fn run(args: StatusArgs) -> Result<()> {
     let status = query(&args.socket).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else if args.brief {
-        for s in &status {
-            println!("{} {}", s.instance, s.state);
-        }
-        let faulty: Vec<&str> = status
-            .iter()
-            .filter(|s| s.state == "FAULT")
-            .map(|s| s.instance.as_str())
-            .collect();
-        if !faulty.is_empty() {
-            bail!("in FAULT: {}", faulty.join(", "));
-        }
-    } else {
-        println!(
-            "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} VIPS",
-            "INSTANCE", "INTERFACE", "VRID", "STATE", "PRIORITY", "MASTER", "SINCE"
-        );
-        for s in &status {
-            let since = since(s.last_transition);
-            let master = s.master.map_or_else(|| "-".to_owned(), |m| m.to_string());
-            println!(
-                "{:<16} {:<10} {:>4}  {:<7} {:>8}  {:<28} {:<20} {}",
-                s.instance,
-                s.interface,
-                s.vrid,
-                s.state,
-                format!("{}/{}", s.priority, s.configured_priority),
-                master,
-                since,
-                s.vips.join(" ")
-            );
-            for c in &s.conflicts {
-                println!(
-                    "  SPLIT BRAIN: {} also claimed by {}{} since {} ({} claims)",
-                    c.vip,
-                    c.other_mac,
-                    c.other_ip.map_or_else(String::new, |ip| format!(" ({ip})")),
-                    self::since(c.since),
-                    c.claims
-                );
-            }
-        }
+    let format = match (args.json, args.brief) {
+        (true, _) => Format::Json,
+        (false, true) => Format::Brief,
+        (false, false) => Format::Table,
+    };
+    let (text, faulty) = render(&status, format)?;
+    print!("{text}");
+    if !faulty.is_empty() {
+        bail!("in FAULT: {}", faulty.join(", "));
     }
     Ok(())
 }
 
 /// RFC 3339 (UTC, seconds) for a Unix time.
 fn since(unix: f64) -> String {
-    if unix <= 0.0 {
+    // The client prints whatever answered on the socket: a time before 1970 or after what RFC 3339
+    // can write (year 9999) is shown as unknown instead of panicking.
+    const LAST_RFC3339_SECOND: f64 = 253_402_300_799.0;
+    if !(unix > 0.0 && unix <= LAST_RFC3339_SECOND) {
         return "-".into();
     }
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(unix)).to_string()
+    std::time::Duration::try_from_secs_f64(unix)
+        .ok()
+        .and_then(|d| std::time::UNIX_EPOCH.checked_add(d))
+        .map_or_else(|| "-".into(), |t| humantime::format_rfc3339_seconds(t).to_string())
 }
 
 #[cfg(test)]
@@ -200,5 +239,9 @@ mod tests {
     fn transition_times() {
         assert_eq!(super::since(0.0), "-");
         assert_eq!(super::since(1_795_423_968.5), "2026-11-23T08:52:48Z");
+        // Any answer decodes into a float: one too large for a date must not panic the client.
+        for t in [1e300, 253_402_300_800.0, f64::MAX] {
+            assert_eq!(super::since(t), "-");
+        }
     }
 }

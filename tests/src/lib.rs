@@ -8,7 +8,9 @@
 
 pub use ipf_common::testing as frames;
 pub mod container;
+pub mod cost;
 pub mod deploy;
+pub mod flood;
 pub mod trace;
 pub mod xdp;
 

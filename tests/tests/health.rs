@@ -184,3 +184,106 @@ fn a_tracked_interface_going_down_means_fault_at_once() {
         (holds(&a_ns) && !holds(&b_ns)).then_some(())
     });
 }
+
+/// keepalived.conf's `script_user` and `enable_script_security`: the check and the notify script run
+/// as the configured user (no root groups); a script in a directory anyone can write to is refused
+/// with its file and line, and the agent exits before touching an address.
+#[test]
+fn scripts_run_as_script_user_and_unsafe_ones_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    ipf_testbed::skip_unless_root!();
+    let (_switch, a_ns, _b_ns) = pair();
+    let dir = TempDir::new("ipf-suser");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // The scripts (as `nobody`) write here; the scripts themselves stay root's.
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let write_script = |name: &str, body: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let check = write_script(
+        "check.sh",
+        format!("#!/bin/sh\necho \"$(id -u) $(id -G)\" > {}/check.ids\n", out.display()),
+    );
+    let notify = write_script(
+        "notify.sh",
+        format!("#!/bin/sh\necho \"$(id -u) $(id -G)\" > {}/notify.ids\n", out.display()),
+    );
+    let conf = dir.path().join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n  vrrp_version 3\n  script_user nobody\n  enable_script_security\n}}\nvrrp_script chk {{\n  script \"{}\"\n  interval 1\n}}\nvrrp_instance VI_51 {{\n  interface eth0\n  virtual_router_id 51\n  priority 150\n  advert_int 0.1\n  track_script {{\n    chk\n  }}\n  notify_master \"{}\"\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n",
+            check.display(),
+            notify.display()
+        ),
+    )
+    .unwrap();
+    let nobody = String::from_utf8(
+        std::process::Command::new("id")
+            .args(["-u", "nobody"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let nogroup = String::from_utf8(
+        std::process::Command::new("id")
+            .args(["-g", "nobody"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let mut cmd = a_ns.command(agent_bin());
+    cmd.args(["run", "--status-socket", "off", "--config"]).arg(&conf);
+    let a = Proc::spawn("ipf-agent", cmd);
+    wait_for("A to hold the VIP", T, || holds(&a_ns).then_some(()));
+    for file in ["check.ids", "notify.ids"] {
+        let ids = wait_for(&format!("{file} from the script"), T, || {
+            std::fs::read_to_string(out.join(file))
+                .ok()
+                .filter(|s| s.ends_with('\n'))
+        });
+        // uid, then every group: only nobody's own, root's none.
+        assert_eq!(ids.trim(), format!("{nobody} {nogroup}"), "{file}");
+    }
+    drop(a);
+    wait_for("the VIP lease to lapse", T, || (!holds(&a_ns)).then_some(()));
+
+    // Scripts that run as root, in a directory anyone can write to: refused at the vrrp_script's line
+    // (as nobody they would need no protection).
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.replace("script_user nobody", "script_user root")).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // check-config and run both refuse; run touches nothing.
+    for sub in ["check-config", "run"] {
+        let mut cmd = a_ns.command(agent_bin());
+        cmd.args([sub, "--status-socket", "off", "--config"]).arg(&conf);
+        let mut p = Proc::spawn("ipf-agent", cmd);
+        let status = p.wait_exit(T);
+        assert!(!status.success(), "{sub} accepted an unsafe script");
+        let expected = format!(
+            "{}:6: vrrp_script chk: script \"{}\": {} is writable by everyone (mode 0777); refused because enable_script_security is set",
+            conf.display(),
+            check.display(),
+            dir.path().display()
+        );
+        assert!(
+            p.stderr_lines()
+                .iter()
+                .chain(p.lines().iter())
+                .any(|l| l.contains(&expected)),
+            "{sub}: no {expected:?} in {:?}",
+            p.stderr_lines()
+        );
+    }
+    assert!(!holds(&a_ns));
+}

@@ -17,6 +17,14 @@ pub enum Bench {
     /// survivor after the path returns (ipf and keepalived), and splits with multicast blocked, with
     /// and without unicast peers (IPF_BENCH_TRIALS, default 5).
     SplitBrain,
+    /// A backup under a flood of seven kinds of invalid VRRP from a third namespace, ipf against
+    /// keepalived: generator rate, drops per reason, spurious takeovers, agent and softirq CPU
+    /// (IPF_BENCH_FLOOD_SECS, default 20).
+    Flood,
+    /// 255 VIPs in 255 groups (OPENSHIFT_HA_*) on 3 nodes, ipf against keepalived, at 1 s (v2), 100 ms
+    /// and 10 ms (v3): CPU, RSS, time to elect, ratios against the targets (IPF_BENCH_WINDOW_SECS,
+    /// default 60; IPF_BENCH_INTERVALS, e.g. `1000,100`).
+    Scale,
 }
 
 pub fn run(which: Bench) -> Result<()> {
@@ -26,6 +34,8 @@ pub fn run(which: Bench) -> Result<()> {
         Bench::Memory => bench_bin("memory", true),
         Bench::Failover => bench_bin("failover", true),
         Bench::SplitBrain => bench_bin("split-brain", true),
+        Bench::Flood => bench_bin("flood", true),
+        Bench::Scale => bench_bin("scale", true),
     }
 }
 

@@ -2,6 +2,7 @@
 //! program is ipf-agent's build script's job.
 
 mod bench;
+mod fuzz;
 mod image;
 mod lab;
 mod setup;
@@ -32,6 +33,8 @@ enum Command {
         #[command(subcommand)]
         which: bench::Bench,
     },
+    /// The cargo-fuzz targets (nightly), each for --secs; prints executions per target, fails on a crash.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +63,11 @@ fn main() -> Result<()> {
         Command::Bench { which } => {
             setup::run()?;
             bench::run(which)
+        }
+        Command::Fuzz(args) => {
+            setup::run()?;
+            setup::fuzz_tools()?;
+            fuzz::run(args)
         }
     }
 }

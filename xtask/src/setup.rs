@@ -211,6 +211,35 @@ fn bpf_linker() -> Result<()> {
     step("install bpf-linker (about 2 minutes)", c)
 }
 
+/// rustup's nightly toolchain and cargo-fuzz, for `cargo xtask fuzz` only (the build stays on stable).
+pub fn fuzz_tools() -> Result<()> {
+    let toolchain = crate::fuzz::TOOLCHAIN;
+    let list = output({
+        let mut c = Command::new("rustup");
+        c.args(["toolchain", "list"]);
+        c
+    })
+    .context("rustup is needed for the nightly fuzzing toolchain")?;
+    if list.lines().any(|l| l.starts_with(&format!("{toolchain}-"))) {
+        eprintln!("setup: {toolchain} toolchain present");
+    } else {
+        let mut c = Command::new("rustup");
+        c.args(["toolchain", "install", toolchain, "--profile", "minimal"]);
+        step("install the nightly toolchain (fuzzing only)", c)?;
+    }
+    let present = Command::new("cargo")
+        .args([&format!("+{toolchain}"), "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        eprintln!("setup: cargo-fuzz present");
+        return Ok(());
+    }
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.args(["install", "cargo-fuzz", "--locked"]);
+    step("install cargo-fuzz (about 2 minutes)", c)
+}
+
 /// clippy for the eBPF crate on its real target, with the eBPF toolchain.
 pub fn ebpf_clippy() -> Command {
     let mut c = Command::new("rustup");

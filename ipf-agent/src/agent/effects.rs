@@ -102,6 +102,7 @@ impl RealEffects {
         let mut cmd = tokio::process::Command::new(program);
         // Not killed with the agent: a STOP notification must still run when the agent exits.
         cmd.args(words).args(extra).stdin(std::process::Stdio::null());
+        crate::script_security::apply(&mut cmd);
         let failed = self.metrics.notify_failures.clone();
         let what = format!("{line} {}", extra.join(" "));
         match cmd.spawn() {

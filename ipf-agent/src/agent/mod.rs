@@ -75,6 +75,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     check_system(&cfg.config)?;
     crate::container::require_for_run(&crate::container::Privileges::current())?;
     let mut config = cfg.config.clone();
+    crate::script_security::set_run_as(config.script_security.run_as.clone());
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -232,6 +233,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                             Err(e) => tracing::error!("reload failed, the running configuration stays: {e:#}"),
                             Ok(summary) => {
                                 tracing::info!("reloaded: {summary}");
+                                crate::script_security::set_run_as(new.script_security.run_as.clone());
                                 if config.firewall != new.firewall || families(&config) != families(&new) {
                                     if let Some(old) = config.firewall.clone().filter(|o| Some(o) != new.firewall.as_ref()) {
                                         match tokio::task::spawn_blocking(move || firewall::remove(&old)).await {

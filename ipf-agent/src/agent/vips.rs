@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::join_all;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
@@ -82,7 +83,16 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
         Some(l) => addrs.add_leased(ifindex, v, l).await,
         None => addrs.add(ifindex, v).await,
     };
-    while let Some(op) = rx.recv().await {
+    // An op taken from the queue while gathering renewals, to be done next.
+    let mut next: Option<VipOp> = None;
+    loop {
+        let op = match next.take() {
+            Some(op) => op,
+            None => match rx.recv().await {
+                Some(op) => op,
+                None => break,
+            },
+        };
         match op {
             VipOp::Add(vips, lease) => {
                 for v in &vips {
@@ -100,14 +110,38 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                 epoch,
                 epoch_now,
             } => {
-                if epoch_now.load(Ordering::SeqCst) == epoch {
-                    for v in &vips {
-                        let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
-                            continue;
-                        };
-                        if let Err(e) = add(ifindex, v, Some(lease)).await {
-                            tracing::error!("renewing VIP {v}: {e}");
+                // Renewals of Masters whose adverts went out in the same tick are queued together:
+                // send them as one batch (every request before the first ack is awaited). Only
+                // consecutive renewals are gathered, so none overtakes a removal queued after it.
+                let mut due: Vec<(u32, Vip, Duration)> = Vec::new();
+                let mut gather = |vips: Vec<Vip>, lease: Duration, epoch: u64, epoch_now: &AtomicU64| {
+                    if epoch_now.load(Ordering::SeqCst) == epoch {
+                        for v in vips {
+                            if let Some(i) = vip_interface(&mut interfaces, &v) {
+                                due.push((i.ifindex, v, lease));
+                            }
                         }
+                    }
+                };
+                gather(vips, lease, epoch, &epoch_now);
+                while let Ok(op) = rx.try_recv() {
+                    match op {
+                        VipOp::Renew {
+                            vips,
+                            lease,
+                            epoch,
+                            epoch_now,
+                        } => gather(vips, lease, epoch, &epoch_now),
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let results = join_all(due.iter().map(|(ifindex, v, lease)| add(*ifindex, v, Some(*lease)))).await;
+                for ((_, v, _), r) in due.iter().zip(results) {
+                    if let Err(e) = r {
+                        tracing::error!("renewing VIP {v}: {e}");
                     }
                 }
             }

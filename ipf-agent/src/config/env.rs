@@ -15,6 +15,19 @@ pub(super) fn err(var: &str, value: &str, why: impl Display) -> ConfigError {
     }
 }
 
+/// A Linux interface name (the kernel's dev_valid_name).
+pub(super) fn interface_name(var: &str, value: &str) -> Result<String, ConfigError> {
+    let name = value.trim();
+    if !super::host::valid_interface_name(name) {
+        return Err(err(
+            var,
+            value,
+            "not an interface name (at most 15 bytes, no '/', ':' or spaces)",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 /// Lookups in the environment; an empty value counts as unset, as the image's `${VAR:-default}`.
 pub(super) struct Vars<'a>(pub(super) &'a BTreeMap<String, String>);
 

@@ -14,6 +14,20 @@ pub struct Host {
     pub addresses: Vec<IpAddr>,
 }
 
+/// Whether `name` can be a Linux interface name (the kernel's dev_valid_name): 1 to 15 bytes, not `.`
+/// or `..`, no '/', ':' or whitespace; nor control characters, quotes, braces or comment marks ('!',
+/// '#'), which keepalived.conf cannot carry in a VIP line (the fuzzer found renderings that did not
+/// read back).
+pub fn valid_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| {
+            c.is_whitespace() || c.is_control() || matches!(c, '/' | ':' | '"' | '!' | '#' | '{' | '}')
+        })
+}
+
 /// This node's interfaces, default-route interface and addresses.
 pub fn host() -> Host {
     let interfaces = std::fs::read_dir("/sys/class/net")

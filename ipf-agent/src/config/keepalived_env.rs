@@ -19,7 +19,7 @@ use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
 
 use super::{
     CheckKind, CheckSpec, Config, ConfigError, Host, InitialState, InstanceSpec, Vip,
-    env::{Vars, err},
+    env::{Vars, err, interface_name},
     parse_vip,
 };
 use crate::datapath::Family;
@@ -234,20 +234,6 @@ fn name_warnings(vars: &BTreeMap<String, String>) -> Vec<String> {
         }
     }
     warnings
-}
-
-/// A Linux interface name (the kernel's dev_valid_name).
-fn interface_name(var: &str, value: &str) -> Result<String, ConfigError> {
-    let name = value.trim();
-    if name.len() > 15 || name == "." || name == ".." || name.contains(['/', ':']) || name.contains(char::is_whitespace)
-    {
-        return Err(err(
-            var,
-            value,
-            "not an interface name (at most 15 bytes, no '/', ':' or spaces)",
-        ));
-    }
-    Ok(name.to_owned())
 }
 
 /// Reads the arcts/keepalived environment. `host` only adds warnings (an interface or a source address
@@ -492,6 +478,8 @@ fn generate(
         firewall: None,
         router_id: Some(ROUTER_ID.to_owned()),
         warnings,
+        // keepalived.conf only: the images' scripts run as root, as they did.
+        script_security: Default::default(),
     })
 }
 

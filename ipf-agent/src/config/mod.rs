@@ -74,6 +74,8 @@ pub struct Config {
     pub firewall: Option<Firewall>,
     /// keepalived's `global_defs { router_id }`: kept for the rendering, not used on the wire.
     pub router_id: Option<String>,
+    /// keepalived's `script_user` / `enable_script_security` (keepalived.conf only).
+    pub script_security: crate::script_security::ScriptSecurity,
     /// What the front end accepted but ignores (a harmless keepalived keyword, `KEEPALIVED_CMD`): logged
     /// at start and printed by `check-config`.
     pub warnings: Vec<String>,

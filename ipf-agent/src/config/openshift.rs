@@ -11,7 +11,7 @@ use std::{
 
 use super::{
     CheckKind, CheckSpec, Config, ConfigError, Firewall, Host, InstanceSpec, Notify,
-    env::{Vars, err},
+    env::{Vars, err, interface_name},
     parse_vip,
 };
 use crate::{datapath::Family, vrrp::Preempt};
@@ -166,7 +166,9 @@ pub fn from_env(env: &BTreeMap<String, String>, host: &Host) -> Result<Config, C
             .collect::<Result<_, _>>()?,
     };
     let interface = match var("OPENSHIFT_HA_NETWORK_INTERFACE") {
-        Some(i) => i,
+        // Checked here, as the other front ends do: the name goes into the rendered keepalived.conf
+        // and into netlink requests (the fuzzer found any text taken).
+        Some(i) => interface_name("OPENSHIFT_HA_NETWORK_INTERFACE", &i)?,
         None if host.interfaces.iter().any(|i| i == "eth0") => "eth0".to_owned(),
         None => {
             let i = host
@@ -301,6 +303,8 @@ pub fn from_env(env: &BTreeMap<String, String>, host: &Host) -> Result<Config, C
         firewall,
         router_id: Some(scrub(&config_name)),
         warnings,
+        // keepalived.conf only: the images' scripts run as root, as they did.
+        script_security: Default::default(),
     })
 }
 
@@ -463,6 +467,20 @@ mod tests {
             (
                 vec![("OPENSHIFT_HA_CHECK_INTERVAL", "0")],
                 "OPENSHIFT_HA_CHECK_INTERVAL=\"0\"",
+            ),
+            // Regression (fuzzing): any text was taken as the interface, and the rendered
+            // keepalived.conf did not read back.
+            (
+                vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "averyveryverylongname")],
+                "OPENSHIFT_HA_NETWORK_INTERFACE=\"averyveryverylongname\": not an interface name",
+            ),
+            (
+                vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "e\u{1}")],
+                "not an interface name",
+            ),
+            (
+                vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "eth0 x")],
+                "OPENSHIFT_HA_NETWORK_INTERFACE=\"eth0 x\": not an interface name",
             ),
         ] {
             let mut all = vec![("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-12")];

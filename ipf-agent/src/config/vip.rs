@@ -176,8 +176,22 @@ pub fn parse_vip(text: &str) -> Result<Vip, VipError> {
                         .map_err(|_| bad(&format!("scope {v:?} is not global, site, link, host or 0..255")))?,
                 })
             }
-            "label" => vip.label = Some(value.to_owned()),
-            "dev" => vip.dev = Some(value.to_owned()),
+            // The kernel takes at most 15 bytes for either (the fuzzer found any text taken, which the
+            // rendered keepalived.conf could not carry).
+            "label" if value.len() <= 15 && !value.contains(|c: char| c.is_control() || c == '"') => {
+                vip.label = Some(value.to_owned())
+            }
+            "label" => {
+                return Err(bad(&format!(
+                    "label {value:?}: at most 15 bytes, no quotes or control characters"
+                )));
+            }
+            "dev" if super::host::valid_interface_name(value) => vip.dev = Some(value.to_owned()),
+            "dev" => {
+                return Err(bad(&format!(
+                    "dev {value:?}: not an interface name (1 to 15 bytes, no '/' or ':')"
+                )));
+            }
             other => return Err(bad(&format!("unknown option {other:?}"))),
         }
     }
@@ -190,6 +204,28 @@ mod tests {
     use std::net::Ipv6Addr;
 
     use super::*;
+
+    /// Regression (fuzzing): `dev` and `label` took any text, and the rendered keepalived.conf did not
+    /// read back.
+    #[test]
+    fn dev_and_label_must_fit_the_kernel() {
+        assert_eq!(
+            parse_vip("192.0.2.1/24 dev eth0").map(|v| v.dev),
+            Ok(Some("eth0".to_owned()))
+        );
+        for (line, why) in [
+            ("192.0.2.1 dev a/b", "dev \"a/b\": not an interface name"),
+            ("192.0.2.1 dev averyveryverylongname", "not an interface name"),
+            ("192.0.2.1 dev eth0:1", "not an interface name"),
+            ("192.0.2.1 dev e\u{1}", "not an interface name"),
+            ("192.0.2.1 dev !true", "not an interface name"),
+            ("192.0.2.1 label averyveryverylongname", "at most 15 bytes"),
+            ("192.0.2.1 label a\"b", "no quotes"),
+        ] {
+            let e = parse_vip(line).expect_err(line).to_string();
+            assert!(e.contains(why), "{line}: {e}");
+        }
+    }
 
     #[test]
     fn vip_display_and_validation() {

@@ -4,8 +4,6 @@
 /// global_defs keywords accepted and ignored: they configure mail, SNMP, D-Bus, process scheduling or
 /// keepalived's own checks, none of which changes how ipf elects or what it puts on the wire.
 pub(super) const GLOBAL_IGNORED: &[&str] = &[
-    "script_user",
-    "enable_script_security",
     "max_auto_priority",
     "notification_email",
     "notification_email_from",

@@ -20,6 +20,7 @@ pub(super) struct Globals {
     pub(super) version: Option<u8>,
     pub(super) default_interface: Option<String>,
     pub(super) garp: GarpSettings,
+    pub(super) script_security: crate::script_security::ScriptSecurity,
 }
 
 /// GARP settings as written; unset ones come from global_defs, then from keepalived's defaults.
@@ -122,6 +123,7 @@ impl Reader {
                 }
             }
         }
+        self.check_scripts(&globals.script_security, &checks, &raws)?;
         let mut instances: Vec<InstanceSpec> = Vec::new();
         let mut vrids: HashMap<(String, Family, u8), String> = HashMap::new();
         for raw in raws {
@@ -148,8 +150,44 @@ impl Reader {
             checks: checks.into_iter().map(|(c, _)| c).collect(),
             firewall: None,
             router_id: globals.router_id,
+            script_security: globals.script_security,
             warnings: self.warnings.into_iter().map(|(_, w)| w).collect(),
         })
+    }
+
+    /// With enable_script_security, every check and notify script that would run with root's powers
+    /// is checked (see `script_security`) and refused at the line that names it.
+    fn check_scripts(
+        &self,
+        security: &crate::script_security::ScriptSecurity,
+        checks: &[(CheckSpec, Loc)],
+        raws: &[RawInstance],
+    ) -> Result<(), ConfError> {
+        for (check, loc) in checks {
+            if let CheckKind::Script(line) = &check.kind {
+                security
+                    .check(&format!("vrrp_script {}", check.name), line)
+                    .map_err(|e| self.error(*loc, e))?;
+            }
+        }
+        for raw in raws {
+            let n = &raw.notify;
+            for (keyword, line) in [
+                ("notify", &n.any),
+                ("notify_master", &n.master),
+                ("notify_backup", &n.backup),
+                ("notify_fault", &n.fault),
+                ("notify_stop", &n.stop),
+            ] {
+                if let Some(line) = line {
+                    let loc = raw.seen.get(keyword).copied().unwrap_or(raw.loc);
+                    security
+                        .check(&format!("{keyword} of vrrp_instance {}", raw.name), line)
+                        .map_err(|e| self.error(loc, e))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The single value of `node`, which takes no block.
@@ -340,6 +378,22 @@ impl Reader {
                         g.delay = g.delay.or(Some(Duration::ZERO));
                         g.refresh = g.refresh.or(Some(None));
                     }
+                }
+                "script_user" => {
+                    self.no_block(child)?;
+                    let run_as = match child.args() {
+                        [user] => crate::script_security::resolve(&user.text, None),
+                        [user, group] => crate::script_security::resolve(&user.text, Some(&group.text)),
+                        _ => Err(format!("script_user {:?}: USER [GROUP] expected", child.value_text())),
+                    };
+                    globals.script_security.run_as = Some(run_as.map_err(|e| self.error(loc, e))?);
+                }
+                "enable_script_security" => {
+                    self.no_block(child)?;
+                    if !child.args().is_empty() {
+                        return Err(self.error(loc, "enable_script_security takes no value"));
+                    }
+                    globals.script_security.enforce = true;
                 }
                 k if GLOBAL_IGNORED.contains(&k) => self.ignored(child, "global_defs"),
                 k => {

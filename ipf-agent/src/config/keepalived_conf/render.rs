@@ -22,7 +22,8 @@ pub const RENDER_DEFAULT_NODE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// '</dev/tcp/<node>/<port>'`, with `node` (the address the check connects to), or
 /// [`RENDER_DEFAULT_NODE`] (127.0.0.1, the image's own fallback) when `None`. What keepalived has no
 /// keyword for (the firewall rule, values keepalived would round) becomes `# ipf:` comments.
-/// `global_defs` gets `script_user root` and `enable_script_security` when scripts are configured:
+/// `global_defs` gets `script_user` (the configured user, else root) and `enable_script_security`
+/// when scripts are configured:
 /// keepalived refuses to run (and `keepalived -t` rejects) scripts without them.
 pub fn render(cfg: &Config, node: Option<IpAddr>) -> String {
     let mut out = String::new();
@@ -107,7 +108,15 @@ pub(super) fn render_into(out: &mut String, cfg: &Config, node: IpAddr) -> std::
             writeln!(out, "   router_id {}", word(id))?;
         }
         if has_scripts {
-            writeln!(out, "   script_user root")?;
+            match &cfg.script_security.run_as {
+                Some(r) => writeln!(
+                    out,
+                    "   script_user {}{}",
+                    word(&r.user),
+                    r.group.as_ref().map(|g| format!(" {}", word(g))).unwrap_or_default()
+                )?,
+                None => writeln!(out, "   script_user root")?,
+            }
             writeln!(out, "   enable_script_security")?;
         }
         writeln!(out, "}}")?;

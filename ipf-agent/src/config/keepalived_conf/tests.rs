@@ -44,10 +44,13 @@ fn only(cfg: &Config) -> &InstanceSpec {
     &cfg.instances[0]
 }
 
-/// What the round trip compares: not the warnings (parsing adds some) nor the firewall (a comment).
+/// What the round trip compares: not the warnings (parsing adds some), the firewall (a comment) nor
+/// the script security (the rendering adds the image's `script_user root` / `enable_script_security`
+/// whenever there are scripts).
 fn comparable(mut cfg: Config) -> Config {
     cfg.warnings.clear();
     cfg.firewall = None;
+    cfg.script_security = Default::default();
     cfg
 }
 
@@ -568,8 +571,6 @@ fn harmless_keywords_are_warnings_with_their_line() {
     assert_eq!(
         cfg.warnings,
         vec![
-            "keepalived.conf:2: script_user \"root\" in global_defs: accepted and ignored, ipf has no use for it",
-            "keepalived.conf:3: enable_script_security in global_defs: accepted and ignored, ipf has no use for it",
             "keepalived.conf:4: max_auto_priority \"99\" in global_defs: accepted and ignored, ipf has no use for it",
             "keepalived.conf:5: notification_email (with its block) in global_defs: accepted and ignored, ipf has no use for it",
             "keepalived.conf:8: lvs_id \"X\" in global_defs: accepted and ignored, ipf has no use for it",
@@ -668,6 +669,7 @@ fn ipfailover_generated_file() {
             firewall: None,
             router_id: Some("ipfailover".into()),
             warnings: Vec::new(),
+            script_security: Default::default(),
         }
     );
     let warnings = cfg.warnings.join("\n");
@@ -1062,5 +1064,68 @@ fn glob_matching() {
         ("*", "", true),
     ] {
         assert_eq!(glob_match(pattern, name), matches, "{pattern} {name}");
+    }
+}
+
+/// enable_script_security: a check or notify script that a non-root user could change is refused at
+/// its line; script_user is resolved where it is written. (Needs root: the files must be root's.)
+#[test]
+fn script_security_refuses_scripts_others_can_change() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !nix::unistd::geteuid().is_root() {
+        return eprintln!("skipped: needs root (the scripts must be owned by root)");
+    }
+    let dir = std::env::temp_dir().join(format!("ipf-kc-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let script = dir.join("chk.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("write");
+    let path = script.display().to_string();
+    let mode =
+        |p: &std::path::Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
+    // The check on line 5, the notify script on line 14.
+    let text = |check: &str, notify: &str| {
+        format!(
+            "global_defs {{\n  enable_script_security\n  script_user root\n}}\nvrrp_script chk {{\n  script \"{check} --fast\"\n}}\n{}",
+            instance(&format!(
+                "  track_script {{\n    chk\n  }}\n  notify_master \"{notify}\""
+            ))
+        )
+    };
+    let result = std::panic::catch_unwind(|| {
+        mode(&script, 0o755);
+        mode(&dir, 0o777);
+        assert_eq!(
+            fails(&text(&path, "/bin/true")),
+            format!(
+                "keepalived.conf:5: vrrp_script chk: script \"{path} --fast\": {} is writable by everyone (mode 0777); refused because enable_script_security is set",
+                dir.display()
+            )
+        );
+        mode(&dir, 0o755);
+        let cfg = ok(&text(&path, &path));
+        assert!(cfg.script_security.enforce);
+        assert_eq!(
+            cfg.script_security.run_as.as_ref().map(|r| (r.uid, r.gid)),
+            Some((0, 0))
+        );
+
+        mode(&script, 0o775);
+        std::os::unix::fs::chown(&script, None, Some(100)).expect("chown");
+        assert_eq!(
+            fails(&text("/bin/true", &path)),
+            format!(
+                "keepalived.conf:14: notify_master of vrrp_instance VI_1: script \"{path}\": {path} is writable by group 100 (mode 0775); refused because enable_script_security is set"
+            )
+        );
+        // Without enable_script_security the same files are accepted, as before.
+        ok(&text(&path, &path).replace("  enable_script_security\n", ""));
+        assert_eq!(
+            fails("global_defs {\n  script_user ipf-no-such-user\n}\n"),
+            "keepalived.conf:2: script_user \"ipf-no-such-user\": no such user"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
     }
 }

@@ -1,0 +1,297 @@
+//! `cargo xtask bench scale`: cost of 255 VIPs in 255 groups on three nodes, ipf against keepalived in
+//! the same run. Each node gets the OpenShift ipfailover image's environment (255 VIPs, 255 groups,
+//! no monitor port): at 1 s adverts ipf reads it directly (VRRPv2 with PASS auth, as the image) and
+//! keepalived runs what `ipf-agent render-config` writes for it on that node; at 100 ms and 10 ms that
+//! keepalived.conf is switched to VRRPv3 at the interval (v3 has no authentication) and both read the
+//! same file. Prints, per implementation and interval: the time from start until every VIP is held by
+//! exactly one node, CPU seconds per minute per node and in total over a steady-state window
+//! (`IPF_BENCH_WINDOW_SECS`, default 60), context switches per second per node (wake-ups, which the
+//! machine's load hardly changes, unlike CPU time), the resident memory of each node's process tree,
+//! and the
+//! ratios against the targets (CPU ≤ 1/10 and RSS ≤ 1/2 of keepalived's; electing no slower).
+//! `IPF_BENCH_INTERVALS` (ms, default `1000,100,10`) picks the cases. Figures only; no pass/fail.
+#![allow(clippy::unwrap_used, reason = "benchmark binary")]
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use ipf_testbed::{Keepalived, Netns, Proc, Switch, TempDir, addresses};
+use ipf_tests::cost;
+
+const NODES: [&str; 3] = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
+const GROUPS: usize = 255;
+
+fn environment() -> Vec<(&'static str, String)> {
+    vec![
+        ("OPENSHIFT_HA_VIRTUAL_IPS", "198.51.100.1-255".into()),
+        ("OPENSHIFT_HA_VIP_GROUPS", GROUPS.to_string()),
+        ("OPENSHIFT_HA_NETWORK_INTERFACE", "eth0".into()),
+        // The VRRP cost alone: a monitor port would add a TCP check per node every 2 s.
+        ("OPENSHIFT_HA_MONITOR_PORT", "0".into()),
+        ("OPENSHIFT_HA_CONFIG_NAME", "scale".into()),
+    ]
+}
+
+fn vips() -> Vec<String> {
+    (1..=GROUPS).map(|i| format!("198.51.100.{i}")).collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Impl {
+    Ipf,
+    Keepalived,
+}
+
+enum Router {
+    Ipf(Proc),
+    Keepalived(Keepalived),
+}
+
+impl Router {
+    fn pid(&self) -> i32 {
+        match self {
+            Router::Ipf(p) => p.pid(),
+            Router::Keepalived(k) => k.proc.pid(),
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        let p = match self {
+            Router::Ipf(p) => p,
+            Router::Keepalived(k) => &mut k.proc,
+        };
+        p.child.try_wait().ok().flatten().is_some()
+    }
+}
+
+/// render-config's keepalived.conf for this node, moved to VRRPv3 at `interval_ms` unless it is the
+/// image's 1 s VRRPv2.
+fn keepalived_conf(ns: &Netns, agent: &Path, interval_ms: u32) -> String {
+    let mut cmd = ns.command(agent);
+    cmd.arg("render-config").envs(environment());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "render-config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = String::from_utf8(out.stdout).unwrap();
+    if interval_ms == 1000 {
+        return conf;
+    }
+    let advert_int = format!("{}", f64::from(interval_ms) / 1000.0);
+    let mut lines = Vec::new();
+    let mut skipping = 0usize;
+    for line in conf.lines() {
+        let word = line.split_whitespace().next().unwrap_or("");
+        if skipping > 0 {
+            skipping = skipping + line.matches('{').count() - line.matches('}').count();
+            continue;
+        }
+        match word {
+            // VRRPv3 has no authentication.
+            "authentication" => skipping = line.matches('{').count() - line.matches('}').count(),
+            "advert_int" => lines.push(line.replace(line.trim(), &format!("advert_int {advert_int}"))),
+            "vrrp_version" => lines.push(line.replace(line.trim(), "vrrp_version 3")),
+            "global_defs" => {
+                lines.push(line.to_owned());
+                if !conf.contains("vrrp_version") {
+                    lines.push("   vrrp_version 3".to_owned());
+                }
+            }
+            _ => lines.push(line.to_owned()),
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Starts `imp` on `ns`: ipf from the environment at 1 s, else ipf or keepalived with `conf`.
+fn start(ns: &Netns, imp: Impl, agent: &Path, interval_ms: u32, conf: &str, dir: &TempDir) -> Router {
+    match (imp, interval_ms) {
+        (Impl::Ipf, 1000) => {
+            let mut cmd = ns.command(agent);
+            cmd.args(["run", "--status-socket", "off"])
+                .envs(environment())
+                .env("RUST_LOG", "warn");
+            Router::Ipf(Proc::spawn("ipf-agent", cmd))
+        }
+        (Impl::Ipf, _) => {
+            let file = dir.path().join(format!("{}.conf", ns.name));
+            std::fs::write(&file, conf).unwrap();
+            let mut cmd = ns.command(agent);
+            cmd.args(["run", "--status-socket", "off", "--config"])
+                .arg(&file)
+                .env("RUST_LOG", "warn");
+            Router::Ipf(Proc::spawn("ipf-agent", cmd))
+        }
+        (Impl::Keepalived, _) => Router::Keepalived(Keepalived::start(ns, conf)),
+    }
+}
+
+/// How many nodes hold each VIP.
+fn holders(nodes: &[Netns]) -> HashMap<String, usize> {
+    let mut count: HashMap<String, usize> = vips().into_iter().map(|v| (v, 0)).collect();
+    for ns in nodes {
+        for a in addresses(ns, "eth0") {
+            if let Some(c) = count.get_mut(&a) {
+                *c += 1;
+            }
+        }
+    }
+    count
+}
+
+struct Figures {
+    elect: Option<Duration>,
+    /// CPU seconds per minute, per node.
+    cpu: Vec<f64>,
+    /// Context switches per second, per node (wake-ups: hardly affected by the machine's load).
+    switches: Vec<f64>,
+    rss_mib: Vec<f64>,
+    /// VIPs held by no node or by more than one at the end of the window.
+    unsettled: usize,
+    load: String,
+}
+
+fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
+    let switch = Switch::new("ipf-ss");
+    let nodes: Vec<Netns> = NODES
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let ns = Netns::new(&format!("ipf-s{}", i + 1));
+            switch.attach(&ns, "eth0", &[&format!("{addr}/24")], &format!("p{}", i + 1));
+            ns
+        })
+        .collect();
+    let dir = TempDir::new("ipf-scale");
+    // Configurations are rendered before the clock starts: only start-up and election are timed.
+    let confs: Vec<_> = nodes.iter().map(|ns| keepalived_conf(ns, agent, interval_ms)).collect();
+    let t0 = Instant::now();
+    let mut routers: Vec<Router> = nodes
+        .iter()
+        .zip(&confs)
+        .map(|(ns, conf)| start(ns, imp, agent, interval_ms, conf, &dir))
+        .collect();
+    // Master_Down_Interval is at most ~4 s here; a minute covers start-up under load.
+    let deadline = t0 + Duration::from_secs(60);
+    let mut elect = None;
+    while Instant::now() < deadline {
+        if holders(&nodes).values().all(|n| *n == 1) {
+            elect = Some(t0.elapsed());
+            break;
+        }
+        if routers.iter_mut().any(Router::exited) {
+            eprintln!("  {imp:?} at {interval_ms} ms: a router exited during start-up");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Steady state: the gratuitous ARP bursts after the election are over.
+    std::thread::sleep(Duration::from_secs(6));
+    let load = cost::load();
+    let before: Vec<f64> = routers.iter().map(|r| cost::tree_cpu_secs(r.pid())).collect();
+    let switches_before: Vec<u64> = routers.iter().map(|r| cost::tree_switches(r.pid())).collect();
+    let w0 = Instant::now();
+    std::thread::sleep(window);
+    let secs = w0.elapsed().as_secs_f64();
+    let cpu: Vec<f64> = routers
+        .iter()
+        .zip(&before)
+        .map(|(r, b)| (cost::tree_cpu_secs(r.pid()) - b) * 60.0 / secs)
+        .collect();
+    let switches = routers
+        .iter()
+        .zip(&switches_before)
+        .map(|(r, b)| cost::tree_switches(r.pid()).saturating_sub(*b) as f64 / secs)
+        .collect();
+    let rss_mib = routers
+        .iter()
+        .map(|r| cost::tree_rss_kib(r.pid()) as f64 / 1024.0)
+        .collect();
+    let unsettled = holders(&nodes).values().filter(|n| **n != 1).count();
+    drop(routers);
+    Figures {
+        elect,
+        cpu,
+        switches,
+        rss_mib,
+        unsettled,
+        load,
+    }
+}
+
+fn show(imp: Impl, f: &Figures) {
+    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" / ");
+    println!(
+        "  {:<10}  elected in {:>6}  CPU s/min per node {} (total {:.2})  wake-ups/s per node {}  RSS MiB per node {}  (load {}){}",
+        format!("{imp:?}"),
+        f.elect.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+        list(&f.cpu),
+        f.cpu.iter().sum::<f64>(),
+        f.switches
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        list(&f.rss_mib),
+        f.load,
+        if f.unsettled > 0 {
+            format!("  [{} VIPs not on exactly one node at the end]", f.unsettled)
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn main() {
+    let window = Duration::from_secs(
+        std::env::var("IPF_BENCH_WINDOW_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60),
+    );
+    let intervals: Vec<u32> = std::env::var("IPF_BENCH_INTERVALS")
+        .unwrap_or_else(|_| "1000,100,10".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let agent = ipf_tests::agent_bin();
+    println!(
+        "scale: {GROUPS} VIPs in {GROUPS} groups (OPENSHIFT_HA_*), 3 nodes, {} s steady-state window",
+        window.as_secs()
+    );
+    for interval_ms in intervals {
+        let label = if interval_ms == 1000 {
+            "1 s adverts, VRRPv2 PASS (the image's setting)".to_owned()
+        } else {
+            format!("{interval_ms} ms adverts, VRRPv3")
+        };
+        println!("{label}:");
+        let ipf = run(Impl::Ipf, &agent, interval_ms, window);
+        show(Impl::Ipf, &ipf);
+        let ka = run(Impl::Keepalived, &agent, interval_ms, window);
+        show(Impl::Keepalived, &ka);
+        let total = |f: &Figures| f.cpu.iter().sum::<f64>();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.2}×", a / b)
+            } else {
+                "n/a".into()
+            }
+        };
+        println!(
+            "  ipf / keepalived: CPU {} (target ≤ 0.10×), RSS {} (target ≤ 0.50×), time to elect {} (target ≤ 1.00×)",
+            ratio(total(&ipf), total(&ka)),
+            ratio(mean(&ipf.rss_mib), mean(&ka.rss_mib)),
+            match (ipf.elect, ka.elect) {
+                (Some(a), Some(b)) => ratio(a.as_secs_f64(), b.as_secs_f64()),
+                _ => "n/a".into(),
+            }
+        );
+    }
+}
