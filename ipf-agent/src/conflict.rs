@@ -17,7 +17,7 @@
 use std::{
     cell::RefCell,
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv6Addr},
     rc::Rc,
     time::Duration,
 };
@@ -25,13 +25,18 @@ use std::{
 use futures_util::TryStreamExt as _;
 use ipf_common::{
     checksum,
-    frame::{ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMPV6},
+    frame::{ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMPV6},
 };
 use prometheus::{IntCounter, IntGauge};
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use tokio::{sync::Notify, time::Instant};
 
-use crate::{datapath::format_mac, network::Announcer, status, vrrp::Input};
+use crate::{
+    datapath::format_mac,
+    network::{Announcer, arp_probe_frame},
+    status,
+    vrrp::Input,
+};
 
 /// Probe interval while no conflict is known.
 pub const STEADY_PROBE: Duration = Duration::from_secs(2);
@@ -46,7 +51,6 @@ pub const FIRST_PROBE_DELAY: Duration = Duration::from_millis(250);
 
 /// ICMPv6 neighbour solicitation.
 const ICMPV6_NEIGHBOR_SOLICIT: u8 = 135;
-pub const ARP_PROBE_LEN: usize = 14 + 28;
 pub const DAD_PROBE_LEN: usize = 14 + 40 + 24;
 
 /// An ongoing conflict on one VIP.
@@ -347,25 +351,6 @@ async fn neighbour_ip(handle: &rtnetlink::Handle, ifindex: u32, mac: [u8; 6], vi
     found.first().copied()
 }
 
-/// An ARP probe (RFC 5227 §2.1.1): a broadcast ARP request from `mac` with sender protocol address
-/// 0.0.0.0 and target `ip`, so no receiver's ARP cache changes; a holder of `ip` answers.
-pub fn arp_probe_frame(ip: Ipv4Addr, mac: [u8; 6]) -> [u8; ARP_PROBE_LEN] {
-    let mut f = [0u8; ARP_PROBE_LEN];
-    f[0..6].copy_from_slice(&[0xff; 6]);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-    let arp = &mut f[14..];
-    arp[0..2].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
-    arp[2..4].copy_from_slice(&ETH_P_IPV4.to_be_bytes());
-    arp[4] = 6;
-    arp[5] = 4;
-    arp[6..8].copy_from_slice(&1u16.to_be_bytes()); // request
-    arp[8..14].copy_from_slice(&mac);
-    // Sender protocol address 0.0.0.0 and target hardware address zero (RFC 5227 §2.1.1).
-    arp[24..28].copy_from_slice(&ip.octets());
-    f
-}
-
 /// A duplicate address detection probe (RFC 4862 §5.4.2): a neighbour solicitation for `ip` from
 /// the unspecified address to its solicited-node group, hop limit 255, no link-layer option. A
 /// holder of `ip` answers with a neighbour advertisement to all nodes (RFC 4861 §7.2.4).
@@ -409,6 +394,8 @@ pub fn dad_probe_frame(ip: Ipv6Addr, mac: [u8; 6]) -> [u8; DAD_PROBE_LEN] {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];

@@ -31,3 +31,18 @@ pub fn agent_bin() -> std::path::PathBuf {
     );
     path
 }
+
+/// The instances `ipf-agent status --json` reports for the agent behind `socket` in `ns`; empty
+/// while no agent answers there.
+pub fn agent_status(ns: &ipf_testbed::Netns, socket: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = ns
+        .command(agent_bin())
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}

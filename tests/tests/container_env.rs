@@ -13,19 +13,6 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
 
-fn status(ns: &Netns, socket: &Path) -> Vec<Value> {
-    let out = ns
-        .command(agent_bin())
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .unwrap();
-    serde_json::from_slice::<Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-}
-
 fn agent(ns: &Netns, socket: &Path, priority: u8, env: &[(&str, &str)], extra: &[&str]) -> Proc {
     let mut cmd = ns.command(agent_bin());
     cmd.args(["run", "-i", "eth0", "--metrics-addr", "off", "--status-socket"])
@@ -57,13 +44,13 @@ fn node_ip_is_the_advert_source_among_several_addresses() {
     let _a = agent(&a, &sa, 200, &[("NODE_IP", "192.0.2.9")], &[]);
     let _b = agent(&b, &sb, 100, &[], &[]);
     let seen = wait_for("the backup to see the master's advert source", T, || {
-        let s = status(&b, &sb);
+        let s = ipf_tests::agent_status(&b, &sb);
         let i = s.first()?;
         (i["state"] == "BACKUP" && !i["master"].is_null()).then(|| i["master"].clone())
     });
     assert_eq!(seen, "192.0.2.9", "adverts come from NODE_IP");
     // The master names itself by its source address too.
-    let own = status(&a, &sa);
+    let own = ipf_tests::agent_status(&a, &sa);
     assert_eq!(
         (&own[0]["state"], &own[0]["master"]),
         (&"MASTER".into(), &"192.0.2.9".into())
@@ -95,7 +82,7 @@ fn xdp_slot_held_by_another_program_falls_back_with_one_line() {
     let sock = dir.path().join("a.sock");
     let agent = agent(&a, &sock, 200, &[], &[]);
     wait_for("the agent to become master on the raw-socket path", T, || {
-        (status(&a, &sock).first()?["state"] == "MASTER").then_some(())
+        (ipf_tests::agent_status(&a, &sock).first()?["state"] == "MASTER").then_some(())
     });
     let logs = agent.stderr_lines();
     let held: Vec<&String> = logs.iter().filter(|l| l.contains("held by another program")).collect();

@@ -48,17 +48,8 @@ fn agent(ns: &Netns, file: &Path, socket: &Path) -> Proc {
 
 /// `ipf-agent status --json` of the agent behind `socket`: instance name → (state, last transition).
 fn status(ns: &Netns, socket: &Path) -> Vec<(String, String, f64)> {
-    let out = ns
-        .command(agent_bin())
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let mut out: Vec<(String, String, f64)> = v
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut out: Vec<(String, String, f64)> = ipf_tests::agent_status(ns, socket)
+        .iter()
         .map(|i| {
             (
                 i["instance"].as_str().unwrap_or_default().to_owned(),

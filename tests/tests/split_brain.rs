@@ -50,14 +50,10 @@ fn agent(ns: &Netns, priority: u8, socket: &Path, extra: &[&str]) -> Proc {
 
 /// The one instance of `ipf-agent status --json`, or Null while the agent is not answering.
 fn status(ns: &Netns, socket: &Path) -> Value {
-    let out = ns
-        .command(agent_bin())
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    v.get(0).cloned().unwrap_or(Value::Null)
+    ipf_tests::agent_status(ns, socket)
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null)
 }
 
 fn state(ns: &Netns, socket: &Path) -> String {

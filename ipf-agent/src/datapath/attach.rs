@@ -12,7 +12,7 @@
 //! - a graceful stop detaches it ([`Attached`]'s `Drop`);
 //! - `ipf-agent cleanup` removes it ([`remove_ours`]).
 //!
-//! Only a program named [`super::xdp::PROGRAM_NAME`] that no live process holds is ever replaced
+//! Only a program named [`PROGRAM_NAME`] that no live process holds is ever replaced
 //! or removed; anyone else's program, or a running agent's, makes the attach fail as before.
 
 use std::{
@@ -30,6 +30,9 @@ use rtnetlink::{
     },
     sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE},
 };
+
+/// Name of the XDP function in the object: how an attached program is recognised as ipf's.
+pub const PROGRAM_NAME: &str = "ipf_xdp";
 
 // linux/if_link.h
 const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1 << 0;
@@ -148,7 +151,7 @@ fn program_if_ours(id: u32) -> Option<ProgramInfo> {
     aya::programs::loaded_programs()
         .flatten()
         .find(|p| p.id() == id)
-        .filter(|p| p.name_as_str() == Some(super::xdp::PROGRAM_NAME))
+        .filter(|p| p.name_as_str() == Some(PROGRAM_NAME))
 }
 
 /// A process other than this one holding a descriptor of program `id`: a running agent, whose

@@ -15,8 +15,7 @@ use super::{ActiveMode, DatapathError, DatapathOptions, Tables};
 /// The compiled XDP object, built by build.rs.
 pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipf-xdp"));
 
-/// Name of the XDP function in the object.
-pub const PROGRAM_NAME: &str = "ipf_xdp";
+pub use super::attach::PROGRAM_NAME;
 
 /// Keeps the program attached (the link lives in `Ebpf`, or in `_attached` when it outlives a crash)
 /// and the drain tasks running.

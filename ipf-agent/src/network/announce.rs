@@ -128,6 +128,18 @@ const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// A gratuitous ARP as keepalived sends it: an Ethernet broadcast ARP request with sender and target
 /// protocol address `ip`, sender hardware address `mac` and target hardware address all ones.
 pub fn gratuitous_arp_frame(ip: Ipv4Addr, mac: [u8; 6]) -> [u8; ARP_FRAME_LEN] {
+    arp_request_frame(mac, ip, ETH_BROADCAST, ip)
+}
+
+/// An ARP probe (RFC 5227 §2.1.1): a broadcast ARP request from `mac` with sender protocol address
+/// 0.0.0.0 and target hardware address zero, so no receiver's ARP cache changes; a holder of `ip`
+/// answers.
+pub fn arp_probe_frame(ip: Ipv4Addr, mac: [u8; 6]) -> [u8; ARP_FRAME_LEN] {
+    arp_request_frame(mac, Ipv4Addr::UNSPECIFIED, [0; 6], ip)
+}
+
+/// A broadcast Ethernet ARP request.
+fn arp_request_frame(mac: [u8; 6], sender: Ipv4Addr, target_mac: [u8; 6], target: Ipv4Addr) -> [u8; ARP_FRAME_LEN] {
     let mut f = [0u8; ARP_FRAME_LEN];
     f[0..6].copy_from_slice(&ETH_BROADCAST);
     f[6..12].copy_from_slice(&mac);
@@ -139,9 +151,9 @@ pub fn gratuitous_arp_frame(ip: Ipv4Addr, mac: [u8; 6]) -> [u8; ARP_FRAME_LEN] {
     arp[5] = 4;
     arp[6..8].copy_from_slice(&1u16.to_be_bytes()); // request
     arp[8..14].copy_from_slice(&mac);
-    arp[14..18].copy_from_slice(&ip.octets());
-    arp[18..24].copy_from_slice(&ETH_BROADCAST);
-    arp[24..28].copy_from_slice(&ip.octets());
+    arp[14..18].copy_from_slice(&sender.octets());
+    arp[18..24].copy_from_slice(&target_mac);
+    arp[24..28].copy_from_slice(&target.octets());
     f
 }
 

@@ -15,7 +15,9 @@ use std::{io, net::IpAddr};
 
 pub use addresses::AddressManager;
 pub use advert_tx::AdvertSender;
-pub use announce::{ARP_FRAME_LEN, Announcer, NA_FRAME_LEN, gratuitous_arp_frame, unsolicited_na_frame};
+pub use announce::{
+    ARP_FRAME_LEN, Announcer, NA_FRAME_LEN, arp_probe_frame, gratuitous_arp_frame, unsolicited_na_frame,
+};
 
 pub use crate::config::{Vip, VipError};
 use crate::datapath::Family;
