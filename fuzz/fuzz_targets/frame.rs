@@ -75,8 +75,9 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(ip.src, lookup.peer, "a non-peer's advert accepted");
                 }
                 let mut state = VridState::default();
+                let src_mac = [frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]];
                 for t in [now, now.wrapping_add(1), now] {
-                    observe_advert(&mut state, &cfg, &ip, &adv, t);
+                    observe_advert(&mut state, &cfg, &ip, &adv, &src_mac, t);
                 }
                 assert_eq!(state.adverts_rx, 3);
                 assert_eq!(state.master_addr, ip.src);
@@ -90,9 +91,11 @@ fuzz_target!(|data: &[u8]| {
                 _pad: [0; 7],
             };
             let mut vip = VipState::default();
-            let first = conflict_due(&mut vip, &iface, &claim.mac, now);
+            // The owning VRID as the fuzzer made it: Master or not, any last-seen master.
+            let state = VridState::default();
+            let first = conflict_due(&mut vip, &iface, &cfg, &state, &claim.mac, now);
             // A second claim within the interval is never reported twice.
-            let second = conflict_due(&mut vip, &iface, &claim.mac, now);
+            let second = conflict_due(&mut vip, &iface, &cfg, &state, &claim.mac, now);
             assert!(!(first && second && now != 0));
         }
         Frame::Invalid(_) | Frame::Other => {}
