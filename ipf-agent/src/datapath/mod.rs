@@ -467,7 +467,9 @@ impl Datapath {
                     tracing::info!(interface = %opts.interface, "detached XDP program {id} a previous agent left")
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(interface = %opts.interface, "detaching a previous agent's XDP program: {e}"),
+                // A running agent's program (or anyone else's) is not ours to remove: the fallback's
+                // one line below says why XDP is unavailable.
+                Err(e) => tracing::debug!(interface = %opts.interface, "not detaching the XDP program: {e}"),
             }
         }
         let (handle, mut tables) = raw::RawHandle::start(&opts.interface, ifindex, tx)?;
