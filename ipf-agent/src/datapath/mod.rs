@@ -449,7 +449,10 @@ impl Datapath {
                 Err(e) => {
                     let full = error_chain(&e);
                     tracing::debug!(interface = %opts.interface, "XDP unavailable: {full}");
-                    reason = if crate::container::slot_held(crate::container::errno_of(&e)) {
+                    // EBUSY/EEXIST from the kernel, or a live agent's program found by the attach code.
+                    let busy = matches!(&e, DatapathError::NetlinkAttach { source, .. }
+                        if source.kind() == std::io::ErrorKind::ResourceBusy);
+                    reason = if busy || crate::container::slot_held(crate::container::errno_of(&e)) {
                         let held = crate::container::XdpBlocked::SlotHeld {
                             interface: opts.interface.clone(),
                         };
