@@ -11,6 +11,8 @@
 //! - SIGKILL of a master at 1 s adverts: the VIP lease is gone before the backup takes over, so the
 //!   VIP is never on two nodes.
 //!
+//! - `--split-brain-policy yield` with VRRP blocked: the lower MAC yields, one node serves for as
+//!   long as the partition lasts, and the yielder takes the VIP back when the holder dies.
 //! - DNS peers: a real dnsmasq in its own namespace on the bridge answers a name for both nodes; with
 //!   multicast VRRP blocked and learning off they keep one master, and records removed and added
 //!   while running change the unicast destinations in place (no instance restart).
@@ -235,6 +237,91 @@ fn multicast_blocked_both_masters_report_within_a_second_and_the_split_heals_wit
         assert_eq!(metric(ns, "ipf_vip_conflict"), Some(0.0));
         assert_eq!(status(ns, &lab.socket(i))["conflicts"], Value::Array(Vec::new()));
     }
+}
+
+/// `--split-brain-policy yield` with VRRP blocked both ways: the Master with the lower MAC yields
+/// after a second of conflict, so one node serves; it guards while the holder answers (no takeover
+/// however long the partition lasts) and takes the VIP back when the holder dies.
+#[test]
+fn yield_policy_leaves_one_holder_without_a_vrrp_path_and_takes_back_when_it_dies() {
+    ipf_testbed::skip_unless_root!();
+    let lab = Lab::new("sy", 2);
+    let yield_args = ["--split-brain-policy", "yield"];
+    let mut agents = vec![lab.start(0, 150, &yield_args), lab.start(1, 100, &yield_args)];
+    wait_for("n0 master, n1 backup", T, || {
+        (lab.state(0) == "MASTER" && lab.state(1) == "BACKUP").then_some(())
+    });
+    let macs = [mac(&lab.nodes[0]), mac(&lab.nodes[1])];
+    // The rule: the lower MAC yields (both are lowercase, zero-padded hex: strings compare as bytes).
+    let (yielder, holder) = if macs[0] < macs[1] { (0, 1) } else { (1, 0) };
+
+    block_vrrp(&lab.switch);
+    let blocked = Instant::now();
+    wait_for("the yielder to step down, guarding", T, || {
+        let s = status(&lab.nodes[yielder], &lab.socket(yielder));
+        (lab.state(holder) == "MASTER" && s["state"] == "BACKUP" && s["yielded_to"] == macs[holder].as_str())
+            .then_some(())
+    });
+    let yielded = blocked.elapsed();
+    assert_eq!(
+        count(
+            &agents[yielder],
+            &format!("split brain: yielding the VIPs to {}", macs[holder])
+        ),
+        1
+    );
+    assert_eq!(
+        count(&agents[holder], "split brain: yielding"),
+        0,
+        "the holder never yields"
+    );
+    wait_for("the VIP on the holder only", T, || {
+        (holds(&lab.nodes[holder]) && !holds(&lab.nodes[yielder])).then_some(())
+    });
+    let name = format!("n{holder}");
+    wait_for("the client to reach the holder", T, || {
+        (lab.serves().as_deref() == Some(name.as_str())).then_some(())
+    });
+    // The partition lasts: the guard outlives several Master_Down_Intervals (3.6 s) without a
+    // takeover, the holder's answers to its probes standing in for adverts.
+    let entered_master = |p: &Proc| count(p, "Entering MASTER STATE");
+    let before = entered_master(&agents[yielder]);
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(8) {
+        assert_eq!(
+            lab.state(yielder),
+            "BACKUP",
+            "the yielder took the VIP back while the holder lives"
+        );
+        assert!(!holds(&lab.nodes[yielder]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(entered_master(&agents[yielder]), before);
+    assert_eq!(lab.state(holder), "MASTER");
+    assert_eq!(
+        metric(&lab.nodes[holder], "ipf_vip_conflict"),
+        Some(0.0),
+        "the holder's episode ended"
+    );
+
+    // The holder dies: its VIP lease runs out, the probes go unanswered, the yielder takes over.
+    let killed = Instant::now();
+    agents[holder].signal(libc::SIGKILL);
+    let name = format!("n{yielder}");
+    let back = wait_for("the yielder to take the VIP back", T, || {
+        (lab.state(yielder) == "MASTER" && lab.serves().as_deref() == Some(name.as_str())).then(|| killed.elapsed())
+    });
+    assert_eq!(
+        status(&lab.nodes[yielder], &lab.socket(yielder))["yielded_to"],
+        Value::Null
+    );
+    eprintln!(
+        "n{yielder} yielded {:.3} s after the block; took the VIP back {:.3} s after n{holder}'s SIGKILL (load {})",
+        yielded.as_secs_f64(),
+        back.as_secs_f64(),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+    agents.clear();
 }
 
 #[test]

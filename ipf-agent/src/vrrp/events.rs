@@ -42,6 +42,15 @@ impl<E: Effects> Instance<E> {
                     self.effects.reannounce();
                 }
             }
+            Input::Yield => self.on_yield(),
+            Input::HolderSeen => {
+                // The holder is alive across the broken VRRP path: its answer restarts our wait
+                // as an advert would.
+                if self.state == State::Backup && self.guarding {
+                    let wait = self.backup_wait();
+                    self.arm(TimerKind::MasterDown, wait);
+                }
+            }
         }
     }
 
@@ -70,6 +79,11 @@ impl<E: Effects> Instance<E> {
     fn on_advert(&mut self, src: IpAddr, priority: u8, adver_int: Duration, age: Duration) {
         match self.state {
             State::Backup => {
+                if self.guarding {
+                    // The VRRP path is back: the election, not the yield rule, decides from now on.
+                    self.guarding = false;
+                    self.effects.guard(false);
+                }
                 if priority == 0 {
                     // §6.4.2: the master is releasing; take over after Skew_Time.
                     let skew = self.skew_time();
@@ -171,6 +185,22 @@ impl<E: Effects> Instance<E> {
         if self.state == State::Master {
             self.effects.send_advert(self.priority);
         }
+    }
+
+    /// Split-brain policy `yield` (decided by the conflict watch, the same rule on both sides): a
+    /// Master with no VRRP path to the other holder of its VIPs steps down and guards, so that one
+    /// node serves the VIPs. RFC 5798 has no such transition: it assumes the VRRP path; this is the
+    /// Master → Backup of §6.4.3 with the holder's ARP answers standing in for its adverts, which
+    /// keeps the Backup from taking the VIPs back while the holder lives.
+    fn on_yield(&mut self) {
+        if self.state != State::Master {
+            return;
+        }
+        self.change_state(State::Backup, "split brain: yielded to the other holder (policy yield)");
+        self.guarding = true;
+        self.effects.guard(true);
+        let wait = self.backup_wait();
+        self.arm(TimerKind::MasterDown, wait);
     }
 
     /// A new effective priority: a Master advertises it from the next advert on.
