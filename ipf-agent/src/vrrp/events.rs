@@ -3,9 +3,11 @@
 
 use std::{net::IpAddr, time::Duration};
 
+use tokio::time::Instant;
+
 use super::{
     instance::{Effects, Input, Instance, Preempt, State},
-    timers::TimerKind,
+    timers::{FINE_EARLY, TimerKind, spin_until},
 };
 
 impl<E: Effects> Instance<E> {
@@ -26,11 +28,11 @@ impl<E: Effects> Instance<E> {
                     .timer
                     .as_ref()
                     .is_some_and(|t| t.generation == generation && t.kind == kind)
+                    && let Some(timer) = self.timer.take()
                 {
-                    self.timer = None;
                     match kind {
                         TimerKind::Adver => self.on_adver_timer(),
-                        TimerKind::MasterDown => self.on_master_down_timer(),
+                        TimerKind::MasterDown => self.on_master_down_timer(timer.deadline),
                     }
                 }
             }
@@ -134,30 +136,55 @@ impl<E: Effects> Instance<E> {
     }
 
     /// §6.4.2 Master_Down_Timer fired. The datapath's last-seen time says whether the master really
-    /// went quiet, so steady-state adverts never wake us.
-    fn on_master_down_timer(&mut self) {
+    /// went quiet, so steady-state adverts never wake us. A fine timer fires up to
+    /// [`FINE_EARLY`] before its deadline: the master is judged as of the deadline, and a takeover
+    /// spins the rest, then looks once more for an advert that came in meanwhile.
+    fn on_master_down_timer(&mut self, deadline: Instant) {
         if self.state != State::Backup {
             return;
         }
-        if let Some(last) = self.effects.last_advert() {
-            self.master_adver_int = last.adver_int;
-            let mdi = self.master_down_interval();
-            let counts = last.priority != 0 && !self.would_preempt(last.priority);
-            if counts && last.age < mdi {
-                self.arm(TimerKind::MasterDown, mdi - last.age);
-                return;
-            }
-            if last.priority != 0 && last.age < mdi && self.preempt_delay_left() > Duration::ZERO {
-                // Lower-priority master alive, but preempt_delay has not passed since startup.
-                let wait = self.preempt_delay_left();
-                self.arm(
-                    TimerKind::MasterDown,
-                    wait.min(mdi - last.age).max(Duration::from_millis(1)),
-                );
+        let early = deadline.saturating_duration_since(Instant::now());
+        if early > FINE_EARLY {
+            // Not a fine timer's early firing (nothing fires this early): wait out the rest.
+            self.arm(TimerKind::MasterDown, early);
+            return;
+        }
+        if self.master_holds(early) {
+            return;
+        }
+        if !early.is_zero() {
+            spin_until(deadline);
+            if self.master_holds(Duration::ZERO) {
                 return;
             }
         }
         self.change_state(State::Master, "master down");
+    }
+
+    /// Whether the master (as of `ahead` from now) still holds us back as Backup; if so the timer is
+    /// re-armed for when it may no longer.
+    fn master_holds(&mut self, ahead: Duration) -> bool {
+        let Some(last) = self.effects.last_advert() else {
+            return false;
+        };
+        self.master_adver_int = last.adver_int;
+        let mdi = self.master_down_interval();
+        let age = last.age + ahead;
+        let counts = last.priority != 0 && !self.would_preempt(last.priority);
+        if counts && age < mdi {
+            self.arm(TimerKind::MasterDown, mdi - last.age);
+            return true;
+        }
+        if last.priority != 0 && age < mdi && self.preempt_delay_left() > ahead {
+            // Lower-priority master alive, but preempt_delay has not passed since startup.
+            let wait = self.preempt_delay_left();
+            self.arm(
+                TimerKind::MasterDown,
+                wait.min(mdi - last.age).max(Duration::from_millis(1)),
+            );
+            return true;
+        }
+        false
     }
 
     /// keepalived's Fault: leave the election (releasing the VIPs with priority 0 when Master) while
