@@ -296,6 +296,11 @@ fn bad_values_name_the_variable_and_the_value() {
             vec![("KEEPALIVED_TRACK_INTERFACE_1", "@")],
             r#"KEEPALIVED_TRACK_INTERFACE_1="@": not an interface name"#,
         ),
+        // And `$` (keepalived's definitions and their references).
+        (
+            vec![("KEEPALIVED_TRACK_INTERFACE_1", "$tq0ASS=s")],
+            r#"KEEPALIVED_TRACK_INTERFACE_1="$tq0ASS=s": not an interface name"#,
+        ),
         (
             vec![("KEEPALIVED_KUBE_APISERVER_CHECK", "on")],
             r#"KEEPALIVED_KUBE_APISERVER_CHECK="on""#,
