@@ -22,6 +22,7 @@ mod cleanup;
 mod effects;
 mod health;
 mod node;
+mod outbox;
 pub mod plan;
 mod reload;
 mod vips;
@@ -116,6 +117,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         learn_peers: cfg.learn_peers,
         dns_peers: Vec::new(),
         next_id: 0,
+        outboxes: Default::default(),
     };
     // Lookups run beside the loop; only a changed set comes in.
     let (dns_tx, mut dns_rx) = mpsc::unbounded_channel::<Vec<IpAddr>>();
@@ -174,12 +176,21 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let mut sigterm = signal(SignalKind::terminate(), "SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt(), "SIGINT")?;
     let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
+    let mut beats = 0u64;
     loop {
+        // What the last input queued goes out before waiting: the adverts of timers due together
+        // leave as one batch.
+        node.outboxes.flush();
         tokio::select! {
             _ = heartbeat.tick() => {
                 metrics.heartbeat();
-                for r in &mut running {
-                    r.inst.effects_mut().refresh_learned();
+                // Learned peers are forgotten after minutes: a look every LEARNED_REFRESH beats
+                // (a datapath lookup per instance) keeps the current master known.
+                beats += 1;
+                if beats % LEARNED_REFRESH == 1 {
+                    for r in &mut running {
+                        r.inst.effects_mut().refresh_learned();
+                    }
                 }
             }
             Some(set) = dns_rx.recv() => {
@@ -196,10 +207,16 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                 health.link_up.insert(ev.ifname, ev.up);
                 health.apply(&interface, &config.checks, &mut running);
             }
-            Some((id, input)) = inputs_rx.recv() => {
-                // `running` stays sorted by id: ids only grow and new instances are pushed.
-                if let Ok(i) = running.binary_search_by_key(&id, |r| r.id) {
-                    running[i].inst.handle(input);
+            Some(first) = inputs_rx.recv() => {
+                // Timers that fell due together are queued together: all of them are handled
+                // before the flush, so their adverts share one batch.
+                let mut next = Some(first);
+                while let Some((id, input)) = next {
+                    // `running` stays sorted by id: ids only grow and new instances are pushed.
+                    if let Ok(i) = running.binary_search_by_key(&id, |r| r.id) {
+                        running[i].inst.handle(input);
+                    }
+                    next = inputs_rx.try_recv().ok();
                 }
             }
             ev = events.recv() => {
@@ -273,6 +290,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     for r in running.drain(..) {
         node.stop(r);
     }
+    node.outboxes.flush();
     drop(checks);
     let Node { datapath, .. } = node;
     if tokio::time::timeout(Duration::from_millis(800), worker).await.is_err() {
@@ -289,6 +307,9 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Heartbeats between two refreshes of the learned peers (see `peers::FORGET_AFTER`, minutes).
+const LEARNED_REFRESH: u64 = 30;
 
 /// Stops the task with the run loop (DNS lookups must not outlive the agent's stop).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -27,10 +27,10 @@ impl<E: Effects> Instance<E> {
                     .as_ref()
                     .is_some_and(|t| t.generation == generation && t.kind == kind)
                 {
-                    self.timer = None;
+                    let due = self.timer.take().map(|t| t.deadline);
                     match kind {
                         TimerKind::Adver => self.on_adver_timer(),
-                        TimerKind::MasterDown => self.on_master_down_timer(),
+                        TimerKind::MasterDown => self.on_master_down_timer(due),
                     }
                 }
             }
@@ -120,8 +120,9 @@ impl<E: Effects> Instance<E> {
     }
 
     /// §6.4.2 Master_Down_Timer fired. The datapath's last-seen time says whether the master really
-    /// went quiet, so steady-state adverts never wake us.
-    fn on_master_down_timer(&mut self) {
+    /// went quiet, so steady-state adverts never wake us. It may fire a little before `due` along with
+    /// other timers (see `timers::CHECK_EARLY_DIVISOR`): then it is only a check.
+    fn on_master_down_timer(&mut self, due: Option<tokio::time::Instant>) {
         if self.state != State::Backup {
             return;
         }
@@ -142,6 +143,14 @@ impl<E: Effects> Instance<E> {
                 );
                 return;
             }
+        }
+        // An early check that found no reason to wait longer still waits out the timer, exactly.
+        if let Some(left) = due
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+            .filter(|l| !l.is_zero())
+        {
+            self.arm_exact(TimerKind::MasterDown, left);
+            return;
         }
         self.change_state(State::Master, "master down");
     }
