@@ -168,6 +168,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let mut _link_watch = links::watch(links_watched.clone(), link_tx.clone())?;
     metrics.heartbeat();
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::memory::release_startup();
     // The heartbeat /healthz checks: proves this loop still turns.
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
 
@@ -187,6 +188,11 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                 // Learned peers are forgotten after minutes: a look every LEARNED_REFRESH beats
                 // (a datapath lookup per instance) keeps the current master known.
                 beats += 1;
+                if beats == SETTLED_BEATS {
+                    // The first elections and announcements are over: what they ran is not
+                    // needed in the steady state either.
+                    crate::memory::release_startup();
+                }
                 if beats % LEARNED_REFRESH == 1 {
                     for r in &mut running {
                         r.inst.effects_mut().refresh_learned();
@@ -307,6 +313,10 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Heartbeats after start-up when the first elections are over (Master_Down_Interval is at most
+/// about 4 s at 1 s adverts; announcements repeat after 5 s by default).
+const SETTLED_BEATS: u64 = 10;
 
 /// Heartbeats between two refreshes of the learned peers (see `peers::FORGET_AFTER`, minutes).
 const LEARNED_REFRESH: u64 = 30;
