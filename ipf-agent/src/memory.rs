@@ -63,10 +63,8 @@ fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
             finish(current.take(), anonymous_free, &mut out);
             let perms = words.next().unwrap_or("");
             let path = words.nth(3).unwrap_or("");
-            let ok = perms.len() == 4
-                && perms.as_bytes()[1] != b'w'
-                && perms.as_bytes()[3] == b'p'
-                && path.starts_with('/');
+            let ok =
+                perms.len() == 4 && perms.as_bytes()[1] != b'w' && perms.as_bytes()[3] == b'p' && path.starts_with('/');
             current = Some((start, end, ok));
             // Not known until its Anonymous line.
             anonymous_free = false;

@@ -136,9 +136,13 @@ fn grid_epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// `deadline` moved down to the grid of `period / ADVER_PHASES` (never before `now`).
+/// `deadline` moved down to the grid of `period / ADVER_PHASES` (never before `now`), the period
+/// rounded to whole milliseconds.
 fn aligned(deadline: Instant, period: Duration, now: Instant) -> Instant {
-    let step = (period / ADVER_PHASES).as_nanos();
+    // The period in whole milliseconds (advert intervals are centiseconds): the time spent between
+    // arming and here must not give each timer a grid of its own.
+    let period_ms = (period.as_micros() + 500) / 1000;
+    let step = period_ms * 1_000_000 / u128::from(ADVER_PHASES);
     let epoch = grid_epoch();
     if step == 0 || deadline <= epoch {
         return deadline;
