@@ -6,13 +6,16 @@
 //!
 //! ```text
 //!  datapath ring buffer ──events──►┐
-//!  timers (per instance) ─(id, Input::Timer)──►┤
+//!  timer schedule (one task) ─(id, Input::Timer)──►┤
 //!  health checks ──CheckEvent──►   ├─► run loop ──► Instance::handle ──► RealEffects (effects.rs)
-//!  rtnetlink link watch ──LinkEvent──►┤        │                          │ adverts: raw socket
+//!  rtnetlink link watch ──LinkEvent──►┤        │                          │ adverts: outbox.rs
 //!  SIGHUP / SIGTERM / SIGINT ───────►┘        │                          │ VipOp ──► VIP worker (vips.rs)
 //!                                             │                          │            rtnetlink, GARP/NA
 //!                                   reload.rs, health.rs, node.rs       └─► datapath role, metrics, status
 //! ```
+//!
+//! The loop handles every input already queued before it waits again, and flushes the adverts they
+//! queued first: timers that fell due together leave as one `sendmmsg`.
 //!
 //! `plan.rs` turns an instance's configuration into what each part needs, once; `node.rs` starts,
 //! updates and stops instances; `reload.rs` decides what a SIGHUP changes; `health.rs` turns checks
