@@ -95,6 +95,11 @@ pub struct RunArgs {
     /// so elections go on when multicast stops getting through; `false` sends multicast only.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "IPF_LEARN_PEERS")]
     pub learn_peers: bool,
+    /// What a Master does about a split brain VRRP cannot settle (no advert path to the other
+    /// holder of its VIPs): `report` it and keep the VIPs, or `yield`: the node with the lower MAC
+    /// steps down until the other stops answering for them (README, "Split brain").
+    #[arg(long, value_enum, default_value = "report", env = "IPF_SPLIT_BRAIN_POLICY")]
+    pub split_brain_policy: crate::conflict::SplitBrainPolicy,
     /// A DNS name resolving to every node that runs ipf (a DaemonSet's headless Service): multicast
     /// instances also send each advert by unicast to its addresses, re-resolved in place.
     #[arg(long, value_name = "NAME", env = "IPF_PEERS_DNS")]
@@ -163,6 +168,7 @@ impl RunArgs {
             xdp_mode: self.xdp_mode,
             vip_lease: self.vip_lease,
             learn_peers: self.learn_peers,
+            split_brain_policy: self.split_brain_policy,
         })
     }
 }

@@ -13,6 +13,14 @@
 //! a lower Master's advert) and the end is seen within [`QUIET`] more; at the end, a Master that
 //! kept the address re-announces it, so clients that followed the other node come back at once
 //! rather than when their ARP entries age out.
+//!
+//! With no VRRP path at all neither Master hears the other's adverts, and the split lasts as long as
+//! the partition. [`SplitBrainPolicy::Yield`] settles it: after [`YIELD_AFTER`] of conflict, the
+//! Master whose MAC is the lower of the two steps down ([`yields`]; both sides compute the same
+//! answer from the same two MACs) and *guards*: as a Backup it keeps probing the VIPs every
+//! [`GUARD_PROBE`], each answer from the holder ([`Input::HolderSeen`]) restarts its wait, and it
+//! takes the VIPs back only when the holder stops answering for [`crate::vrrp::GUARD_HOLD`] (or
+//! the VRRP path returns and the election decides).
 
 use std::{
     cell::RefCell,
@@ -35,8 +43,36 @@ use crate::{
     datapath::format_mac,
     network::{Announcer, arp_probe_frame},
     status,
-    vrrp::Input,
+    vrrp::{GUARD_HOLD, Input},
 };
+
+/// What a Master does about a conflict that VRRP cannot settle (no advert path between the two).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitBrainPolicy {
+    /// Report it (log, status, metrics) and keep the VIPs: both nodes serve until the path returns.
+    #[default]
+    Report,
+    /// Report it, and the node with the lower MAC yields the VIPs to the other until that one
+    /// stops answering for them (see the module documentation).
+    Yield,
+}
+
+/// The yield rule: of two Masters claiming the same VIP, the one with the numerically lower MAC
+/// steps down. It needs nothing but the two MACs each side already has (its own, and the one the
+/// other's ARP/NA came from), so both reach the same answer without talking; priorities are not
+/// known without adverts.
+pub fn yields(ours: [u8; 6], theirs: [u8; 6]) -> bool {
+    ours < theirs
+}
+
+/// How long a conflict lasts before the `yield` policy acts: with a VRRP path, the lower Master
+/// yields to the extra adverts sent every [`FAST_PROBE`] well within it, so a conflict still going
+/// after this has no VRRP path.
+pub const YIELD_AFTER: Duration = Duration::from_secs(1);
+/// Probe interval of a guarding Backup: three probes fit in [`GUARD_HOLD`], so one lost answer
+/// does not end the guard.
+pub const GUARD_PROBE: Duration = Duration::from_millis(500);
+const _: () = assert!(GUARD_PROBE.as_millis() * 3 < GUARD_HOLD.as_millis());
 
 /// Probe interval while no conflict is known.
 pub const STEADY_PROBE: Duration = Duration::from_secs(2);
@@ -90,6 +126,11 @@ struct Inner {
     to_instance: Rc<dyn Fn(Input)>,
     /// Wakes the probe task when an episode starts.
     wake: Rc<Notify>,
+    policy: SplitBrainPolicy,
+    /// The MAC this term's Master yielded to (policy `yield`); shown while guarding.
+    yielding_to: Option<[u8; 6]>,
+    /// A Backup that yielded: claims are the holder answering, not conflicts.
+    guarding: bool,
 }
 
 /// One instance's conflict watch. Cheap to clone; single-threaded (lives on the agent's `LocalSet`).
@@ -106,6 +147,7 @@ pub struct WatchConfig {
     pub board: status::Board,
     pub neighbours: Option<rtnetlink::Handle>,
     pub to_instance: Rc<dyn Fn(Input)>,
+    pub policy: SplitBrainPolicy,
 }
 
 impl Watch {
@@ -128,6 +170,9 @@ impl Watch {
             neighbours: cfg.neighbours,
             to_instance: cfg.to_instance,
             wake: Rc::new(Notify::new()),
+            policy: cfg.policy,
+            yielding_to: None,
+            guarding: false,
         })))
     }
 
@@ -146,10 +191,48 @@ impl Watch {
             let mut w = self.0.borrow_mut();
             w.term += 1;
             w.master = true;
+            w.yielding_to = None;
             w.term
         };
         let watch = self.clone();
         tokio::task::spawn_local(async move { watch.probe_loop(term).await });
+    }
+
+    /// The instance starts guarding a split brain it yielded (`on`), or stops (it takes the VIPs
+    /// back, the VRRP path returned, or it leaves Backup). While guarding it probes every
+    /// [`GUARD_PROBE`]; must run inside a `LocalSet`.
+    pub fn guard(&self, on: bool) {
+        let term = {
+            let mut w = self.0.borrow_mut();
+            if w.guarding == on {
+                return;
+            }
+            w.term += 1;
+            w.guarding = on;
+            if !on {
+                tracing::info!("({}) split brain: no longer guarding the yielded VIPs", w.instance);
+                w.yielding_to = None;
+            }
+            w.publish();
+            w.term
+        };
+        if on {
+            let watch = self.clone();
+            tokio::task::spawn_local(async move { watch.guard_loop(term).await });
+        }
+    }
+
+    async fn guard_loop(&self, term: u64) {
+        loop {
+            {
+                let w = self.0.borrow();
+                if w.term != term || !w.guarding {
+                    return;
+                }
+                w.probe();
+            }
+            tokio::time::sleep(GUARD_PROBE).await;
+        }
     }
 
     /// The instance left Master: every episode ends (the address is no longer ours to defend).
@@ -167,6 +250,10 @@ impl Watch {
     /// The datapath saw `mac` claim `vip`.
     pub fn claim(&self, vip: IpAddr, mac: [u8; 6]) {
         let mut guard = self.0.borrow_mut();
+        if guard.guarding && guard.vips.contains(&vip) {
+            (guard.to_instance)(Input::HolderSeen);
+            return;
+        }
         if !guard.master || !guard.vips.contains(&vip) {
             return;
         }
@@ -249,6 +336,9 @@ impl Watch {
                     w.publish();
                     (w.to_instance)(Input::ConflictOver);
                 }
+                if w.policy == SplitBrainPolicy::Yield && w.yielding_to.is_none() {
+                    w.maybe_yield(now);
+                }
                 w.probe();
                 if w.episodes.is_empty() {
                     STEADY_PROBE
@@ -284,6 +374,27 @@ fn next_probe(every: Duration) -> Instant {
 }
 
 impl Inner {
+    /// Policy `yield`: the first conflict older than [`YIELD_AFTER`] that the rule settles against
+    /// us makes the instance step down (once per term).
+    fn maybe_yield(&mut self, now: Instant) {
+        let due = self
+            .episodes
+            .iter()
+            .find(|(_, e)| now.duration_since(e.started) >= YIELD_AFTER && yields(self.mac, e.mac));
+        if let Some((vip, e)) = due {
+            tracing::warn!(
+                "({}) split brain: yielding the VIPs to {}{}: VIP {vip} contested for {:.1} s with no VRRP path, \
+                 and the lower MAC yields (policy yield)",
+                self.instance,
+                format_mac(&e.mac),
+                e.other_ip.map_or_else(String::new, |ip| format!(" ({ip})")),
+                now.duration_since(e.started).as_secs_f64(),
+            );
+            self.yielding_to = Some(e.mac);
+            (self.to_instance)(Input::Yield);
+        }
+    }
+
     fn probe(&self) {
         let Some(a) = &self.announcer else { return };
         for vip in &self.vips {
@@ -329,6 +440,7 @@ impl Inner {
             .find(|s| s.instance == self.instance)
         {
             s.conflicts = conflicts;
+            s.yielded_to = self.yielding_to.filter(|_| self.guarding).map(|m| format_mac(&m));
         }
     }
 }
@@ -415,6 +527,17 @@ mod tests {
     use super::*;
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
+
+    #[test]
+    fn the_yield_rule_picks_exactly_one_side() {
+        let a = [2, 0, 0, 0, 0, 7];
+        let b = [2, 0, 0, 0, 1, 0];
+        assert!(yields(a, b));
+        assert!(!yields(b, a));
+        // The first differing byte decides, as both sides compare the same two arrays.
+        assert!(yields([0x02, 0xff, 0xff, 0xff, 0xff, 0xff], [0x0a, 0, 0, 0, 0, 0]));
+        assert!(!yields(a, a));
+    }
 
     #[test]
     fn arp_probe_claims_nothing() {

@@ -35,6 +35,7 @@ impl FromStr for VridArg {
             auth_pass: None,
             expected_addrs: None,
             master: false,
+            guard: false,
         };
         let addr = |k: &str, v: &str| {
             v.parse::<IpAddr>()

@@ -37,6 +37,10 @@ pub struct InstanceStatus {
     /// Unicast peers from DNS this instance also advertises to (`--peers-dns`).
     #[serde(default)]
     pub dns_peers: Vec<IpAddr>,
+    /// While BACKUP after yielding a split brain (`--split-brain-policy yield`): the MAC of the
+    /// node holding the VIPs, which this node guards against taking them back while it answers.
+    #[serde(default)]
+    pub yielded_to: Option<String>,
     #[serde(skip)]
     pub src: Option<IpAddr>,
     #[serde(skip)]
@@ -187,6 +191,12 @@ pub fn render(status: &[InstanceStatus], format: Format) -> Result<(String, Vec<
                     since,
                     s.vips.join(" ")
                 )?;
+                if let Some(mac) = &s.yielded_to {
+                    writeln!(
+                        out,
+                        "  SPLIT BRAIN: VIPs yielded to {mac} (policy yield); taken back when it stops answering"
+                    )?;
+                }
                 for c in &s.conflicts {
                     writeln!(
                         out,

@@ -79,6 +79,10 @@ pub fn advert_wins(cfg: &VridConfig, priority: u8, src: &[u8; 16]) -> bool {
 /// nor from the MAC whose advert preempts it (a legitimate new master announcing itself before this
 /// node has handled the preemption). Everything else is counted; true when an event is due. A VIP of
 /// no configured VRID (`ipf-agent monitor --vip`, VRID 0) has no role: every foreign claim counts.
+///
+/// A guarding Backup (one that yielded a split brain, [`vrid_flags::GUARD`]) has the claims of the
+/// node it yielded to reported, rate-limited like a Master's, but not counted: they are the sign
+/// that the holder is still there, not a conflict.
 #[inline(always)]
 pub fn conflict_due(
     vip: &mut VipState,
@@ -88,7 +92,8 @@ pub fn conflict_due(
     mac: &[u8; 6],
     now_ns: u64,
 ) -> bool {
-    if cfg.has(vrid_flags::CONFIGURED) && !cfg.has(vrid_flags::MASTER) {
+    let guarding = cfg.has(vrid_flags::GUARD) && !cfg.has(vrid_flags::MASTER);
+    if cfg.has(vrid_flags::CONFIGURED) && !cfg.has(vrid_flags::MASTER) && !guarding {
         return false;
     }
     let mut i = 0;
@@ -109,7 +114,9 @@ pub fn conflict_due(
     {
         return false;
     }
-    vip.conflicts += 1;
+    if !guarding {
+        vip.conflicts += 1;
+    }
     if vip.last_conflict_ns != 0 && now_ns.saturating_sub(vip.last_conflict_ns) < iface.conflict_interval_ns {
         return false;
     }
@@ -316,6 +323,24 @@ mod tests {
         for t in [10, 5_000, 10_000_000_000] {
             assert!(!conflict_due(&mut vip, &iface(), &cfg, &VridState::default(), &MAC, t));
         }
+        assert_eq!(vip.conflicts, 0);
+    }
+
+    #[test]
+    fn a_guarding_backup_hears_claims_without_counting_them() {
+        let mut vip = VipState::owned_by(7);
+        let cfg = VridConfig {
+            flags: vrid_flags::CONFIGURED | vrid_flags::GUARD,
+            priority: 100,
+            ..Default::default()
+        };
+        let st = VridState::default();
+        let holder = [2, 0, 0, 0, 0, 9];
+        assert!(conflict_due(&mut vip, &iface(), &cfg, &st, &holder, 10));
+        // Rate-limited as a Master's reports are, and its own MACs are never the holder.
+        assert!(!conflict_due(&mut vip, &iface(), &cfg, &st, &holder, 500));
+        assert!(!conflict_due(&mut vip, &iface(), &cfg, &st, &[2, 0, 0, 0, 0, 1], 2_000));
+        assert!(conflict_due(&mut vip, &iface(), &cfg, &st, &holder, 1_010));
         assert_eq!(vip.conflicts, 0);
     }
 

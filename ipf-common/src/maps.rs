@@ -51,6 +51,9 @@ pub mod vrid_flags {
     pub const CHECK_ADDRS: u8 = 1 << 3;
     /// This node is Master for the VRID: adverts that would preempt us raise an event every time.
     pub const MASTER: u8 = 1 << 4;
+    /// This node is a Backup that yielded the VIPs in a split brain (policy `yield`): claims of the
+    /// VIPs are reported, not counted, so it knows the holder is still there.
+    pub const GUARD: u8 = 1 << 5;
 }
 
 /// Per-VRID configuration written by the agent (`VRID_CONFIG` array, indexed by [`vrid_slot`]).

@@ -245,6 +245,7 @@ mod tests {
             auth_pass: Some("secret".into()),
             expected_addrs: None,
             master: false,
+            guard: false,
         };
         let backup = Backup {
             cfg: spec.config(),

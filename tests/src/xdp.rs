@@ -30,6 +30,7 @@ pub fn vrid_spec(vrid: u8, version: u8, family: ipf_agent::datapath::Family) -> 
         auth_pass: None,
         expected_addrs: None,
         master: false,
+        guard: false,
     }
 }
 

@@ -11,6 +11,9 @@
 //! - SIGKILL of a master at 1 s adverts: the VIP lease is gone before the backup takes over, so the
 //!   VIP is never on two nodes.
 //!
+//! - IPv6: the same detection with DAD probes and unsolicited NAs.
+//! - `--split-brain-policy yield` with VRRP blocked: the lower MAC yields, one node serves for as
+//!   long as the partition lasts, and the yielder takes the VIP back when the holder dies.
 //! - DNS peers: a real dnsmasq in its own namespace on the bridge answers a name for both nodes; with
 //!   multicast VRRP blocked and learning off they keep one master, and records removed and added
 //!   while running change the unicast destinations in place (no instance restart).
@@ -94,6 +97,7 @@ fn block_vrrp(switch: &Switch) {
         &["add chain bridge ipf_split forward { type filter hook forward priority 0 ; }"],
     );
     s.exec("nft", &["add rule bridge ipf_split forward ip protocol 112 drop"]);
+    s.exec("nft", &["add rule bridge ipf_split forward ip6 nexthdr 112 drop"]);
 }
 
 fn unblock_vrrp(switch: &Switch) {
@@ -235,6 +239,152 @@ fn multicast_blocked_both_masters_report_within_a_second_and_the_split_heals_wit
         assert_eq!(metric(ns, "ipf_vip_conflict"), Some(0.0));
         assert_eq!(status(ns, &lab.socket(i))["conflicts"], Value::Array(Vec::new()));
     }
+}
+
+/// IPv6: the same split over a VIP in 2001:db8::/64. The new master's duplicate address detection
+/// probe (from ::) is answered by the old master's kernel with a neighbour advertisement, and the old
+/// master sees the new one's unsolicited NA: both report within a second.
+#[test]
+fn ipv6_multicast_blocked_both_masters_report_within_a_second() {
+    ipf_testbed::skip_unless_root!();
+    const VIP6: &str = "2001:db8::100";
+    let switch = Switch::new("ipf-s6s");
+    let dir = TempDir::new("ipf-s6");
+    let nodes: Vec<Netns> = (0..2)
+        .map(|i| {
+            let ns = Netns::new(&format!("ipf-s6{i}"));
+            let (v4, v6) = (format!("192.0.2.{}/24", i + 1), format!("2001:db8::{}/64", i + 1));
+            switch.attach(&ns, "eth0", &[&v4, &v6], &format!("p{i}"));
+            ns
+        })
+        .collect();
+    let socket = |i: usize| dir.path().join(format!("n{i}.sock"));
+    let start = |i: usize, priority: u8| {
+        let mut cmd = nodes[i].command(agent_bin());
+        cmd.args(["run", "-i", "eth0", "--status-socket"]).arg(socket(i));
+        cmd.args([
+            "--instance",
+            &format!("name=VI_6,vrid=61,priority={priority},version=3,interval=1000,vip={VIP6}/64"),
+        ]);
+        Proc::spawn("ipf-agent", cmd)
+    };
+    let _agents = [start(0, 150), start(1, 100)];
+    let st = |i: usize| status(&nodes[i], &socket(i));
+    wait_for("n0 master, n1 backup", T, || {
+        (st(0)["state"] == "MASTER" && st(1)["state"] == "BACKUP").then_some(())
+    });
+    let (mac_a, mac_b) = (mac(&nodes[0]), mac(&nodes[1]));
+    block_vrrp(&switch);
+    wait_for("n1 to become master too", T, || {
+        (st(1)["state"] == "MASTER").then_some(())
+    });
+    let b_master_since = st(1)["last_transition"].as_f64().unwrap();
+    let conflict = |i: usize| st(i)["conflicts"].as_array()?.first().cloned();
+    let (ca, cb) = wait_for("both masters to report the conflict", T, || {
+        Some((conflict(0)?, conflict(1)?))
+    });
+    assert_eq!(ca["vip"], VIP6);
+    assert_eq!(cb["vip"], VIP6);
+    assert_eq!(ca["other_mac"], mac_b.as_str(), "{ca}");
+    assert_eq!(cb["other_mac"], mac_a.as_str(), "{cb}");
+    for (who, c) in [("n0", &ca), ("n1", &cb)] {
+        let d = c["since"].as_f64().unwrap() - b_master_since;
+        eprintln!("IPv6: {who} reported {d:.3} s after n1 became master");
+        assert!(
+            (-0.05..1.0).contains(&d),
+            "{who} reported {d:.3} s after n1 became master"
+        );
+    }
+    unblock_vrrp(&switch);
+    wait_for("n1 back to backup, the episodes over", T, || {
+        (st(1)["state"] == "BACKUP" && st(0)["conflicts"] == Value::Array(Vec::new())).then_some(())
+    });
+    assert_eq!(st(0)["state"], "MASTER");
+}
+
+/// `--split-brain-policy yield` with VRRP blocked both ways: the Master with the lower MAC yields
+/// after a second of conflict, so one node serves; it guards while the holder answers (no takeover
+/// however long the partition lasts) and takes the VIP back when the holder dies.
+#[test]
+fn yield_policy_leaves_one_holder_without_a_vrrp_path_and_takes_back_when_it_dies() {
+    ipf_testbed::skip_unless_root!();
+    let lab = Lab::new("sy", 2);
+    let yield_args = ["--split-brain-policy", "yield"];
+    let mut agents = vec![lab.start(0, 150, &yield_args), lab.start(1, 100, &yield_args)];
+    wait_for("n0 master, n1 backup", T, || {
+        (lab.state(0) == "MASTER" && lab.state(1) == "BACKUP").then_some(())
+    });
+    let macs = [mac(&lab.nodes[0]), mac(&lab.nodes[1])];
+    // The rule: the lower MAC yields (both are lowercase, zero-padded hex: strings compare as bytes).
+    let (yielder, holder) = if macs[0] < macs[1] { (0, 1) } else { (1, 0) };
+
+    block_vrrp(&lab.switch);
+    let blocked = Instant::now();
+    wait_for("the yielder to step down, guarding", T, || {
+        let s = status(&lab.nodes[yielder], &lab.socket(yielder));
+        (lab.state(holder) == "MASTER" && s["state"] == "BACKUP" && s["yielded_to"] == macs[holder].as_str())
+            .then_some(())
+    });
+    let yielded = blocked.elapsed();
+    assert_eq!(
+        count(
+            &agents[yielder],
+            &format!("split brain: yielding the VIPs to {}", macs[holder])
+        ),
+        1
+    );
+    assert_eq!(
+        count(&agents[holder], "split brain: yielding"),
+        0,
+        "the holder never yields"
+    );
+    wait_for("the VIP on the holder only", T, || {
+        (holds(&lab.nodes[holder]) && !holds(&lab.nodes[yielder])).then_some(())
+    });
+    let name = format!("n{holder}");
+    wait_for("the client to reach the holder", T, || {
+        (lab.serves().as_deref() == Some(name.as_str())).then_some(())
+    });
+    // The partition lasts: the guard outlives several Master_Down_Intervals (3.6 s) without a
+    // takeover, the holder's answers to its probes standing in for adverts.
+    let entered_master = |p: &Proc| count(p, "Entering MASTER STATE");
+    let before = entered_master(&agents[yielder]);
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(8) {
+        assert_eq!(
+            lab.state(yielder),
+            "BACKUP",
+            "the yielder took the VIP back while the holder lives"
+        );
+        assert!(!holds(&lab.nodes[yielder]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(entered_master(&agents[yielder]), before);
+    assert_eq!(lab.state(holder), "MASTER");
+    assert_eq!(
+        metric(&lab.nodes[holder], "ipf_vip_conflict"),
+        Some(0.0),
+        "the holder's episode ended"
+    );
+
+    // The holder dies: its VIP lease runs out, the probes go unanswered, the yielder takes over.
+    let killed = Instant::now();
+    agents[holder].signal(libc::SIGKILL);
+    let name = format!("n{yielder}");
+    let back = wait_for("the yielder to take the VIP back", T, || {
+        (lab.state(yielder) == "MASTER" && lab.serves().as_deref() == Some(name.as_str())).then(|| killed.elapsed())
+    });
+    assert_eq!(
+        status(&lab.nodes[yielder], &lab.socket(yielder))["yielded_to"],
+        Value::Null
+    );
+    eprintln!(
+        "n{yielder} yielded {:.3} s after the block; took the VIP back {:.3} s after n{holder}'s SIGKILL (load {})",
+        yielded.as_secs_f64(),
+        back.as_secs_f64(),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+    agents.clear();
 }
 
 #[test]

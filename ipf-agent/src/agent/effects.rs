@@ -320,6 +320,17 @@ impl Effects for RealEffects {
         }
     }
 
+    fn guard(&mut self, on: bool) {
+        if let Err(e) = self
+            .datapath
+            .borrow_mut()
+            .set_guard(self.wire.family, self.wire.vrid, on)
+        {
+            tracing::warn!(instance = %self.name, "datapath guard: {e}");
+        }
+        self.conflicts.guard(on);
+    }
+
     fn state_changed(&mut self, from: State, to: State, reason: &str) {
         let m = &self.metrics;
         let now = metrics::now_unix().as_secs_f64();

@@ -70,6 +70,8 @@ pub struct AgentConfig {
     pub learn_peers: bool,
     /// Multicast instances also advertise by unicast to the addresses of this name (see `dns_peers`).
     pub peers_dns: Option<crate::dns_peers::DnsPeersConfig>,
+    /// What a Master does about a split brain with no VRRP path (see `conflict`).
+    pub split_brain_policy: crate::conflict::SplitBrainPolicy,
 }
 
 /// Runs the agent until SIGTERM / SIGINT; SIGHUP reloads the configuration through `reload`. Must be
@@ -118,6 +120,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         inputs: inputs_tx,
         vip_lease: cfg.vip_lease,
         learn_peers: cfg.learn_peers,
+        split_brain_policy: cfg.split_brain_policy,
         dns_peers: Vec::new(),
         next_id: 0,
         outboxes: Default::default(),

@@ -55,6 +55,7 @@ pub(super) struct Node {
     pub(super) vip_lease: crate::lease::VipLease,
     /// Multicast instances also advertise by unicast to the peers they heard (see `peers`).
     pub(super) learn_peers: bool,
+    pub(super) split_brain_policy: crate::conflict::SplitBrainPolicy,
     /// The latest peer set from DNS (see `dns_peers`), given to instances that start later.
     pub(super) dns_peers: Vec<IpAddr>,
     pub(super) next_id: u64,
@@ -204,7 +205,8 @@ impl Node {
     }
 
     /// The instance's conflict watch, on its VIPs on the VRRP interface (the datapath sees claims
-    /// only there); it feeds the instance `Contested` / `ConflictOver`.
+    /// only there); it feeds the instance `Contested` / `ConflictOver`, and `Yield` / `HolderSeen`
+    /// under the `yield` policy.
     fn conflict_watch(
         &self,
         spec: &InstanceSpec,
@@ -229,6 +231,7 @@ impl Node {
             board: self.board.clone(),
             neighbours: Some(self.addrs.handle()),
             to_instance,
+            policy: self.split_brain_policy,
         })
     }
 

@@ -100,6 +100,7 @@ impl InstancePlan {
                 auth_pass: spec.auth_pass.clone(),
                 expected_addrs: None,
                 master: false,
+                guard: false,
             },
             wire: AdvertWire {
                 family: spec.family,
@@ -125,6 +126,7 @@ impl InstancePlan {
                 last_transition: 0.0,
                 conflicts: Vec::new(),
                 dns_peers: Vec::new(),
+                yielded_to: None,
                 src: Some(src),
                 family_key: Some(spec.family),
             },

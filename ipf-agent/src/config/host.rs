@@ -16,15 +16,17 @@ pub struct Host {
 
 /// Whether `name` can be a Linux interface name (the kernel's dev_valid_name): 1 to 15 bytes, not `.`
 /// or `..`, no '/', ':' or whitespace; nor control characters, quotes, braces or comment marks ('!',
-/// '#'), which keepalived.conf cannot carry in a VIP line (the fuzzer found renderings that did not
-/// read back).
+/// '#'), which keepalived.conf cannot carry in a VIP line, nor a backslash (one ending a line
+/// continues it), nor a leading '@' (a line starting with it is one of keepalived's conditional
+/// configuration ids). The fuzzer found renderings that did not read back for each.
 pub fn valid_interface_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 15
         && name != "."
         && name != ".."
+        && !name.starts_with('@')
         && !name.contains(|c: char| {
-            c.is_whitespace() || c.is_control() || matches!(c, '/' | ':' | '"' | '!' | '#' | '{' | '}')
+            c.is_whitespace() || c.is_control() || matches!(c, '/' | ':' | '"' | '!' | '#' | '{' | '}' | '\\')
         })
 }
 

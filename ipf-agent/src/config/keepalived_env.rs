@@ -168,6 +168,15 @@ fn numbered<'a>(
     Ok(out)
 }
 
+/// The most edits a misspelling may be away from one of our names.
+const MISSPELLING: usize = 2;
+
+/// Whether `a` is within [`MISSPELLING`] edits of `b`. The lengths alone rule out most names, so
+/// an environment full of unrelated variables costs next to nothing.
+fn near(a: &str, b: &str) -> bool {
+    a.chars().count().abs_diff(b.chars().count()) <= MISSPELLING && distance(a, b) <= MISSPELLING
+}
+
 /// Levenshtein distance, to tell a misspelling of one of our names.
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -194,17 +203,17 @@ fn misspelling_of(name: &str) -> Option<String> {
     let candidates: Vec<String> = match numbered {
         Some((stem, n)) => FAMILIES
             .iter()
-            .filter(|f| distance(&format!("{stem}_"), f) <= 2)
+            .filter(|f| near(&format!("{stem}_"), f))
             .map(|f| format!("{f}{n}"))
             .collect(),
         None => SCALARS
             .iter()
             .map(|s| (*s).to_owned())
-            .filter(|s| distance(name, s) <= 2)
+            .filter(|s| near(name, s))
             .chain(
                 FAMILIES
                     .iter()
-                    .filter(|f| distance(name, f.trim_end_matches('_')) <= 2)
+                    .filter(|f| near(name, f.trim_end_matches('_')))
                     .map(|f| format!("{f}<0-999>")),
             )
             .collect(),

@@ -482,6 +482,11 @@ mod tests {
                 vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "eth0 x")],
                 "OPENSHIFT_HA_NETWORK_INTERFACE=\"eth0 x\": not an interface name",
             ),
+            // A trailing backslash continued the rendered VIP line onto the next.
+            (
+                vec![("OPENSHIFT_HA_NETWORK_INTERFACE", "eth0\\")],
+                "OPENSHIFT_HA_NETWORK_INTERFACE=\"eth0\\\\\": not an interface name",
+            ),
         ] {
             let mut all = vec![("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-12")];
             if needle.contains("is required") {

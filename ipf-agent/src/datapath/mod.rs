@@ -207,6 +207,9 @@ pub struct VridSpec {
     pub expected_addrs: Option<Vec<IpAddr>>,
     /// Whether we are Master.
     pub master: bool,
+    /// Whether we are a Backup guarding a split brain it yielded (claims reported, see
+    /// `ipf_common::advert::conflict_due`).
+    pub guard: bool,
 }
 
 impl VridSpec {
@@ -244,6 +247,9 @@ impl VridSpec {
         }
         if self.master {
             flags |= vrid_flags::MASTER;
+        }
+        if self.guard {
+            flags |= vrid_flags::GUARD;
         }
         let mut auth_pass = [0u8; 8];
         if let Some(p) = &self.auth_pass {
@@ -557,6 +563,19 @@ impl Datapath {
         };
         spec.master = master;
         spec.priority = priority;
+        let cfg = spec.config();
+        self.tables().set_config(slot, cfg)
+    }
+
+    /// Starts or stops guarding a yielded split brain for a configured VRID (see [`VridSpec::guard`]).
+    pub fn set_guard(&mut self, family: Family, vrid: u8, guard: bool) -> Result<(), DatapathError> {
+        let slot = vrid_slot(family.wire(), vrid);
+        let Some(spec) = self.vrids.get_mut(&slot) else {
+            return Err(DatapathError::Spec(format!(
+                "vrid {vrid} ({family:?}) is not configured"
+            )));
+        };
+        spec.guard = guard;
         let cfg = spec.config();
         self.tables().set_config(slot, cfg)
     }

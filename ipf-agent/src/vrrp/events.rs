@@ -3,9 +3,11 @@
 
 use std::{net::IpAddr, time::Duration};
 
+use tokio::time::Instant;
+
 use super::{
     instance::{Effects, Input, Instance, Preempt, State},
-    timers::TimerKind,
+    timers::{FINE_EARLY, TimerKind, spin_until},
 };
 
 impl<E: Effects> Instance<E> {
@@ -26,11 +28,11 @@ impl<E: Effects> Instance<E> {
                     .timer
                     .as_ref()
                     .is_some_and(|t| t.generation == generation && t.kind == kind)
+                    && let Some(timer) = self.timer.take()
                 {
-                    let due = self.timer.take().map(|t| t.deadline);
                     match kind {
                         TimerKind::Adver => self.on_adver_timer(),
-                        TimerKind::MasterDown => self.on_master_down_timer(due),
+                        TimerKind::MasterDown => self.on_master_down_timer(timer.deadline),
                     }
                 }
             }
@@ -40,6 +42,15 @@ impl<E: Effects> Instance<E> {
             Input::ConflictOver => {
                 if self.state == State::Master {
                     self.effects.reannounce();
+                }
+            }
+            Input::Yield => self.on_yield(),
+            Input::HolderSeen => {
+                // The holder is alive across the broken VRRP path: its answer restarts our wait
+                // as an advert would.
+                if self.state == State::Backup && self.guarding {
+                    let wait = self.backup_wait();
+                    self.arm(TimerKind::MasterDown, wait);
                 }
             }
         }
@@ -70,6 +81,11 @@ impl<E: Effects> Instance<E> {
     fn on_advert(&mut self, src: IpAddr, priority: u8, adver_int: Duration, age: Duration) {
         match self.state {
             State::Backup => {
+                if self.guarding {
+                    // The VRRP path is back: the election, not the yield rule, decides from now on.
+                    self.guarding = false;
+                    self.effects.guard(false);
+                }
                 if priority == 0 {
                     // §6.4.2: the master is releasing; take over after Skew_Time.
                     let skew = self.skew_time();
@@ -120,39 +136,58 @@ impl<E: Effects> Instance<E> {
     }
 
     /// §6.4.2 Master_Down_Timer fired. The datapath's last-seen time says whether the master really
-    /// went quiet, so steady-state adverts never wake us. It may fire a little before `due` along with
-    /// other timers (see `timers::CHECK_EARLY_DIVISOR`): then it is only a check.
-    fn on_master_down_timer(&mut self, due: Option<tokio::time::Instant>) {
+    /// went quiet, so steady-state adverts never wake us. A fine timer fires up to
+    /// [`FINE_EARLY`] before its deadline: the master is judged as of the deadline, and a takeover
+    /// spins the rest, then looks once more for an advert that came in meanwhile. A check may also
+    /// fire well before it along with other timers (see `timers::CHECK_EARLY_DIVISOR`): then it only
+    /// looks at the master, as of the deadline, and otherwise waits out the rest exactly.
+    fn on_master_down_timer(&mut self, deadline: Instant) {
         if self.state != State::Backup {
             return;
         }
-        if let Some(last) = self.effects.last_advert() {
-            self.master_adver_int = last.adver_int;
-            let mdi = self.master_down_interval();
-            let counts = last.priority != 0 && !self.would_preempt(last.priority);
-            if counts && last.age < mdi {
-                self.arm(TimerKind::MasterDown, mdi - last.age);
-                return;
-            }
-            if last.priority != 0 && last.age < mdi && self.preempt_delay_left() > Duration::ZERO {
-                // Lower-priority master alive, but preempt_delay has not passed since startup.
-                let wait = self.preempt_delay_left();
-                self.arm(
-                    TimerKind::MasterDown,
-                    wait.min(mdi - last.age).max(Duration::from_millis(1)),
-                );
-                return;
-            }
-        }
-        // An early check that found no reason to wait longer still waits out the timer, exactly.
-        if let Some(left) = due
-            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
-            .filter(|l| !l.is_zero())
-        {
-            self.arm_exact(TimerKind::MasterDown, left);
+        let early = deadline.saturating_duration_since(Instant::now());
+        if self.master_holds(early) {
             return;
         }
+        if early > FINE_EARLY {
+            // Fired early along with another timer, and nothing holds us back as of the deadline:
+            // wait out the rest exactly (an advert may still come).
+            self.arm_exact(TimerKind::MasterDown, early);
+            return;
+        }
+        if !early.is_zero() {
+            spin_until(deadline);
+            if self.master_holds(Duration::ZERO) {
+                return;
+            }
+        }
         self.change_state(State::Master, "master down");
+    }
+
+    /// Whether the master (as of `ahead` from now) still holds us back as Backup; if so the timer is
+    /// re-armed for when it may no longer.
+    fn master_holds(&mut self, ahead: Duration) -> bool {
+        let Some(last) = self.effects.last_advert() else {
+            return false;
+        };
+        self.master_adver_int = last.adver_int;
+        let mdi = self.master_down_interval();
+        let age = last.age + ahead;
+        let counts = last.priority != 0 && !self.would_preempt(last.priority);
+        if counts && age < mdi {
+            self.arm(TimerKind::MasterDown, mdi - last.age);
+            return true;
+        }
+        if last.priority != 0 && age < mdi && self.preempt_delay_left() > ahead {
+            // Lower-priority master alive, but preempt_delay has not passed since startup.
+            let wait = self.preempt_delay_left();
+            self.arm(
+                TimerKind::MasterDown,
+                wait.min(mdi - last.age).max(Duration::from_millis(1)),
+            );
+            return true;
+        }
+        false
     }
 
     /// keepalived's Fault: leave the election (releasing the VIPs with priority 0 when Master) while
@@ -180,6 +215,22 @@ impl<E: Effects> Instance<E> {
         if self.state == State::Master {
             self.effects.send_advert(self.priority);
         }
+    }
+
+    /// Split-brain policy `yield` (decided by the conflict watch, the same rule on both sides): a
+    /// Master with no VRRP path to the other holder of its VIPs steps down and guards, so that one
+    /// node serves the VIPs. RFC 5798 has no such transition: it assumes the VRRP path; this is the
+    /// Master → Backup of §6.4.3 with the holder's ARP answers standing in for its adverts, which
+    /// keeps the Backup from taking the VIPs back while the holder lives.
+    fn on_yield(&mut self) {
+        if self.state != State::Master {
+            return;
+        }
+        self.change_state(State::Backup, "split brain: yielded to the other holder (policy yield)");
+        self.guarding = true;
+        self.effects.guard(true);
+        let wait = self.backup_wait();
+        self.arm(TimerKind::MasterDown, wait);
     }
 
     /// A new effective priority: a Master advertises it from the next advert on.

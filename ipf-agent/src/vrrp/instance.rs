@@ -99,7 +99,18 @@ pub enum Input {
     /// The other node stopped claiming our VIPs: a Master re-announces them, since clients may
     /// still have the other node's MAC.
     ConflictOver,
+    /// A split brain with no VRRP path that the split-brain policy `yield` settles against us: a
+    /// Master steps down to Backup and guards (see [`GUARD_HOLD`]).
+    Yield,
+    /// While guarding: the node we yielded to still answers for our VIPs.
+    HolderSeen,
 }
+
+/// How long a Backup that yielded a split brain (guarding) waits without the holder answering its
+/// probes, and without adverts, before it takes over: at least this, and at least
+/// Master_Down_Interval. Its conflict watch probes several times within it, so one lost answer
+/// does not make it take the VIPs back from a live holder.
+pub const GUARD_HOLD: Duration = Duration::from_millis(1600);
 
 /// Every side effect of the state machine. The agent implements it with sockets, netlink and the
 /// datapath; tests record the calls.
@@ -117,6 +128,9 @@ pub trait Effects {
     fn reannounce(&mut self);
     /// Tells the datapath our role and priority (it reports adverts that preempt a Master).
     fn set_role(&mut self, master: bool, priority: u8);
+    /// Starts or stops guarding a yielded split brain: while on, the datapath reports the holder's
+    /// claims of our VIPs and the conflict watch probes for them (each answer is [`Input::HolderSeen`]).
+    fn guard(&mut self, on: bool);
     /// Logs and notifies a state change.
     fn state_changed(&mut self, from: State, to: State, reason: &str);
     /// The datapath's view of the current master's adverts.
@@ -136,6 +150,8 @@ pub struct Instance<E: Effects> {
     pub(super) generation: u64,
     pub(super) started_at: Instant,
     pub(super) faulty: bool,
+    /// A Backup that yielded a split brain and holds off while the holder answers.
+    pub(super) guarding: bool,
     on_timer: TimerSink,
 }
 
@@ -153,6 +169,7 @@ impl<E: Effects> Instance<E> {
             generation: 0,
             started_at: Instant::now(),
             faulty: false,
+            guarding: false,
             on_timer,
         }
     }
@@ -193,6 +210,18 @@ impl<E: Effects> Instance<E> {
         self.master_adver_int * 3 + self.skew_time()
     }
 
+    /// How long a Backup waits for the master: Master_Down_Interval, and while guarding a yielded
+    /// split brain at least [`GUARD_HOLD`].
+    pub(super) fn backup_wait(&self) -> Duration {
+        let mdi = self.master_down_interval();
+        if self.guarding { mdi.max(GUARD_HOLD) } else { mdi }
+    }
+
+    /// Whether this Backup guards a split brain it yielded.
+    pub fn guarding(&self) -> bool {
+        self.guarding
+    }
+
     /// Arms the (single) timer of the current state; replaces any other.
     pub(super) fn arm(&mut self, kind: TimerKind, after: Duration) {
         self.generation += 1;
@@ -228,6 +257,12 @@ impl<E: Effects> Instance<E> {
         let from = self.state;
         if from == to {
             return;
+        }
+        if from == State::Backup && self.guarding {
+            // The guard belongs to the Backup state: a Master defends the VIPs, Fault and
+            // Initialize have none to guard.
+            self.guarding = false;
+            self.effects.guard(false);
         }
         match (from, to) {
             (_, State::Master) => {

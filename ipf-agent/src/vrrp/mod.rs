@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  datapath events ─┐                       ┌─► Effects::send_advert / add_vips / remove_vips
-//!  timers (owned) ──┼─► Instance::handle ───┼─► Effects::announce / set_role
-//!  health, signals ─┘   (events.rs)         └─► Effects::state_changed (logs, notify)
+//!  timers (owned) ──┼─► Instance::handle ───┼─► Effects::announce / set_role / guard
+//!  health, signals, ┘   (events.rs)         └─► Effects::state_changed (logs, notify)
+//!  conflict watch
 //! ```
 //! A Backup is not woken per advert: the datapath reports only changes, and the master-down timer,
 //! when it fires, reads the last-seen time the datapath keeps before declaring the master dead.
@@ -13,7 +14,7 @@ pub mod events;
 pub mod instance;
 pub mod timers;
 
-pub use instance::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State};
+pub use instance::{Effects, GUARD_HOLD, Input, Instance, InstanceConfig, LastAdvert, Preempt, State};
 
 #[cfg(test)]
 mod sim;

@@ -27,6 +27,7 @@ pub enum Call {
     Announce,
     Reannounce,
     Role(bool, u8),
+    Guard(bool),
     State(State, State),
 }
 
@@ -66,6 +67,9 @@ impl Effects for Recorder {
     fn set_role(&mut self, master: bool, priority: u8) {
         self.role = (master, priority);
         self.log(Call::Role(master, priority));
+    }
+    fn guard(&mut self, on: bool) {
+        self.log(Call::Guard(on));
     }
     fn state_changed(&mut self, from: State, to: State, _reason: &str) {
         self.log(Call::State(from, to));

@@ -371,3 +371,91 @@ async fn a_master_reannounces_when_a_conflict_ends() {
     };
     assert_eq!((reannounced("high"), reannounced("low")), (1, 0));
 }
+
+/// Split-brain policy `yield` with no VRRP path: the Master told to yield steps down like a
+/// preempted one (no priority 0: the other side cannot hear it, and a Backup that could would take
+/// over at once), guards while the holder answers, and takes the VIPs back only a full wait after
+/// the last answer.
+#[tokio::test(start_paused = true)]
+async fn a_yielding_master_guards_while_the_holder_answers_and_takes_over_after() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 100, "192.0.2.1"));
+    sim.start("b", config("b", 200, "192.0.2.2"));
+    sim.set_connected("a", false);
+    sim.set_connected("b", false);
+    sim.run_for(secs(5.0)).await;
+    assert_eq!(sim.masters(), vec!["a", "b"], "cut off, both are Master");
+    let yielded = sim.now();
+    sim.input("a", Input::Yield);
+    assert_eq!(sim.state("a"), State::Backup);
+    assert!(sim.node("a").inst.guarding());
+    let after: Vec<Call> = sim
+        .node("a")
+        .inst
+        .effects()
+        .calls
+        .iter()
+        .filter(|(t, _)| *t >= yielded)
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(
+        after,
+        [
+            Call::RemoveVips,
+            Call::Role(false, 100),
+            Call::State(State::Master, State::Backup),
+            Call::Guard(true),
+        ]
+    );
+    // The holder answers the guard's probes every 500 ms for 20 s: no takeover, however long.
+    for _ in 0..40 {
+        sim.run_for(secs(0.5)).await;
+        sim.input("a", Input::HolderSeen);
+    }
+    assert_eq!(sim.entered("a", State::Master).map(|t| t > yielded), Some(false));
+    let last_answer = sim.now();
+    // The holder stops answering (dead, or it left): a takes over Master_Down_Interval after the
+    // last answer (3 × 1 s + (256 - 100) / 256 s, longer than GUARD_HOLD here).
+    sim.run_for(secs(5.0)).await;
+    let mdi = secs(3.0) + Duration::from_secs(1) * 156 / 256;
+    assert!(mdi > super::GUARD_HOLD);
+    assert_at("a takes back", sim.entered("a", State::Master), last_answer + mdi);
+    assert!(!sim.node("a").inst.guarding());
+    let calls = &sim.node("a").inst.effects().calls;
+    let off = calls
+        .iter()
+        .position(|(_, c)| *c == Call::Guard(false))
+        .expect("guard ends");
+    assert_eq!(
+        calls[off + 1].1,
+        Call::Advert(100),
+        "the guard ends before the takeover"
+    );
+    // A Master that is not guarding ignores a holder's answer.
+    sim.input("b", Input::HolderSeen);
+    assert_eq!(sim.state("b"), State::Master);
+}
+
+/// A guarding Backup whose VRRP path returns leaves the decision to the election: here it has the
+/// higher priority, so it preempts the holder, which steps down on its advert (RFC 5798 §6.4.3).
+#[tokio::test(start_paused = true)]
+async fn a_guarding_backup_hands_back_to_the_election_when_adverts_return() {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 200, "192.0.2.1"));
+    sim.start("b", config("b", 100, "192.0.2.2"));
+    sim.set_connected("a", false);
+    sim.set_connected("b", false);
+    sim.run_for(secs(5.0)).await;
+    sim.input("a", Input::Yield);
+    sim.input("a", Input::HolderSeen);
+    assert!(sim.node("a").inst.guarding());
+    sim.set_connected("a", true);
+    sim.set_connected("b", true);
+    let back = sim.now();
+    sim.run_for(secs(1.1)).await;
+    assert!(!sim.node("a").inst.guarding(), "b's advert ends the guard");
+    sim.run_for(secs(5.0)).await;
+    assert_eq!(sim.masters(), vec!["a"]);
+    assert!(sim.entered("a", State::Master).is_some_and(|t| t > back));
+    assert!(sim.entered("b", State::Backup).is_some_and(|t| t > back));
+}

@@ -35,10 +35,12 @@ pub enum Precision {
     /// tokio's timer: millisecond wheel, rounded up, so up to a millisecond late. The simulated-time
     /// tests use it (tokio's clock can be paused; a kernel timer's cannot).
     Millisecond,
-    /// The schedule's timerfd: a Backup takes over within microseconds of its Master_Down_Interval,
-    /// which matters at 10 ms adverts. An advert timer of this precision is also aligned down to a
-    /// grid of an eighth of its period (see [`ADVER_PHASES`]), so a node's Masters advertise in a few
-    /// batches per interval.
+    /// The schedule's timerfd; a master-down timer fires [`FINE_EARLY`] before its deadline: the
+    /// owner finishes the last stretch exactly when it matters (a Backup taking over spins it, see
+    /// `on_master_down_timer`), so a takeover lands within microseconds of Master_Down_Interval or
+    /// Skew_Time, which matters at 10 ms adverts. An advert timer of this precision is aligned down
+    /// to a grid of an eighth of its period instead (see [`ADVER_PHASES`]), so a node's Masters
+    /// advertise in a few batches per interval.
     Fine,
 }
 
@@ -54,6 +56,12 @@ pub const ADVER_PHASES: u32 = 8;
 /// (`Timer::start_exact`) if the master is not heard from. With hundreds of Backups, each wake-up
 /// serves every check due soon after it instead of each check waking the agent on its own.
 pub const CHECK_EARLY_DIVISOR: u32 = 8;
+
+/// How early a [`Precision::Fine`] master-down timer fires. A timerfd's wake-up lands 50–300 µs late
+/// on an idle (or virtual) CPU leaving its sleep state; firing this much early and spinning the rest
+/// only when a takeover is due keeps that off the failover time without spinning on every Backup's
+/// routine check of a live master.
+pub const FINE_EARLY: Duration = Duration::from_micros(300);
 
 /// Called with the kind and generation of a timer that fired; it may outlive its instance (then it
 /// must do nothing harmful).
@@ -177,7 +185,8 @@ impl Timer {
         }
     }
 
-    /// A timer that fires at `deadline` and not before.
+    /// A timer that fires at `deadline` and not before (a fine master-down timer: [`FINE_EARLY`]
+    /// before, as always).
     pub fn start_exact(
         kind: TimerKind,
         generation: u64,
@@ -197,11 +206,17 @@ impl Timer {
         fire: TimerSink,
     ) -> Self {
         let schedule = schedule();
+        // The entry's time: a fine master-down timer's FINE_EARLY before its deadline; the handle
+        // keeps the deadline, which the owner judges by.
+        let at = match (kind, precision) {
+            (TimerKind::MasterDown, Precision::Fine) => deadline.checked_sub(FINE_EARLY).unwrap_or(deadline),
+            _ => deadline,
+        };
         let (key, earliest) = {
             let mut e = schedule.lock();
             e.seq += 1;
             e.max_early = e.max_early.max(early);
-            let key = (deadline, e.seq);
+            let key = (at, e.seq);
             e.due.insert(
                 key,
                 Entry {
@@ -234,6 +249,13 @@ impl Drop for Timer {
         if let Some(s) = self.schedule.upgrade() {
             s.lock().due.remove(&self.key);
         }
+    }
+}
+
+/// Busy-waits until `deadline`: for the last stretch of a takeover only (at most [`FINE_EARLY`]).
+pub fn spin_until(deadline: Instant) {
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
     }
 }
 
@@ -347,8 +369,9 @@ mod precision_tests {
 
     use super::*;
 
-    /// Fine timers fire after their deadline, and well within a millisecond of it (tokio's alone is
-    /// up to a millisecond late). Real time: a loaded machine may be later, so the bound is loose.
+    /// Fine master-down timers fire [`FINE_EARLY`] before their deadline, not earlier, and well
+    /// within a millisecond of that (tokio's timer alone is up to a millisecond late); the handle
+    /// keeps the deadline. Real time: a loaded machine may be later, so the bound is loose.
     #[tokio::test]
     async fn fine_timers_fire_on_time() {
         let mut worst = Duration::ZERO;
@@ -358,11 +381,13 @@ mod precision_tests {
                 let _ = tx.send((g, Instant::now()));
             });
             let deadline = Instant::now() + Duration::from_micros(2_300 + 97 * i);
-            let _t = Timer::start(TimerKind::MasterDown, i, deadline, Precision::Fine, sink);
+            let t = Timer::start(TimerKind::MasterDown, i, deadline, Precision::Fine, sink);
+            assert_eq!(t.deadline, deadline);
             let (g, at) = rx.recv().await.expect("fired");
             assert_eq!(g, i);
-            assert!(at >= deadline);
-            worst = worst.max(at.saturating_duration_since(deadline));
+            let due = deadline - FINE_EARLY;
+            assert!(at >= due);
+            worst = worst.max(at.saturating_duration_since(due));
         }
         assert!(worst < Duration::from_millis(5), "worst lateness {worst:?}");
     }

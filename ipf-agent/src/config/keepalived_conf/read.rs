@@ -304,11 +304,14 @@ impl Reader {
     }
 
     pub(super) fn interface_name(&self, node: &Node, word: &Word) -> Result<String, ConfError> {
-        if word.text.is_empty() || word.text.len() > MAX_IFNAME || word.text.contains('/') {
+        // The same rule as every other front end's and the VIP's `dev`: what is accepted here must
+        // read back from the rendering (the fuzzer found an `interface` with control characters that
+        // a VIP's `dev` then refused).
+        if !crate::config::host::valid_interface_name(&word.text) {
             return Err(self.error(
                 word.loc,
                 format!(
-                    "{} {:?}: not an interface name (1 to {MAX_IFNAME} bytes, no \"/\")",
+                    "{} {:?}: not an interface name (1 to {MAX_IFNAME} bytes, no '/', ':', spaces, quotes, braces or control characters)",
                     node.keyword(),
                     word.text
                 ),

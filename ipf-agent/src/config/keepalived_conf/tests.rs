@@ -483,7 +483,10 @@ fn errors_name_path_line_keyword_and_value() {
         (instance("  garp_master_repeat 0"), "keepalived.conf:4: garp_master_repeat \"0\": must be 1..1000"),
         (instance("  garp_master_delay -1"), "keepalived.conf:4: garp_master_delay \"-1\": whole seconds 0..3600 expected"),
         (instance("  interface eth0"), "keepalived.conf:4: interface given twice in vrrp_instance VI_1 (first at line 2)"),
-        (instance("  interface averyveryverylongname").replace("  interface eth0\n", ""), "keepalived.conf:3: interface \"averyveryverylongname\": not an interface name (1 to 15 bytes, no \"/\")"),
+        (instance("  interface averyveryverylongname").replace("  interface eth0\n", ""), "keepalived.conf:3: interface \"averyveryverylongname\": not an interface name (1 to 15 bytes, no '/', ':', spaces, quotes, braces or control characters)"),
+        // Fuzzer finding: control characters in `interface` were accepted, then refused in the
+        // rendering's VIP `dev`.
+        (instance("  interface eth0\u{e}\u{0}").replace("  interface eth0\n", ""), "keepalived.conf:3: interface \"eth0\\u{e}\\0\": not an interface name (1 to 15 bytes, no '/', ':', spaces, quotes, braces or control characters)"),
         // Addresses.
         (instance("  unicast_src_ip 192.0.2.300"), "keepalived.conf:4: unicast_src_ip \"192.0.2.300\": not an IP address"),
         (instance("  unicast_src_ip 192.0.2.1\n  mcast_src_ip 192.0.2.2"), "keepalived.conf:5: mcast_src_ip \"192.0.2.2\": the source address is already 192.0.2.1 (unicast_src_ip at line 4)"),

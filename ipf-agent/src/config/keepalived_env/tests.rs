@@ -290,6 +290,12 @@ fn bad_values_name_the_variable_and_the_value() {
             vec![("KEEPALIVED_TRACK_INTERFACE_1", "eth/0")],
             r#"KEEPALIVED_TRACK_INTERFACE_1="eth/0""#,
         ),
+        // Fuzzer finding: `@` rendered as a track_interface line that keepalived.conf reads as a
+        // conditional configuration id.
+        (
+            vec![("KEEPALIVED_TRACK_INTERFACE_1", "@")],
+            r#"KEEPALIVED_TRACK_INTERFACE_1="@": not an interface name"#,
+        ),
         (
             vec![("KEEPALIVED_KUBE_APISERVER_CHECK", "on")],
             r#"KEEPALIVED_KUBE_APISERVER_CHECK="on""#,
