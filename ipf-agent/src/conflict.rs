@@ -350,11 +350,27 @@ impl Watch {
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep_until(next_probe(every)) => {}
                 _ = wake.notified() => {}
             }
         }
     }
+}
+
+/// When the next probe is due: steady probes on a grid shared by every instance (the node's Masters
+/// wake together, once per [`STEADY_PROBE`], instead of each at its own moment), fast ones `every`
+/// from now.
+fn next_probe(every: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let now = Instant::now();
+    if every != STEADY_PROBE {
+        return now + every;
+    }
+    let epoch = *EPOCH.get_or_init(|| now);
+    let step = every.as_nanos();
+    let passed = now.duration_since(epoch).as_nanos();
+    let next = (passed / step + 1) * step;
+    epoch + Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
 }
 
 impl Inner {

@@ -84,19 +84,22 @@ pub fn derived(adver_int: Duration) -> Duration {
     Duration::from_secs((secs as u64).max(1))
 }
 
-/// When a Master renews its leases: at an advert, once a quarter of the lease has passed since the
-/// last renewal (every advert when the interval is longer), so the address never outlives the last
-/// advert by more than the lease.
+/// When a Master renews its leases: at an advert, when waiting for the next advert would leave less
+/// than a third of the lease (so every advert at 1 s with its 2 s lease, every sixth or so at 100 ms
+/// with 1 s), so the address never outlives the last advert by more than the lease. The third left
+/// is the margin for an agent held up (and for the kernel, which may delete an address up to
+/// 20 ms before its lifetime ends).
 #[derive(Debug)]
 pub struct Renewal {
+    /// A renewal this long after the last one is due.
     every: Duration,
     last: Option<Instant>,
 }
 
 impl Renewal {
-    pub fn new(lease: Duration) -> Self {
+    pub fn new(lease: Duration, adver_int: Duration) -> Self {
         Renewal {
-            every: lease / 4,
+            every: (lease * 2 / 3).saturating_sub(adver_int),
             last: None,
         }
     }
@@ -152,16 +155,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn renewals_follow_adverts_at_most_every_quarter_lease() {
-        let mut r = Renewal::new(Duration::from_secs(2));
+    async fn renewals_follow_adverts_leaving_a_third_of_the_lease() {
         let t0 = Instant::now();
+        // 1 s adverts, 2 s lease: every advert renews.
+        let mut r = Renewal::new(Duration::from_secs(2), ms(1000));
         r.added(t0);
-        assert!(!r.due(t0 + ms(100)));
-        assert!(r.due(t0 + ms(500)));
-        assert!(!r.due(t0 + ms(900)));
-        assert!(r.due(t0 + ms(1000)));
-        // 1 s adverts: every advert renews.
-        assert!(r.due(t0 + ms(2000)));
-        assert!(r.due(t0 + ms(3000)));
+        for n in 1..5 {
+            assert!(r.due(t0 + ms(1000 * n)), "advert {n}");
+        }
+        // 100 ms adverts, 1 s lease: the advert after 567 ms renews, a third of the lease before
+        // the next one would be too late.
+        let mut r = Renewal::new(Duration::from_secs(1), ms(100));
+        r.added(t0);
+        let renewed: Vec<u64> = (1..=20).filter(|n| r.due(t0 + ms(100 * n))).collect();
+        assert_eq!(renewed, vec![6, 12, 18]);
+        // Never later than the lease minus a third and one interval, whatever the interval.
+        for int in [10u64, 30, 100, 250, 500, 1000, 2000].map(ms) {
+            let lease = derived(int);
+            let mut r = Renewal::new(lease, int);
+            r.added(t0);
+            let mut last = t0;
+            for n in 1..400u32 {
+                let at = t0 + int * n;
+                if r.due(at) {
+                    assert!(
+                        at - last < lease * 2 / 3,
+                        "{int:?}: renewed with less than a third left"
+                    );
+                    last = at;
+                }
+                assert!(
+                    at + int - last < lease,
+                    "{int:?}: the next advert would come after the lease"
+                );
+            }
+        }
     }
 }

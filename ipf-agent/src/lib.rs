@@ -4,7 +4,7 @@
 //! typed configuration and its front ends), `vrrp` (the election), `datapath` (XDP or the raw-socket
 //! fallback), `network` (addresses, adverts, announcements), `checks`, `script_security` (who
 //! scripts run as, and which ones are refused), `links`, `firewall`, `metrics`, `status`, `monitor`,
-//! `logging`, `container` (what a container's privileges and mounts change, in the manifest's
+//! `logging`, `memory`, `container` (what a container's privileges and mounts change, in the manifest's
 //! terms); the agent's split-brain helpers `conflict` (probes and episodes), `lease` (VIP lifetimes),
 //! `peers` (learned unicast peers) and `dns_peers` (unicast peers from DNS) sit beside it. Imports
 //! only go down this list's arrows.
@@ -20,6 +20,7 @@ pub mod firewall;
 pub mod lease;
 pub mod links;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod monitor;
 pub mod network;

@@ -60,6 +60,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    ipf_agent::memory::limit_arenas();
     let cli = Cli::parse();
     let level = cli
         .log_level

@@ -1,5 +1,5 @@
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{BPF_F_MMAPABLE, xdp_action},
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_csum_diff, bpf_xdp_load_bytes},
@@ -22,8 +22,9 @@ use ipf_common::{
 
 #[map]
 static VRID_CONFIG: Array<VridConfig> = Array::with_max_entries(VRID_SLOTS, 0);
+/// Mmapable: the agent reads a Backup's last-seen time from its own memory, without a syscall.
 #[map]
-static VRID_STATE: Array<VridState> = Array::with_max_entries(VRID_SLOTS, 0);
+static VRID_STATE: Array<VridState> = Array::with_max_entries(VRID_SLOTS, BPF_F_MMAPABLE);
 #[map]
 static IFACE_CONFIG: Array<IfaceConfig> = Array::with_max_entries(1, 0);
 #[map]

@@ -392,6 +392,52 @@ fn capture_advert(
     )
 }
 
+/// A batch leaves with one call: each message to its own destination, unaltered; a message of the
+/// wrong family is refused alone and the rest still go.
+#[test]
+fn a_batch_of_adverts_reaches_each_destination() {
+    ipf_testbed::skip_unless_root!();
+    let (a, b) = pair("ipf-m");
+    let cap = Capture::open(&b, "eth0");
+    let s4 = block_on_in(&a, || async {
+        let mgr = AddressManager::new().unwrap();
+        let src4 = mgr
+            .primary_address(link_index(&a, "eth0"), Family::V4, &[])
+            .await
+            .unwrap()
+            .unwrap();
+        AdvertSender::new("eth0", Family::V4, src4).unwrap()
+    });
+    let (group, peer) = (IpAddr::from(MCAST_V4), v4("192.0.2.2"));
+    let to_group = encode(FAMILY_V4, s4.src(), group, v4("192.0.2.100"));
+    let to_peer = encode(FAMILY_V4, s4.src(), peer, v4("192.0.2.101"));
+    let src = wire_addr(&s4.src());
+    let (mut got_group, mut got_peer) = (None, None);
+    cap.wait(
+        "both adverts of a batch",
+        || {
+            let r = s4.send_many(&[(v6("ff02::12"), &to_group), (group, &to_group), (peer, &to_peer)]);
+            assert!(matches!(r[0], Err(NetError::WrongFamily { .. })), "{:?}", r[0]);
+            assert!(r[1].is_ok() && r[2].is_ok(), "{r:?}");
+        },
+        |f| {
+            if let Frame::Vrrp { ip, offset, .. } = classify(f)
+                && ip.src == src
+            {
+                let msg = vrrp_message(f, &ip, offset).unwrap().to_vec();
+                if ip.dst == wire_addr(&group) {
+                    got_group = Some(msg);
+                } else if ip.dst == wire_addr(&peer) {
+                    got_peer = Some(msg);
+                }
+            }
+            (got_group.is_some() && got_peer.is_some()).then_some(())
+        },
+    );
+    assert_eq!(got_group.unwrap(), to_group, "sent unaltered");
+    assert_eq!(got_peer.unwrap(), to_peer, "sent unaltered");
+}
+
 #[test]
 fn adverts_leave_with_ttl_255_and_validate_on_the_peer() {
     ipf_testbed::skip_unless_root!();

@@ -15,12 +15,15 @@ use ipf_common::vrrp::{AdvertFields, encode_advert};
 use prometheus::{Gauge, IntCounter, IntGauge};
 use tokio::sync::mpsc;
 
-use super::{plan::AdvertWire, vips::VipOp};
+use super::{
+    outbox::{Outbox, Pending},
+    plan::AdvertWire,
+    vips::VipOp,
+};
 use crate::{
     config::{Garp, Notify, Vip},
     datapath::{Datapath, ip_from_wire, raw::monotonic_ns, wire_addr},
     metrics::{self, Metrics},
-    network::AdvertSender,
     status,
     vrrp::{Effects, LastAdvert, State},
 };
@@ -34,7 +37,7 @@ pub(super) struct RealEffects {
     pub(super) wire: AdvertWire,
     /// Every owned VIP with its interface filled in (`dev`).
     pub(super) vips: Vec<Vip>,
-    pub(super) sender: Rc<AdvertSender>,
+    pub(super) outbox: Outbox,
     pub(super) ops: mpsc::UnboundedSender<VipOp>,
     pub(super) datapath: Rc<RefCell<Datapath>>,
     /// Incremented on every Master entry and exit: stale delayed announcements are skipped.
@@ -138,7 +141,7 @@ impl RealEffects {
         let watched = self
             .vips
             .iter()
-            .filter(|v| v.dev.as_deref() == Some(self.sender.interface()));
+            .filter(|v| v.dev.as_deref() == Some(self.outbox.sender().interface()));
         self.conflicts.set_vips(watched.map(|v| v.addr).collect());
         if master {
             if !removed.is_empty() {
@@ -217,15 +220,20 @@ impl Effects for RealEffects {
                 dst: wire_addr(dst),
             };
             match encode_advert(&fields, &mut buf) {
-                Ok(n) => match self.sender.send(*dst, &buf[..n]) {
-                    Ok(()) => {
-                        self.metrics.adverts_sent.inc();
-                        if priority == 0 {
-                            self.metrics.priority_zero_sent.inc();
-                        }
-                    }
-                    Err(e) => tracing::warn!(instance = %self.name, "sending advert to {dst}: {e}"),
-                },
+                // Sent with the others due in the same batch when the run loop flushes.
+                Ok(n) => self.outbox.queue(Pending {
+                    dst: *dst,
+                    msg: buf[..n].to_vec(),
+                    instance: self.name.clone(),
+                    sent: if priority == 0 {
+                        vec![
+                            self.metrics.adverts_sent.clone(),
+                            self.metrics.priority_zero_sent.clone(),
+                        ]
+                    } else {
+                        vec![self.metrics.adverts_sent.clone()]
+                    },
+                }),
                 Err(e) => tracing::error!(instance = %self.name, "encoding advert: {e:?}"),
             }
         }

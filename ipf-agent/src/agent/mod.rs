@@ -6,13 +6,16 @@
 //!
 //! ```text
 //!  datapath ring buffer ──events──►┐
-//!  timers (per instance) ─(id, Input::Timer)──►┤
+//!  timer schedule (one task) ─(id, Input::Timer)──►┤
 //!  health checks ──CheckEvent──►   ├─► run loop ──► Instance::handle ──► RealEffects (effects.rs)
-//!  rtnetlink link watch ──LinkEvent──►┤        │                          │ adverts: raw socket
+//!  rtnetlink link watch ──LinkEvent──►┤        │                          │ adverts: outbox.rs
 //!  SIGHUP / SIGTERM / SIGINT ───────►┘        │                          │ VipOp ──► VIP worker (vips.rs)
 //!                                             │                          │            rtnetlink, GARP/NA
 //!                                   reload.rs, health.rs, node.rs       └─► datapath role, metrics, status
 //! ```
+//!
+//! The loop handles every input already queued before it waits again, and flushes the adverts they
+//! queued first: timers that fell due together leave as one `sendmmsg`.
 //!
 //! `plan.rs` turns an instance's configuration into what each part needs, once; `node.rs` starts,
 //! updates and stops instances; `reload.rs` decides what a SIGHUP changes; `health.rs` turns checks
@@ -22,6 +25,7 @@ mod cleanup;
 mod effects;
 mod health;
 mod node;
+mod outbox;
 pub mod plan;
 mod reload;
 mod vips;
@@ -119,6 +123,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         split_brain_policy: cfg.split_brain_policy,
         dns_peers: Vec::new(),
         next_id: 0,
+        outboxes: Default::default(),
     };
     // Lookups run beside the loop; only a changed set comes in.
     let (dns_tx, mut dns_rx) = mpsc::unbounded_channel::<Vec<IpAddr>>();
@@ -169,6 +174,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let mut _link_watch = links::watch(links_watched.clone(), link_tx.clone())?;
     metrics.heartbeat();
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::memory::release_startup();
     // The heartbeat /healthz checks: proves this loop still turns.
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
 
@@ -177,12 +183,26 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let mut sigterm = signal(SignalKind::terminate(), "SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt(), "SIGINT")?;
     let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
+    let mut beats = 0u64;
     loop {
+        // What the last input queued goes out before waiting: the adverts of timers due together
+        // leave as one batch.
+        node.outboxes.flush();
         tokio::select! {
             _ = heartbeat.tick() => {
                 metrics.heartbeat();
-                for r in &mut running {
-                    r.inst.effects_mut().refresh_learned();
+                // Learned peers are forgotten after minutes: a look every LEARNED_REFRESH beats
+                // (a datapath lookup per instance) keeps the current master known.
+                beats += 1;
+                if beats == SETTLED_BEATS {
+                    // The first elections and announcements are over: what they ran is not
+                    // needed in the steady state either.
+                    crate::memory::release_startup();
+                }
+                if beats % LEARNED_REFRESH == 1 {
+                    for r in &mut running {
+                        r.inst.effects_mut().refresh_learned();
+                    }
                 }
             }
             Some(set) = dns_rx.recv() => {
@@ -199,10 +219,16 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                 health.link_up.insert(ev.ifname, ev.up);
                 health.apply(&interface, &config.checks, &mut running);
             }
-            Some((id, input)) = inputs_rx.recv() => {
-                // `running` stays sorted by id: ids only grow and new instances are pushed.
-                if let Ok(i) = running.binary_search_by_key(&id, |r| r.id) {
-                    running[i].inst.handle(input);
+            Some(first) = inputs_rx.recv() => {
+                // Timers that fell due together are queued together: all of them are handled
+                // before the flush, so their adverts share one batch.
+                let mut next = Some(first);
+                while let Some((id, input)) = next {
+                    // `running` stays sorted by id: ids only grow and new instances are pushed.
+                    if let Ok(i) = running.binary_search_by_key(&id, |r| r.id) {
+                        running[i].inst.handle(input);
+                    }
+                    next = inputs_rx.try_recv().ok();
                 }
             }
             ev = events.recv() => {
@@ -276,6 +302,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     for r in running.drain(..) {
         node.stop(r);
     }
+    node.outboxes.flush();
     drop(checks);
     let Node { datapath, .. } = node;
     if tokio::time::timeout(Duration::from_millis(800), worker).await.is_err() {
@@ -292,6 +319,13 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Heartbeats after start-up when the first elections are over (Master_Down_Interval is at most
+/// about 4 s at 1 s adverts; announcements repeat after 5 s by default).
+const SETTLED_BEATS: u64 = 10;
+
+/// Heartbeats between two refreshes of the learned peers (see `peers::FORGET_AFTER`, minutes).
+const LEARNED_REFRESH: u64 = 30;
 
 /// Stops the task with the run loop (DNS lookups must not outlive the agent's stop).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{
     effects::{InstanceMetrics, RealEffects},
+    outbox::Outboxes,
     plan::InstancePlan,
     vips::VipOp,
 };
@@ -21,7 +22,7 @@ use crate::{
     config::InstanceSpec,
     datapath::Datapath,
     metrics::Metrics,
-    network::{AddressManager, AdvertSender},
+    network::AddressManager,
     status,
     vrrp::{Input, Instance, State, timers::TimerSink},
 };
@@ -58,6 +59,8 @@ pub(super) struct Node {
     /// The latest peer set from DNS (see `dns_peers`), given to instances that start later.
     pub(super) dns_peers: Vec<IpAddr>,
     pub(super) next_id: u64,
+    /// Advert sockets with their queues, shared by the instances of one family and source.
+    pub(super) outboxes: Outboxes,
 }
 
 impl Node {
@@ -143,7 +146,7 @@ impl Node {
         let on_timer: TimerSink = Arc::new(move |kind, generation| {
             let _ = inputs.send((id, Input::Timer { kind, generation }));
         });
-        let sender = Rc::new(AdvertSender::new(&self.interface, spec.family, src)?);
+        let outbox = self.outboxes.get(&self.interface, spec.family, src)?;
         {
             let mut board = status::lock(&self.board);
             board.retain(|s| s.instance != spec.name);
@@ -168,13 +171,13 @@ impl Node {
             name: spec.name.clone(),
             wire: plan.wire,
             vips: plan.vips,
-            sender,
+            outbox,
             ops: self.ops.clone(),
             datapath: self.datapath.clone(),
             master_epoch: Arc::new(AtomicU64::new(0)),
             garp: spec.garp,
             vip_lease,
-            renewal: vip_lease.map(crate::lease::Renewal::new),
+            renewal: vip_lease.map(|l| crate::lease::Renewal::new(l, spec.adver_int)),
             learned,
             dns: multicast.then(Default::default),
             metrics,

@@ -12,7 +12,6 @@ use std::{
     time::Duration,
 };
 
-use futures_util::future::join_all;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
@@ -111,7 +110,7 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                 epoch_now,
             } => {
                 // Renewals of Masters whose adverts went out in the same tick are queued together:
-                // send them as one batch (every request before the first ack is awaited). Only
+                // send them as one batch (one netlink send, see `AddressManager::renew`). Only
                 // consecutive renewals are gathered, so none overtakes a removal queued after it.
                 let mut due: Vec<(u32, Vip, Duration)> = Vec::new();
                 let mut gather = |vips: Vec<Vip>, lease: Duration, epoch: u64, epoch_now: &AtomicU64| {
@@ -138,9 +137,13 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                         }
                     }
                 }
-                let results = join_all(due.iter().map(|(ifindex, v, lease)| add(*ifindex, v, Some(*lease)))).await;
-                for ((_, v, _), r) in due.iter().zip(results) {
-                    if let Err(e) = r {
+                let batch: Vec<(u32, &Vip, Duration)> = due.iter().map(|(i, v, l)| (*i, v, *l)).collect();
+                // A renewal that failed in the batch is tried alone (that also adds an address
+                // someone removed); only a second failure is an error.
+                for (i, e) in addrs.renew(&batch) {
+                    let (ifindex, v, lease) = &due[i];
+                    tracing::debug!("renewing VIP {v} in a batch: {e}; trying it alone");
+                    if let Err(e) = add(*ifindex, v, Some(*lease)).await {
                         tracing::error!("renewing VIP {v}: {e}");
                     }
                 }

@@ -37,6 +37,9 @@ impl Drop for XdpHandle {
 pub struct XdpTables {
     vrid_config: Array<MapData, VridConfig>,
     vrid_state: Array<MapData, VridState>,
+    /// `VRID_STATE` mapped into our memory (the map is `BPF_F_MMAPABLE`): a Backup's master-down
+    /// check reads it without a syscall. `None` when mapping failed (the lookups are syscalls then).
+    state_view: Option<StateView>,
     iface: Array<MapData, IfaceConfig>,
     vips: HashMap<MapData, VipKey, VipState>,
     peers: HashMap<MapData, PeerKey, u8>,
@@ -92,9 +95,14 @@ impl XdpTables {
                 .ok_or_else(|| DatapathError::Load(format!("map {name} missing from the object").into()))?;
             T::try_from(map).map_err(map_err("open", name))
         }
+        let vrid_state: Array<MapData, VridState> = take(ebpf, "VRID_STATE")?;
+        let state_view = StateView::new(&vrid_state)
+            .map_err(|e| tracing::debug!("VRID_STATE not mapped ({e}); reading it with lookups"))
+            .ok();
         Ok(XdpTables {
             vrid_config: take(ebpf, "VRID_CONFIG")?,
-            vrid_state: take(ebpf, "VRID_STATE")?,
+            vrid_state,
+            state_view,
             iface: take(ebpf, "IFACE_CONFIG")?,
             vips: take(ebpf, "VIPS")?,
             peers: take(ebpf, "PEERS")?,
@@ -121,6 +129,9 @@ impl Tables for XdpTables {
     }
 
     fn state(&self, slot: u32) -> Result<VridState, DatapathError> {
+        if let Some(v) = self.state_view.as_ref().and_then(|v| v.get(slot)) {
+            return Ok(v);
+        }
         self.vrid_state.get(&slot, 0).map_err(map_err("get", "VRID_STATE"))
     }
 
@@ -266,6 +277,59 @@ impl XdpHandle {
             tables,
             mode,
         ))
+    }
+}
+
+/// A read-only mapping of the `VRID_STATE` array (entries at a stride of their size rounded up to 8
+/// bytes, as the kernel lays out an mmapable array).
+struct StateView {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+    entries: u32,
+}
+
+// SAFETY: the mapping is plain shared memory, read with volatile copies; it lives until `Drop`.
+unsafe impl Send for StateView {}
+// SAFETY: as above; nothing writes through it.
+unsafe impl Sync for StateView {}
+
+const STATE_STRIDE: usize = std::mem::size_of::<VridState>().next_multiple_of(8);
+
+impl StateView {
+    fn new(map: &Array<MapData, VridState>) -> std::io::Result<Self> {
+        use aya::maps::IterableMap as _;
+        use std::os::fd::AsRawFd as _;
+        let entries = map.len();
+        let len = STATE_STRIDE * entries as usize;
+        let fd = map.map().fd().as_fd().as_raw_fd();
+        // SAFETY: a fresh shared read-only mapping of a live map descriptor; the mapping holds its
+        // own reference to the map, so it stays valid until unmapped whatever becomes of `map`. The
+        // kernel refuses it unless the map is mmapable.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let base = std::ptr::NonNull::new(ptr.cast::<u8>()).ok_or_else(|| std::io::Error::other("mmap gave null"))?;
+        Ok(StateView { base, len, entries })
+    }
+
+    fn get(&self, slot: u32) -> Option<VridState> {
+        if slot >= self.entries {
+            return None;
+        }
+        // SAFETY: slot < entries, so the entry lies inside the mapping; VridState is plain data
+        // (any bytes are a valid value). The datapath may be writing it meanwhile, as with a lookup
+        // syscall, which copies without a lock too.
+        Some(unsafe {
+            std::ptr::read_volatile(self.base.as_ptr().add(slot as usize * STATE_STRIDE).cast::<VridState>())
+        })
+    }
+}
+
+impl Drop for StateView {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 

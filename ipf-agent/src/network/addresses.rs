@@ -13,11 +13,14 @@ use std::{
 };
 
 use futures_util::TryStreamExt as _;
-use rtnetlink::AddressMessageBuilder;
 use rtnetlink::packet_route::{
-    AddressFamily,
+    AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope, CacheInfo},
     link::LinkAttribute,
+};
+use rtnetlink::{
+    AddressMessageBuilder,
+    packet_core::{NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload},
 };
 use tokio::task::JoinHandle;
 
@@ -29,6 +32,8 @@ use crate::datapath::Family;
 pub struct AddressManager {
     handle: rtnetlink::Handle,
     connection: JoinHandle<()>,
+    /// A plain netlink socket for lease renewals sent as one batch (see [`AddressManager::renew`]).
+    batch: Option<rtnetlink::sys::Socket>,
     /// Interfaces whose `promote_secondaries` was checked, with the value to restore when we set it.
     promoted: Mutex<HashMap<u32, Option<Promoted>>>,
 }
@@ -38,6 +43,14 @@ pub struct AddressManager {
 struct Promoted {
     file: File,
     original: String,
+}
+
+/// A nonblocking NETLINK_ROUTE socket of its own (replies to it are ours alone).
+fn batch_socket() -> io::Result<rtnetlink::sys::Socket> {
+    let mut s = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)?;
+    s.bind_auto()?;
+    s.set_non_blocking(true)?;
+    Ok(s)
 }
 
 impl AddressManager {
@@ -50,6 +63,9 @@ impl AddressManager {
         Ok(AddressManager {
             handle,
             connection: rt.spawn(connection),
+            batch: batch_socket()
+                .map_err(|e| tracing::warn!("netlink socket for batched lease renewals: {e}; renewing one by one"))
+                .ok(),
             promoted: Mutex::new(HashMap::new()),
         })
     }
@@ -81,30 +97,7 @@ impl AddressManager {
             // Create or update in place: a renewal must not fail with EEXIST.
             req = req.replace();
         }
-        let msg = req.message_mut();
-        if let Some(lease) = lease {
-            let secs = u32::try_from(lease.as_secs().max(1)).unwrap_or(u32::MAX);
-            let mut info = CacheInfo::default();
-            info.ifa_preferred = secs;
-            info.ifa_valid = secs;
-            msg.attributes.push(AddressAttribute::CacheInfo(info));
-        }
-        // rtnetlink's builder adds a computed broadcast below /31; only a configured one is wanted.
-        msg.attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
-        if let Some(b) = vip.broadcast {
-            msg.attributes.push(AddressAttribute::Broadcast(b));
-        }
-        if let Some(l) = &vip.label {
-            msg.attributes.push(AddressAttribute::Label(l.clone()));
-        }
-        if let Some(s) = vip.scope {
-            msg.header.scope = AddressScope::from(s);
-        }
-        if vip.addr.is_ipv6() {
-            // Both places: the header byte for old kernels, the attribute for current ones.
-            msg.header.flags.insert(AddressHeaderFlags::Nodad);
-            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
+        *req.message_mut() = add_message(ifindex, vip, lease);
         let source = match req.execute().await {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -137,6 +130,67 @@ impl AddressManager {
                 source,
             }),
         }
+    }
+
+    /// Renews the leases of VIPs a Master holds: every request in one netlink send, without
+    /// acknowledgements (the kernel handles them within the send and queues a reply only for a
+    /// failure, read right after). Returns the failed ones (their index in `due`) with the error; the
+    /// caller retries them one by one, which also adds a VIP that went missing.
+    pub fn renew(&self, due: &[(u32, &Vip, Duration)]) -> Vec<(usize, io::Error)> {
+        let mut failed = Vec::new();
+        let Some(socket) = &self.batch else {
+            return (0..due.len())
+                .map(|i| (i, io::Error::other("no netlink socket for batched renewals")))
+                .collect();
+        };
+        let mut buf = Vec::new();
+        // One send stays well below the socket's send buffer (about 100 bytes a request).
+        for (chunk_no, chunk) in due.chunks(RENEW_CHUNK).enumerate() {
+            buf.clear();
+            for (k, (ifindex, vip, lease)) in chunk.iter().enumerate() {
+                let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewAddress(add_message(
+                    *ifindex,
+                    vip,
+                    Some(*lease),
+                )));
+                req.header.flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE;
+                // The sequence number is the index in `due`, plus one (0 is never a request here).
+                req.header.sequence_number = u32::try_from(chunk_no * RENEW_CHUNK + k + 1).unwrap_or(u32::MAX);
+                req.finalize();
+                let at = buf.len();
+                buf.resize(at + req.buffer_len(), 0);
+                req.serialize(&mut buf[at..]);
+            }
+            if let Err(e) = socket.send(&buf, 0) {
+                let base = chunk_no * RENEW_CHUNK;
+                failed.extend((base..base + chunk.len()).map(|i| (i, io::Error::new(e.kind(), e.to_string()))));
+            }
+        }
+        // Failures were queued during the send; nothing more comes.
+        let mut reply = Vec::with_capacity(8192);
+        loop {
+            reply.clear();
+            match socket.recv(&mut reply, libc::MSG_DONTWAIT) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!("reading renewal replies: {e}");
+                    break;
+                }
+            }
+            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply) else {
+                continue;
+            };
+            if let NetlinkPayload::Error(err) = msg.payload
+                && let Some(code) = err.code
+                && let Some(i) = (msg.header.sequence_number as usize).checked_sub(1)
+                && i < due.len()
+                && !failed.iter().any(|(f, _)| *f == i)
+            {
+                failed.push((i, io::Error::from_raw_os_error(-code.get())));
+            }
+        }
+        failed
     }
 
     /// Removes `vip` (matched by address and prefix length) from the interface; absent is success.
@@ -308,6 +362,47 @@ impl Drop for AddressManager {
             }
         }
     }
+}
+
+/// Requests per netlink send of [`AddressManager::renew`].
+const RENEW_CHUNK: usize = 256;
+
+/// The RTM_NEWADDR message for `vip` on `ifindex`, with a lifetime when leased.
+fn add_message(ifindex: u32, vip: &Vip, lease: Option<Duration>) -> AddressMessage {
+    let mut msg = match vip.addr {
+        IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(ifindex)
+            .address(a, vip.prefix_len)
+            .build(),
+        IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(ifindex)
+            .address(a, vip.prefix_len)
+            .build(),
+    };
+    if let Some(lease) = lease {
+        let secs = u32::try_from(lease.as_secs().max(1)).unwrap_or(u32::MAX);
+        let mut info = CacheInfo::default();
+        info.ifa_preferred = secs;
+        info.ifa_valid = secs;
+        msg.attributes.push(AddressAttribute::CacheInfo(info));
+    }
+    // rtnetlink's builder adds a computed broadcast below /31; only a configured one is wanted.
+    msg.attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+    if let Some(b) = vip.broadcast {
+        msg.attributes.push(AddressAttribute::Broadcast(b));
+    }
+    if let Some(l) = &vip.label {
+        msg.attributes.push(AddressAttribute::Label(l.clone()));
+    }
+    if let Some(s) = vip.scope {
+        msg.header.scope = AddressScope::from(s);
+    }
+    if vip.addr.is_ipv6() {
+        // Both places: the header byte for old kernels, the attribute for current ones.
+        msg.header.flags.insert(AddressHeaderFlags::Nodad);
+        msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    msg
 }
 
 /// Writes 1 to a boolean sysctl; returns the open file and old value when it was not 1 already.

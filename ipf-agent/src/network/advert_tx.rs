@@ -1,4 +1,5 @@
-//! VRRP advertisements out: a raw IP socket for protocol 112 per instance.
+//! VRRP advertisements out: a raw IP socket for protocol 112 per interface, family and source address
+//! (the instances sharing them share it), sending a batch of adverts with one `sendmmsg`.
 
 use std::{
     io,
@@ -130,8 +131,7 @@ impl AdvertSender {
         &self.iface
     }
 
-    /// Sends one encoded VRRP message to `dst` (the VRRP group or a unicast peer).
-    pub fn send(&self, dst: IpAddr, msg: &[u8]) -> Result<(), NetError> {
+    fn check_family(&self, dst: IpAddr) -> Result<(), NetError> {
         if Family::of(&dst) != self.family {
             return Err(NetError::WrongFamily {
                 op: "sending an advert",
@@ -140,6 +140,77 @@ impl AdvertSender {
                 family: self.family,
             });
         }
+        Ok(())
+    }
+
+    fn send_error(&self, dst: IpAddr, source: io::Error) -> NetError {
+        NetError::Socket {
+            op: "sending an advert",
+            iface: self.iface.clone(),
+            addr: Some(dst),
+            source,
+        }
+    }
+
+    /// Sends encoded VRRP messages, each to its destination, with as few `sendmmsg` calls as the
+    /// kernel takes them in; one result per message, in order.
+    pub fn send_many(&self, msgs: &[(IpAddr, &[u8])]) -> Vec<Result<(), NetError>> {
+        let mut results: Vec<Result<(), NetError>> = msgs.iter().map(|(dst, _)| self.check_family(*dst)).collect();
+        let todo: Vec<usize> = (0..msgs.len()).filter(|i| results[*i].is_ok()).collect();
+        let addrs: Vec<SockAddr> = todo.iter().map(|i| SockAddr::new(msgs[*i].0, self.ifindex)).collect();
+        let mut iovs: Vec<libc::iovec> = todo
+            .iter()
+            .map(|i| libc::iovec {
+                iov_base: msgs[*i].1.as_ptr().cast_mut().cast(),
+                iov_len: msgs[*i].1.len(),
+            })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = addrs
+            .iter()
+            .zip(iovs.iter_mut())
+            .map(|(sa, iov)| {
+                // SAFETY: all-zero is a valid msghdr (no control data, no flags); the fields that
+                // matter are set below.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = sa.as_ptr().cast_mut().cast();
+                h.msg_hdr.msg_namelen = sa.len();
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let mut at = 0;
+        while at < hdrs.len() {
+            let left = &mut hdrs[at..];
+            let count = u32::try_from(left.len()).unwrap_or(u32::MAX);
+            // SAFETY: valid fd; every header points at a live address, iovec and message (`addrs`,
+            // `iovs`, `msgs`), all alive until after the call; the kernel writes only `msg_len`.
+            let n = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), left.as_mut_ptr(), count, 0) };
+            if n <= 0 {
+                // The first message of the rest failed: report it and go on with the next one.
+                let i = todo[at];
+                let e = if n < 0 {
+                    io::Error::last_os_error()
+                } else {
+                    io::Error::new(io::ErrorKind::WriteZero, "sendmmsg sent nothing")
+                };
+                results[i] = Err(self.send_error(msgs[i].0, e));
+                at += 1;
+                continue;
+            }
+            for k in 0..n as usize {
+                let i = todo[at + k];
+                let sent = hdrs[at + k].msg_len as isize;
+                results[i] = check_sent(sent, msgs[i].1.len()).map_err(|e| self.send_error(msgs[i].0, e));
+            }
+            at += n as usize;
+        }
+        results
+    }
+
+    /// Sends one encoded VRRP message to `dst` (the VRRP group or a unicast peer).
+    pub fn send(&self, dst: IpAddr, msg: &[u8]) -> Result<(), NetError> {
+        self.check_family(dst)?;
         // The scope id picks the interface for ff02::12 and link-local peers; the kernel ignores it
         // for addresses that need none.
         let sa = SockAddr::new(dst, self.ifindex);
@@ -154,11 +225,6 @@ impl AdvertSender {
                 sa.len(),
             )
         };
-        check_sent(n, msg.len()).map_err(|source| NetError::Socket {
-            op: "sending an advert",
-            iface: self.iface.clone(),
-            addr: Some(dst),
-            source,
-        })
+        check_sent(n, msg.len()).map_err(|source| self.send_error(dst, source))
     }
 }

@@ -138,18 +138,21 @@ impl<E: Effects> Instance<E> {
     /// §6.4.2 Master_Down_Timer fired. The datapath's last-seen time says whether the master really
     /// went quiet, so steady-state adverts never wake us. A fine timer fires up to
     /// [`FINE_EARLY`] before its deadline: the master is judged as of the deadline, and a takeover
-    /// spins the rest, then looks once more for an advert that came in meanwhile.
+    /// spins the rest, then looks once more for an advert that came in meanwhile. A check may also
+    /// fire well before it along with other timers (see `timers::CHECK_EARLY_DIVISOR`): then it only
+    /// looks at the master, as of the deadline, and otherwise waits out the rest exactly.
     fn on_master_down_timer(&mut self, deadline: Instant) {
         if self.state != State::Backup {
             return;
         }
         let early = deadline.saturating_duration_since(Instant::now());
-        if early > FINE_EARLY {
-            // Not a fine timer's early firing (nothing fires this early): wait out the rest.
-            self.arm(TimerKind::MasterDown, early);
+        if self.master_holds(early) {
             return;
         }
-        if self.master_holds(early) {
+        if early > FINE_EARLY {
+            // Fired early along with another timer, and nothing holds us back as of the deadline:
+            // wait out the rest exactly (an advert may still come).
+            self.arm_exact(TimerKind::MasterDown, early);
             return;
         }
         if !early.is_zero() {

@@ -52,9 +52,9 @@ pub struct InstanceConfig {
     pub preempt: Preempt,
     /// Our primary address on the interface: the advert source and the tie-breaker.
     pub primary_addr: IpAddr,
-    /// How the master-down timer waits (fine in the agent, tokio's millisecond timer under simulated
-    /// time). It sets the takeover time; a Master's advert timer stays on tokio's timer, a timerfd per
-    /// advert would buy nothing a peer can see.
+    /// How the timers wait (fine in the agent, tokio's millisecond timer under simulated time). It
+    /// sets the takeover time, and fine advert timers share a few phases per interval (see
+    /// [`Precision::Fine`]).
     pub timer_precision: Precision,
 }
 
@@ -226,15 +226,24 @@ impl<E: Effects> Instance<E> {
     pub(super) fn arm(&mut self, kind: TimerKind, after: Duration) {
         self.generation += 1;
         let deadline = Instant::now() + after;
-        let precision = match kind {
-            TimerKind::MasterDown => self.cfg.timer_precision,
-            TimerKind::Adver => Precision::Millisecond,
-        };
         self.timer = Some(Timer::start(
             kind,
             self.generation,
             deadline,
-            precision,
+            self.cfg.timer_precision,
+            self.on_timer.clone(),
+        ));
+    }
+
+    /// Arms a timer that fires no earlier than `after` (the rest of a wait an early check cut short).
+    pub(super) fn arm_exact(&mut self, kind: TimerKind, after: Duration) {
+        self.generation += 1;
+        let deadline = Instant::now() + after;
+        self.timer = Some(Timer::start_exact(
+            kind,
+            self.generation,
+            deadline,
+            self.cfg.timer_precision,
             self.on_timer.clone(),
         ));
     }

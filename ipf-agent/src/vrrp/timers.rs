@@ -1,17 +1,24 @@
-//! Timers as owned handles: a timer is a task that sleeps and then calls its callback with its kind
-//! and generation; dropping the handle cancels it. A generation number lets the instance ignore a
-//! timer that fired after it was replaced (its message already queued). The timers know nothing of
-//! the engine's inputs: the owner of the callback turns a firing into one.
+//! Timers as owned handles: every instance's timer is an entry in one per-thread schedule, driven by
+//! one task that sleeps until the earliest deadline and then calls the callbacks of all that are due
+//! with their kind and generation; dropping the handle cancels it. A generation number lets the
+//! instance ignore a timer that fired after it was replaced (its message already queued). The timers
+//! know nothing of the engine's inputs: the owner of the callback turns a firing into one.
+//!
+//! One schedule rather than a task (and, for precise timers, a timerfd) per timer: with hundreds of
+//! instances the agent wakes once per batch of due timers instead of once per timer, and a precise
+//! wait re-arms one timerfd instead of creating and closing one each time.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, MutexGuard, OnceLock, Weak},
+    time::Duration,
+};
 
 use nix::sys::{
     time::TimeSpec,
     timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags},
 };
-use std::sync::Arc;
-
-use tokio::{task::JoinHandle, time::Instant};
+use tokio::{io::unix::AsyncFd, sync::Notify, time::Instant};
 
 /// The instance's timers (RFC 5798 §6.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,20 +32,35 @@ pub enum TimerKind {
 /// How a timer waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
-    /// tokio's timer alone: millisecond wheel, rounded up, so up to a millisecond late. The
-    /// simulated-time tests use it (tokio's clock can be paused; a kernel timer's cannot).
+    /// tokio's timer: millisecond wheel, rounded up, so up to a millisecond late. The simulated-time
+    /// tests use it (tokio's clock can be paused; a kernel timer's cannot).
     Millisecond,
-    /// tokio's timer up to the last two milliseconds, then a timerfd that fires [`FINE_EARLY`]
-    /// before the deadline: the owner finishes the last stretch exactly when it matters (a Backup
-    /// taking over spins it, see `on_master_down_timer`), so a takeover lands within microseconds of
-    /// Master_Down_Interval or Skew_Time, which matters at 10 ms adverts.
+    /// The schedule's timerfd; a master-down timer fires [`FINE_EARLY`] before its deadline: the
+    /// owner finishes the last stretch exactly when it matters (a Backup taking over spins it, see
+    /// `on_master_down_timer`), so a takeover lands within microseconds of Master_Down_Interval or
+    /// Skew_Time, which matters at 10 ms adverts. An advert timer of this precision is aligned down
+    /// to a grid of an eighth of its period instead (see [`ADVER_PHASES`]), so a node's Masters
+    /// advertise in a few batches per interval.
     Fine,
 }
 
-/// How early a [`Precision::Fine`] timer fires. A timerfd's wake-up lands 50–300 µs late on an idle
-/// (or virtual) CPU leaving its sleep state; firing this much early and spinning the rest only when
-/// a takeover is due keeps that off the failover time without spinning on every Backup's routine
-/// check of a live master.
+/// Advert timers of [`Precision::Fine`] fire on a grid of this many phases per interval: a Master's
+/// next advert goes out up to an eighth of an interval early (more adverts than needed never hurt a
+/// receiver), and a node's Masters with one interval share at most this many wake-ups per interval.
+/// Not one phase: all of them at once would be a burst a peer's socket buffer (keepalived's) might
+/// not hold with hundreds of groups.
+pub const ADVER_PHASES: u32 = 8;
+
+/// A master-down timer may fire up to this fraction of its wait early, when the schedule wakes for
+/// another timer anyway: the instance only checks the datapath then, and waits out the rest exactly
+/// (`Timer::start_exact`) if the master is not heard from. With hundreds of Backups, each wake-up
+/// serves every check due soon after it instead of each check waking the agent on its own.
+pub const CHECK_EARLY_DIVISOR: u32 = 8;
+
+/// How early a [`Precision::Fine`] master-down timer fires. A timerfd's wake-up lands 50–300 µs late
+/// on an idle (or virtual) CPU leaving its sleep state; firing this much early and spinning the rest
+/// only when a takeover is due keeps that off the failover time without spinning on every Backup's
+/// routine check of a live master.
 pub const FINE_EARLY: Duration = Duration::from_micros(300);
 
 /// Called with the kind and generation of a timer that fired; it may outlive its instance (then it
@@ -46,35 +68,187 @@ pub const FINE_EARLY: Duration = Duration::from_micros(300);
 pub type TimerSink = Arc<dyn Fn(TimerKind, u64) + Send + Sync>;
 
 /// A running timer; cancelled when dropped.
-#[derive(Debug)]
 pub struct Timer {
     pub kind: TimerKind,
     pub generation: u64,
     pub deadline: Instant,
-    task: JoinHandle<()>,
+    key: (Instant, u64),
+    schedule: Weak<Schedule>,
+}
+
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timer")
+            .field("kind", &self.kind)
+            .field("generation", &self.generation)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+struct Entry {
+    kind: TimerKind,
+    generation: u64,
+    precision: Precision,
+    /// How much earlier than its deadline it may fire along with another timer.
+    early: Duration,
+    fire: TimerSink,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// By deadline, then by insertion (a sequence number keeps equal deadlines apart).
+    due: BTreeMap<(Instant, u64), Entry>,
+    seq: u64,
+    /// The largest `early` of any entry so far: how far past `now` a wake-up looks.
+    max_early: Duration,
+}
+
+/// The thread's timers and the wake-up of the task that drives them.
+#[derive(Default)]
+struct Schedule {
+    entries: Mutex<Entries>,
+    /// An earlier deadline than the driver sleeps towards was added.
+    changed: Notify,
+}
+
+impl Schedule {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // Map operations only: a panic elsewhere cannot leave the map half changed.
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+thread_local! {
+    /// The driver task holds the only strong reference: when its runtime goes (a test's), the
+    /// schedule goes with it and the next timer on this thread starts a new one.
+    static SCHEDULE: std::cell::RefCell<Weak<Schedule>> = const { std::cell::RefCell::new(Weak::new()) };
+}
+
+/// This thread's schedule, its driver started on the current runtime if there is none.
+fn schedule() -> Arc<Schedule> {
+    SCHEDULE.with(|s| {
+        if let Some(live) = s.borrow().upgrade() {
+            return live;
+        }
+        let new = Arc::new(Schedule::default());
+        tokio::spawn(drive(new.clone()));
+        *s.borrow_mut() = Arc::downgrade(&new);
+        new
+    })
+}
+
+/// The grid advert timers are aligned to: shared by all instances of the process.
+fn grid_epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `deadline` moved down to the grid of `period / ADVER_PHASES` (never before `now`), the period
+/// rounded to whole milliseconds.
+fn aligned(deadline: Instant, period: Duration, now: Instant) -> Instant {
+    // The period in whole milliseconds (advert intervals are centiseconds): the time spent between
+    // arming and here must not give each timer a grid of its own.
+    let period_ms = (period.as_micros() + 500) / 1000;
+    let step = period_ms * 1_000_000 / u128::from(ADVER_PHASES);
+    let epoch = grid_epoch();
+    if step == 0 || deadline <= epoch {
+        return deadline;
+    }
+    let offset = deadline.duration_since(epoch).as_nanos();
+    let down = offset - offset % step;
+    let at = epoch + Duration::from_nanos(u64::try_from(down).unwrap_or(u64::MAX));
+    at.max(now)
 }
 
 impl Timer {
+    /// A timer for `deadline`: a fine advert timer moved down to its grid, a master-down timer
+    /// allowed to fire up to `1 / CHECK_EARLY_DIVISOR` of its wait early.
     pub fn start(kind: TimerKind, generation: u64, deadline: Instant, precision: Precision, fire: TimerSink) -> Self {
-        let task = tokio::spawn(async move {
-            match precision {
-                Precision::Millisecond => tokio::time::sleep_until(deadline).await,
-                Precision::Fine => sleep_until_precisely(deadline.checked_sub(FINE_EARLY).unwrap_or(deadline)).await,
+        let now = Instant::now();
+        let wait = deadline.saturating_duration_since(now);
+        match (kind, precision) {
+            (TimerKind::Adver, Precision::Fine) => Self::schedule(
+                kind,
+                generation,
+                aligned(deadline, wait, now),
+                precision,
+                Duration::ZERO,
+                fire,
+            ),
+            (TimerKind::Adver, Precision::Millisecond) => {
+                Self::schedule(kind, generation, deadline, precision, Duration::ZERO, fire)
             }
-            fire(kind, generation);
-        });
+            (TimerKind::MasterDown, _) => {
+                Self::schedule(kind, generation, deadline, precision, wait / CHECK_EARLY_DIVISOR, fire)
+            }
+        }
+    }
+
+    /// A timer that fires at `deadline` and not before (a fine master-down timer: [`FINE_EARLY`]
+    /// before, as always).
+    pub fn start_exact(
+        kind: TimerKind,
+        generation: u64,
+        deadline: Instant,
+        precision: Precision,
+        fire: TimerSink,
+    ) -> Self {
+        Self::schedule(kind, generation, deadline, precision, Duration::ZERO, fire)
+    }
+
+    fn schedule(
+        kind: TimerKind,
+        generation: u64,
+        deadline: Instant,
+        precision: Precision,
+        early: Duration,
+        fire: TimerSink,
+    ) -> Self {
+        let schedule = schedule();
+        // The entry's time: a fine master-down timer's FINE_EARLY before its deadline; the handle
+        // keeps the deadline, which the owner judges by.
+        let at = match (kind, precision) {
+            (TimerKind::MasterDown, Precision::Fine) => deadline.checked_sub(FINE_EARLY).unwrap_or(deadline),
+            _ => deadline,
+        };
+        let (key, earliest) = {
+            let mut e = schedule.lock();
+            e.seq += 1;
+            e.max_early = e.max_early.max(early);
+            let key = (at, e.seq);
+            e.due.insert(
+                key,
+                Entry {
+                    kind,
+                    generation,
+                    precision,
+                    early,
+                    fire,
+                },
+            );
+            (key, e.due.first_key_value().is_some_and(|(k, _)| *k == key))
+        };
+        if earliest {
+            schedule.changed.notify_one();
+        }
         Timer {
             kind,
             generation,
             deadline,
-            task,
+            key,
+            schedule: Arc::downgrade(&schedule),
         }
     }
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        self.task.abort();
+        // A timer that already fired has no entry left; a removed one only makes the driver's
+        // wake-up early, and it finds nothing due then.
+        if let Some(s) = self.schedule.upgrade() {
+            s.lock().due.remove(&self.key);
+        }
     }
 }
 
@@ -85,55 +259,253 @@ pub fn spin_until(deadline: Instant) {
     }
 }
 
-/// Sleeps until `deadline` with the kernel timer's precision: tokio's timer for all but the last two
-/// milliseconds (it rounds up to the next millisecond tick, so one left it often overshooting), a
-/// one-shot timerfd for the rest.
-async fn sleep_until_precisely(deadline: Instant) {
-    if let Some(early) = deadline.checked_sub(Duration::from_millis(2)) {
-        tokio::time::sleep_until(early).await;
-    }
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return;
-    }
-    if let Err(e) = timerfd_sleep(left).await {
-        tracing::debug!("timerfd: {e}; falling back to tokio's timer");
-        tokio::time::sleep_until(deadline).await;
+/// The driver: sleeps until the earliest deadline (or until an earlier one is added), then fires
+/// everything due, outside the lock (a callback may start or drop timers).
+async fn drive(schedule: Arc<Schedule>) {
+    let mut clock = FineClock::new();
+    loop {
+        let next = schedule
+            .lock()
+            .due
+            .first_key_value()
+            .map(|((deadline, _), e)| (*deadline, e.precision));
+        match next {
+            None => schedule.changed.notified().await,
+            Some((deadline, precision)) if deadline > Instant::now() => {
+                tokio::select! {
+                    () = clock.sleep_until(deadline, precision) => {}
+                    () = schedule.changed.notified() => {}
+                }
+            }
+            Some(_) => {}
+        }
+        let now = Instant::now();
+        let fired: Vec<Entry> = {
+            let mut e = schedule.lock();
+            let later = e.due.split_off(&(now, u64::MAX));
+            let mut fired: Vec<Entry> = std::mem::replace(&mut e.due, later).into_values().collect();
+            // Whatever may fire early goes along with the ones due (only if some were).
+            if !fired.is_empty() {
+                let horizon = (now + e.max_early, u64::MAX);
+                let early: Vec<(Instant, u64)> = e
+                    .due
+                    .range(..horizon)
+                    .filter(|((deadline, _), entry)| deadline.saturating_duration_since(now) <= entry.early)
+                    .map(|(k, _)| *k)
+                    .collect();
+                fired.extend(early.iter().filter_map(|k| e.due.remove(k)));
+            }
+            fired
+        };
+        for e in fired {
+            (e.fire)(e.kind, e.generation);
+        }
     }
 }
 
-async fn timerfd_sleep(d: Duration) -> std::io::Result<()> {
-    let fd = TimerFd::new(
-        ClockId::CLOCK_MONOTONIC,
-        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
-    )?;
-    // `d` is not zero: a zero expiration would disarm the timer instead.
-    fd.set(
-        Expiration::OneShot(TimeSpec::from_duration(d)),
-        TimerSetTimeFlags::empty(),
-    )?;
-    let fd = crate::datapath::readable_fd(std::os::fd::OwnedFd::from(fd))?;
-    let mut ready = fd.readable().await?;
-    ready.clear_ready();
-    Ok(())
+/// A timerfd tokio can watch (nix's type has no `AsRawFd`).
+struct Tfd(TimerFd);
+
+impl std::os::fd::AsRawFd for Tfd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd as _;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Precise waits on one timerfd, re-armed for each (tokio's timer as the fallback).
+struct FineClock {
+    fd: Option<AsyncFd<Tfd>>,
+}
+
+impl FineClock {
+    fn new() -> Self {
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|fd| crate::datapath::readable_fd(Tfd(fd)));
+        match fd {
+            Ok(fd) => FineClock { fd: Some(fd) },
+            Err(e) => {
+                tracing::warn!("timerfd: {e}; VRRP timers fall back to tokio's millisecond timer");
+                FineClock { fd: None }
+            }
+        }
+    }
+
+    async fn sleep_until(&mut self, deadline: Instant, precision: Precision) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(fd) = self
+            .fd
+            .as_ref()
+            .filter(|_| precision == Precision::Fine && !left.is_zero())
+        else {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        };
+        // Arming resets the expiry count, so an expiry left from an earlier wait cannot end this one:
+        // at most a readiness tokio cached makes one spurious wake-up, and the driver looks again.
+        // `left` is not zero: a zero expiration would disarm the timer instead.
+        if let Err(e) = fd.get_ref().0.set(
+            Expiration::OneShot(TimeSpec::from_duration(left)),
+            TimerSetTimeFlags::empty(),
+        ) {
+            tracing::debug!("timerfd: {e}; waiting on tokio's timer");
+            tokio::time::sleep_until(deadline).await;
+            return;
+        }
+        match fd.readable().await {
+            Ok(mut ready) => ready.clear_ready(),
+            Err(_) => tokio::time::sleep_until(deadline).await,
+        }
+    }
 }
 
 #[cfg(test)]
 mod precision_tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
 
-    /// The fine timer fires after its deadline, and well within a millisecond of it (tokio's alone
-    /// is up to a millisecond late). Real time: a loaded machine may be later, so the bound is loose.
+    /// Fine master-down timers fire [`FINE_EARLY`] before their deadline, not earlier, and well
+    /// within a millisecond of that (tokio's timer alone is up to a millisecond late); the handle
+    /// keeps the deadline. Real time: a loaded machine may be later, so the bound is loose.
     #[tokio::test]
     async fn fine_timers_fire_on_time() {
         let mut worst = Duration::ZERO;
         for i in 0..20u64 {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let sink: TimerSink = Arc::new(move |_, g| {
+                let _ = tx.send((g, Instant::now()));
+            });
             let deadline = Instant::now() + Duration::from_micros(2_300 + 97 * i);
-            sleep_until_precisely(deadline).await;
-            let late = Instant::now().saturating_duration_since(deadline);
-            assert!(Instant::now() >= deadline);
-            worst = worst.max(late);
+            let t = Timer::start(TimerKind::MasterDown, i, deadline, Precision::Fine, sink);
+            assert_eq!(t.deadline, deadline);
+            let (g, at) = rx.recv().await.expect("fired");
+            assert_eq!(g, i);
+            let due = deadline - FINE_EARLY;
+            assert!(at >= due);
+            worst = worst.max(at.saturating_duration_since(due));
         }
         assert!(worst < Duration::from_millis(5), "worst lateness {worst:?}");
+    }
+
+    /// A dropped timer never fires; the others still do, in deadline order.
+    #[tokio::test]
+    async fn dropped_timers_do_not_fire() {
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let f = fired.clone();
+        let sink: TimerSink = Arc::new(move |_, g| f.lock().expect("lock").push(g));
+        let now = Instant::now();
+        let a = Timer::start(
+            TimerKind::MasterDown,
+            1,
+            now + Duration::from_millis(30),
+            Precision::Fine,
+            sink.clone(),
+        );
+        let b = Timer::start(
+            TimerKind::MasterDown,
+            2,
+            now + Duration::from_millis(10),
+            Precision::Fine,
+            sink.clone(),
+        );
+        let c = Timer::start(
+            TimerKind::MasterDown,
+            3,
+            now + Duration::from_millis(20),
+            Precision::Fine,
+            sink,
+        );
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(*fired.lock().expect("lock"), vec![2, 1]);
+        drop((a, b));
+    }
+
+    /// A master-down timer due soon after another fires with it; one due later than its allowance
+    /// does not, and an exact one never fires early.
+    #[tokio::test(start_paused = true)]
+    async fn checks_due_soon_fire_with_a_due_timer() {
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let f = fired.clone();
+        let sink: TimerSink = Arc::new(move |_, g| f.lock().expect("lock").push((g, Instant::now())));
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let _due = Timer::start(TimerKind::Adver, 1, t0 + ms(1000), Precision::Millisecond, sink.clone());
+        // Due at 1040 ms, allowed 130 ms early (an eighth of its wait): fires at 1000.
+        let _soon = Timer::start(
+            TimerKind::MasterDown,
+            2,
+            t0 + ms(1040),
+            Precision::Millisecond,
+            sink.clone(),
+        );
+        // Due at 1200, allowed 150 ms early: neither the wake-up at 1000 nor the one at 1010 takes it.
+        let _later = Timer::start(
+            TimerKind::MasterDown,
+            3,
+            t0 + ms(1200),
+            Precision::Millisecond,
+            sink.clone(),
+        );
+        let _exact = Timer::start_exact(TimerKind::MasterDown, 4, t0 + ms(1010), Precision::Millisecond, sink);
+        tokio::time::sleep(ms(1300)).await;
+        let got: Vec<(u64, u64)> = fired
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(g, at)| (*g, at.duration_since(t0).as_millis() as u64))
+            .collect();
+        assert!(got.contains(&(1, 1000)) && got.contains(&(2, 1000)), "{got:?}");
+        assert!(got.contains(&(4, 1010)), "{got:?}");
+        assert!(got.contains(&(3, 1200)), "{got:?}");
+        assert_eq!(got.len(), 4);
+    }
+
+    /// Fine advert timers armed at different moments share the grid: at most [`ADVER_PHASES`]
+    /// wake-ups per interval, none later than asked and none more than a phase early.
+    #[tokio::test]
+    async fn advert_timers_share_phases() {
+        let period = Duration::from_millis(80);
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicU64::new(0));
+        let mut timers = Vec::new();
+        for i in 0..24u64 {
+            let asked = Instant::now() + period;
+            let (t, c) = (times.clone(), count.clone());
+            let sink: TimerSink = Arc::new(move |_, _| {
+                c.fetch_add(1, Ordering::SeqCst);
+                t.lock().expect("lock").push((asked, Instant::now()));
+            });
+            let timer = Timer::start(TimerKind::Adver, i, asked, Precision::Fine, sink);
+            assert!(timer.deadline <= asked && timer.deadline + period / ADVER_PHASES >= asked);
+            timers.push(timer);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        tokio::time::sleep(period * 2).await;
+        assert_eq!(count.load(Ordering::SeqCst), 24);
+        let mut deadlines: Vec<Instant> = timers.iter().map(|t| t.deadline).collect();
+        deadlines.dedup();
+        // The asked deadlines span about 72 ms (more on a loaded machine); on a 10 ms grid they
+        // share one deadline per 10 ms of that span, plus one.
+        let asked: Vec<Instant> = times.lock().expect("lock").iter().map(|(a, _)| *a).collect();
+        let span = asked
+            .iter()
+            .max()
+            .expect("fired")
+            .duration_since(*asked.iter().min().expect("fired"));
+        let cells = (span.as_nanos() / (period / ADVER_PHASES).as_nanos()) as usize + 2;
+        assert!(
+            deadlines.len() <= cells,
+            "{} distinct deadlines over {span:?}",
+            deadlines.len()
+        );
+        for (asked, at) in times.lock().expect("lock").iter() {
+            assert!(*at + period / ADVER_PHASES >= *asked, "more than a phase early");
+        }
     }
 }
