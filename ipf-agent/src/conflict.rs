@@ -74,8 +74,11 @@ pub const YIELD_AFTER: Duration = Duration::from_secs(1);
 pub const GUARD_PROBE: Duration = Duration::from_millis(500);
 const _: () = assert!(GUARD_PROBE.as_millis() * 3 < GUARD_HOLD.as_millis());
 
-/// Probe interval while no conflict is known.
-pub const STEADY_PROBE: Duration = Duration::from_secs(2);
+/// Probe interval while no conflict is known. A split is seen without it (the new Master's first
+/// probe, the old one's view of its gratuitous ARP); it is for a holder that never announces (a host
+/// configured by hand), found within this. At 1 s adverts a shorter one would be a third of a node's
+/// packets.
+pub const STEADY_PROBE: Duration = Duration::from_secs(10);
 /// Probe interval while an episode runs: its end is seen within [`QUIET`] + this.
 pub const FAST_PROBE: Duration = Duration::from_millis(200);
 /// Claims stopping for this long end an episode (more than two fast probes: one lost answer does

@@ -69,6 +69,14 @@ impl AdvertSender {
         }];
         attach_filter(&fd, &drop_all).map_err(err("attaching a drop-all filter"))?;
         bind_to_device(&fd, ifname).map_err(err("SO_BINDTODEVICE"))?;
+        // One socket carries the adverts of every instance with this source, and a burst (hundreds
+        // of groups taking over at once) must not find the default send buffer (~200 KiB, a few
+        // hundred small packets' worth) full. SO_SNDBUFFORCE goes past wmem_max with CAP_NET_ADMIN,
+        // which the agent has; without it the kernel caps SO_SNDBUF at wmem_max.
+        let room: libc::c_int = 1 << 20;
+        if set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, room).is_err() {
+            let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, room);
+        }
         let ttl = libc::c_int::from(VRRP_TTL);
         // Network control precedence (CS6), as keepalived and other VRRP routers mark adverts, so QoS
         // does not queue them behind bulk traffic.
