@@ -297,8 +297,13 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
             _ = sigint.recv() => break,
         }
     }
-    // Graceful stop: priority 0 from every Master, VIPs removed, then the datapath detaches.
+    // Graceful stop: priority 0 from every Master, VIPs removed, then the datapath detaches. The
+    // priority-0 adverts leave first, before any clean-up: the Backups' Skew_Time runs from them.
     let stopping = tokio::time::Instant::now();
+    for r in &mut running {
+        r.inst.handle(Input::Shutdown);
+    }
+    node.outboxes.flush();
     for r in running.drain(..) {
         node.stop(r);
     }
