@@ -38,6 +38,9 @@ pub(super) struct RealEffects {
     /// Every owned VIP with its interface filled in (`dev`).
     pub(super) vips: Vec<Vip>,
     pub(super) outbox: Outbox,
+    /// Whether the instance is Master (set by `state_changed`): its periodic adverts wait for the
+    /// run loop's batch, a takeover's or a release's do not.
+    pub(super) advertising: bool,
     pub(super) ops: mpsc::UnboundedSender<VipOp>,
     pub(super) datapath: Rc<RefCell<Datapath>>,
     /// Incremented on every Master entry and exit: stale delayed announcements are skipped.
@@ -237,6 +240,12 @@ impl Effects for RealEffects {
                 Err(e) => tracing::error!(instance = %self.name, "encoding advert: {e:?}"),
             }
         }
+        // A takeover's first advert and a release (priority 0) start the peers' clocks (their
+        // yielding, their Skew_Time): they leave now rather than with the loop's batch, which only
+        // periodic adverts need.
+        if priority == 0 || !self.advertising {
+            self.outbox.flush();
+        }
         // Renewing only with adverts bounds the lease's end by the last advert a Backup heard.
         if priority != 0
             && let (Some(lease), Some(r)) = (self.vip_lease, self.renewal.as_mut())
@@ -340,6 +349,7 @@ impl Effects for RealEffects {
             s.state = to.keepalived_name().to_owned();
             s.last_transition = now;
         });
+        self.advertising = to == State::Master;
         if to == State::Master {
             m.became_master.inc();
             self.conflicts.begin_term();

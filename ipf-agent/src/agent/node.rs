@@ -174,6 +174,7 @@ impl Node {
             outbox,
             ops: self.ops.clone(),
             datapath: self.datapath.clone(),
+            advertising: false,
             master_epoch: Arc::new(AtomicU64::new(0)),
             garp: spec.garp,
             vip_lease,
