@@ -198,16 +198,7 @@ impl AddressManager {
         vip.validate()?;
         // IFA_LOCAL and IFA_ADDRESS with the prefix length name the address exactly: the kernel
         // deletes only an address matching all three.
-        let mut msg = match vip.addr {
-            IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
-                .index(ifindex)
-                .address(a, vip.prefix_len)
-                .build(),
-            IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
-                .index(ifindex)
-                .address(a, vip.prefix_len)
-                .build(),
-        };
+        let mut msg = address_message(ifindex, vip);
         msg.attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
         match self.handle.address().del(msg).execute().await {
             Ok(()) => Ok(()),
@@ -367,9 +358,9 @@ impl Drop for AddressManager {
 /// Requests per netlink send of [`AddressManager::renew`].
 const RENEW_CHUNK: usize = 256;
 
-/// The RTM_NEWADDR message for `vip` on `ifindex`, with a lifetime when leased.
-fn add_message(ifindex: u32, vip: &Vip, lease: Option<Duration>) -> AddressMessage {
-    let mut msg = match vip.addr {
+/// The address message naming `vip` on `ifindex` (IFA_LOCAL, IFA_ADDRESS, the prefix length).
+fn address_message(ifindex: u32, vip: &Vip) -> AddressMessage {
+    match vip.addr {
         IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
             .index(ifindex)
             .address(a, vip.prefix_len)
@@ -378,7 +369,12 @@ fn add_message(ifindex: u32, vip: &Vip, lease: Option<Duration>) -> AddressMessa
             .index(ifindex)
             .address(a, vip.prefix_len)
             .build(),
-    };
+    }
+}
+
+/// The RTM_NEWADDR message for `vip` on `ifindex`, with a lifetime when leased.
+fn add_message(ifindex: u32, vip: &Vip, lease: Option<Duration>) -> AddressMessage {
+    let mut msg = address_message(ifindex, vip);
     if let Some(lease) = lease {
         let secs = u32::try_from(lease.as_secs().max(1)).unwrap_or(u32::MAX);
         let mut info = CacheInfo::default();

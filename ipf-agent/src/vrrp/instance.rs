@@ -224,22 +224,23 @@ impl<E: Effects> Instance<E> {
 
     /// Arms the (single) timer of the current state; replaces any other.
     pub(super) fn arm(&mut self, kind: TimerKind, after: Duration) {
-        self.generation += 1;
-        let deadline = Instant::now() + after;
-        self.timer = Some(Timer::start(
-            kind,
-            self.generation,
-            deadline,
-            self.cfg.timer_precision,
-            self.on_timer.clone(),
-        ));
+        self.arm_with(Timer::start, kind, after);
     }
 
     /// Arms a timer that fires no earlier than `after` (the rest of a wait an early check cut short).
     pub(super) fn arm_exact(&mut self, kind: TimerKind, after: Duration) {
+        self.arm_with(Timer::start_exact, kind, after);
+    }
+
+    fn arm_with(
+        &mut self,
+        start: fn(TimerKind, u64, Instant, Precision, TimerSink) -> Timer,
+        kind: TimerKind,
+        after: Duration,
+    ) {
         self.generation += 1;
         let deadline = Instant::now() + after;
-        self.timer = Some(Timer::start_exact(
+        self.timer = Some(start(
             kind,
             self.generation,
             deadline,
