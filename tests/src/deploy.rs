@@ -77,6 +77,20 @@ pub struct Report {
     pub text: String,
 }
 
+impl Report {
+    /// A finished tool's verdict and everything it printed.
+    fn of(out: &std::process::Output) -> Self {
+        Report {
+            ok: out.status.success(),
+            text: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
+
 fn run_with_stdin(mut cmd: Command, input: &str) -> Report {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -86,14 +100,7 @@ fn run_with_stdin(mut cmd: Command, input: &str) -> Report {
         .unwrap_or_else(|e| panic!("{cmd:?}: {e} (installed by `cargo xtask setup`)"));
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    Report {
-        ok: out.status.success(),
-        text: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    Report::of(&out)
 }
 
 /// kubernetes-validate --strict for the core kinds (CRDs are only warned about by it).
@@ -106,14 +113,7 @@ pub fn kubernetes_validate(yaml: &str) -> Report {
         .arg(&file)
         .output()
         .unwrap_or_else(|e| panic!("kubernetes-validate (installed by `cargo xtask setup`): {e}"));
-    Report {
-        ok: out.status.success(),
-        text: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    Report::of(&out)
 }
 
 /// The prometheus-operator kinds against the CRD schemas of @kubernetes-models/prometheus-operator.

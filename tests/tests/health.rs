@@ -222,26 +222,14 @@ fn scripts_run_as_script_user_and_unsafe_ones_are_refused() {
         ),
     )
     .unwrap();
-    let nobody = String::from_utf8(
-        std::process::Command::new("id")
-            .args(["-u", "nobody"])
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id")
+            .args([flag, "nobody"])
             .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_owned();
-    let nogroup = String::from_utf8(
-        std::process::Command::new("id")
-            .args(["-g", "nobody"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_owned();
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (nobody, nogroup) = (id("-u"), id("-g"));
     let mut cmd = a_ns.command(agent_bin());
     cmd.args(["run", "--status-socket", "off", "--config"]).arg(&conf);
     let a = Proc::spawn("ipf-agent", cmd);
