@@ -30,12 +30,12 @@ use std::{
     time::Duration,
 };
 
+use crate::metrics::{Counter, Gauge};
 use futures_util::TryStreamExt as _;
 use ipf_common::{
     checksum,
     frame::{ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMPV6},
 };
-use prometheus::{IntCounter, IntGauge};
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use tokio::{sync::Notify, time::Instant};
 
@@ -106,8 +106,8 @@ struct Episode {
 /// The instance's series for conflicts.
 pub struct ConflictMetrics {
     /// VIPs in an ongoing conflict.
-    pub ongoing: IntGauge,
-    pub episodes: IntCounter,
+    pub ongoing: Gauge,
+    pub episodes: Counter,
 }
 
 struct Inner {

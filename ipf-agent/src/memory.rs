@@ -1,9 +1,10 @@
-//! Resident memory: what start-up leaves behind is handed back once the agent runs.
+//! Resident memory: what start-up and each metrics scrape leave behind is handed back.
 //!
 //! Start-up touches far more than the steady state does: parsing the configuration, loading and
 //! verifying the eBPF object (aya's parsed copy, the kernel's BTF), clap, the first netlink dumps.
-//! glibc keeps the freed heap, and the executable's pages stay mapped once run; neither is needed
-//! again. Measured with 255 instances: see the README's scale figures.
+//! A scrape runs the HTTP server and the text encoder and builds every series' families. glibc
+//! keeps the freed heap, and the executable's pages stay mapped once run; neither is needed until
+//! the next scrape, if ever. Measured with 255 instances: see the README's scale figures.
 
 /// One malloc arena for every thread (glibc gives each thread that allocates its own, each keeping
 /// its freed memory): the agent's threads (the run loop, the metrics server) allocate little and
@@ -16,15 +17,21 @@ pub fn limit_arenas() {
     }
 }
 
-/// Returns start-up's freed heap to the kernel and unmaps the pages of the executable and libraries
-/// that start-up ran: the steady state faults back in (from the page cache, no I/O) only the code it
-/// runs.
-pub fn release_startup() {
+/// Returns the heap's free pages to the kernel (glibc keeps them otherwise, also in the middle of
+/// the heap).
+fn release_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: plain libc call; it only releases free memory.
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Returns freed heap to the kernel and unmaps the pages of the executable and libraries that
+/// start-up or a scrape ran: the steady state faults back in (from the page cache, no I/O) only the
+/// code it runs. Called once start-up is over and after each scrape.
+pub fn release_unused() {
+    release_heap();
     match std::fs::read_to_string("/proc/self/smaps") {
         Ok(smaps) => {
             for (start, len) in clean_file_mappings(&smaps) {

@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -15,8 +15,10 @@ use std::{
 use anyhow::{Context as _, Result};
 use axum::{Router, http::StatusCode, routing::get};
 use prometheus::{
-    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+    core::{Collector, Desc},
+    proto::{self, LabelPair, Metric, MetricFamily, MetricType},
 };
 
 use crate::{
@@ -31,38 +33,273 @@ pub const DEFAULT_ADDR: &str = "0.0.0.0:9477";
 /// (atomic increments); datapath series are read from the maps at scrape time.
 pub struct Metrics {
     registry: Registry,
-    pub state: IntGaugeVec,
-    pub priority: IntGaugeVec,
-    pub configured_priority: IntGaugeVec,
-    pub adverts_sent: IntCounterVec,
-    pub priority_zero_sent: IntCounterVec,
-    pub became_master: IntCounterVec,
-    pub released_master: IntCounterVec,
-    pub last_transition: GaugeVec,
-    pub gratuitous_sent: IntCounterVec,
-    pub notify_failures: IntCounterVec,
     check_up: IntGaugeVec,
     check_runs: IntCounterVec,
     check_duration: HistogramVec,
-    adverts_received: IntCounterVec,
-    priority_zero_received: IntCounterVec,
     datapath_packets: IntCounterVec,
     invalid_packets: IntCounterVec,
     ringbuf_full: IntCounterVec,
     datapath_events: IntCounterVec,
     vip_conflicts: IntCounterVec,
-    pub vip_conflict: IntGaugeVec,
-    pub vip_conflict_episodes: IntCounterVec,
     datapath_mode: IntGaugeVec,
-    /// Instances whose received-advert counters come from the datapath: (labels, family, vrid).
-    instances: Mutex<Vec<([String; 3], Family, u8)>>,
+    /// Every instance's series (see [`InstanceSeries`]).
+    instances: Arc<Instances>,
     datapaths: Mutex<Vec<DatapathReader>>,
-    /// Last absolute values read from the datapath, to turn them into counter increments.
+    /// Last absolute values read from the datapath's per-interface counters, to turn them into
+    /// counter increments.
     seen: Mutex<std::collections::HashMap<String, u64>>,
     /// Set once the configuration is loaded, the datapath attached and every instance started.
     pub ready: AtomicBool,
     /// Unix time (ms) of the election loop's last heartbeat.
     pub heartbeat_ms: AtomicU64,
+    /// A scrape ran since the last heartbeat.
+    scraped: AtomicBool,
+}
+
+/// A counter of one instance, shared by the code that counts and the scrape.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.inc_by(1);
+    }
+
+    pub fn inc_by(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A gauge of one instance (integer; the transition time keeps an `f64`'s bits).
+#[derive(Clone, Default)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One instance's series: plain atomics, turned into metric families only while a scrape runs.
+/// (The prometheus crate's labelled children cost about half a kilobyte each, which with 14 series
+/// per instance made them half the agent's heap at 255 instances.)
+#[derive(Clone, Default)]
+pub struct InstanceSeries {
+    pub labels: [Arc<str>; 3],
+    pub state: Gauge,
+    pub priority: Gauge,
+    pub configured_priority: Gauge,
+    pub adverts_sent: Counter,
+    pub priority_zero_sent: Counter,
+    pub became_master: Counter,
+    pub released_master: Counter,
+    /// Unix time in seconds, as `f64` bits.
+    pub last_transition: Gauge,
+    pub gratuitous_sent: Counter,
+    pub notify_failures: Counter,
+    pub vip_conflict: Gauge,
+    pub vip_conflict_episodes: Counter,
+    adverts_received: Counter,
+    priority_zero_received: Counter,
+}
+
+impl InstanceSeries {
+    pub fn set_last_transition(&self, unix_secs: f64) {
+        self.last_transition.set(unix_secs.to_bits() as i64);
+    }
+}
+
+/// A registered instance: its series, where the datapath counts its adverts, and what the datapath
+/// had counted at the last scrape.
+struct Registered {
+    series: InstanceSeries,
+    family: Family,
+    vrid: u8,
+    seen_rx: u64,
+    seen_rx0: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// A per-instance family: name, help, type, and the value of one instance.
+type InstanceFamily = (&'static str, &'static str, Kind, fn(&InstanceSeries) -> f64);
+
+const INSTANCE_FAMILIES: [InstanceFamily; 14] = [
+    (
+        "ipf_vrrp_state",
+        "VRRP state: 0 init, 1 backup, 2 master, 3 fault.",
+        Kind::Gauge,
+        |s| s.state.get() as f64,
+    ),
+    (
+        "ipf_vrrp_priority",
+        "Effective priority (configured priority moved by check weights).",
+        Kind::Gauge,
+        |s| s.priority.get() as f64,
+    ),
+    (
+        "ipf_vrrp_configured_priority",
+        "Configured priority.",
+        Kind::Gauge,
+        |s| s.configured_priority.get() as f64,
+    ),
+    (
+        "ipf_vrrp_adverts_sent_total",
+        "Advertisements sent.",
+        Kind::Counter,
+        |s| s.adverts_sent.get() as f64,
+    ),
+    (
+        "ipf_vrrp_priority_zero_sent_total",
+        "Priority-0 (release) advertisements sent.",
+        Kind::Counter,
+        |s| s.priority_zero_sent.get() as f64,
+    ),
+    (
+        "ipf_vrrp_became_master_total",
+        "Transitions to MASTER.",
+        Kind::Counter,
+        |s| s.became_master.get() as f64,
+    ),
+    (
+        "ipf_vrrp_released_master_total",
+        "Transitions out of MASTER.",
+        Kind::Counter,
+        |s| s.released_master.get() as f64,
+    ),
+    (
+        "ipf_vrrp_last_transition_timestamp_seconds",
+        "Unix time of the instance's last state change.",
+        Kind::Gauge,
+        |s| f64::from_bits(s.last_transition.get() as u64),
+    ),
+    (
+        "ipf_vrrp_gratuitous_sent_total",
+        "Gratuitous ARP and unsolicited NA packets sent.",
+        Kind::Counter,
+        |s| s.gratuitous_sent.get() as f64,
+    ),
+    (
+        "ipf_notify_failures_total",
+        "Notify scripts that failed, timed out or could not start.",
+        Kind::Counter,
+        |s| s.notify_failures.get() as f64,
+    ),
+    (
+        "ipf_vrrp_adverts_received_total",
+        "Valid advertisements received (datapath).",
+        Kind::Counter,
+        |s| s.adverts_received.get() as f64,
+    ),
+    (
+        "ipf_vrrp_priority_zero_received_total",
+        "Priority-0 advertisements received (datapath).",
+        Kind::Counter,
+        |s| s.priority_zero_received.get() as f64,
+    ),
+    (
+        "ipf_vip_conflict",
+        "VIPs of the instance another node claims right now while it is MASTER (split brain).",
+        Kind::Gauge,
+        |s| s.vip_conflict.get() as f64,
+    ),
+    (
+        "ipf_vip_conflict_episodes_total",
+        "Split-brain episodes: a VIP claimed by another node while MASTER.",
+        Kind::Counter,
+        |s| s.vip_conflict_episodes.get() as f64,
+    ),
+];
+
+/// Every instance's families, gathered at scrape time.
+struct Instances {
+    descs: Vec<Desc>,
+    list: Mutex<Vec<Registered>>,
+}
+
+impl Instances {
+    fn new() -> Result<Self> {
+        let labels: Vec<String> = INSTANCE_LABELS.iter().map(|l| l.to_string()).collect();
+        let descs = INSTANCE_FAMILIES
+            .iter()
+            .map(|(name, help, _, _)| Desc::new(name.to_string(), help.to_string(), labels.clone(), Default::default()))
+            .collect::<Result<_, _>>()?;
+        Ok(Instances {
+            descs,
+            list: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// The registry's handle on [`Instances`], which [`Metrics`] shares.
+struct SharedInstances(Arc<Instances>);
+
+impl Collector for SharedInstances {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let list = lock(&self.0.list);
+        INSTANCE_FAMILIES
+            .iter()
+            .map(|(name, help, kind, value)| {
+                let mut family = MetricFamily::default();
+                family.set_name(name.to_string());
+                family.set_help(help.to_string());
+                family.set_field_type(match kind {
+                    Kind::Counter => MetricType::COUNTER,
+                    Kind::Gauge => MetricType::GAUGE,
+                });
+                family.set_metric(
+                    list.iter()
+                        .map(|r| {
+                            let mut m = Metric::default();
+                            m.set_label(
+                                INSTANCE_LABELS
+                                    .iter()
+                                    .zip(&r.series.labels)
+                                    .map(|(k, v)| {
+                                        let mut l = LabelPair::default();
+                                        l.set_name(k.to_string());
+                                        l.set_value(v.to_string());
+                                        l
+                                    })
+                                    .collect(),
+                            );
+                            let v = value(&r.series);
+                            match kind {
+                                Kind::Counter => {
+                                    let mut c = proto::Counter::default();
+                                    c.set_value(v);
+                                    m.set_counter(c);
+                                }
+                                Kind::Gauge => {
+                                    let mut g = proto::Gauge::default();
+                                    g.set_value(v);
+                                    m.set_gauge(g);
+                                }
+                            }
+                            m
+                        })
+                        .collect(),
+                );
+                family
+            })
+            .collect()
+    }
 }
 
 const INSTANCE_LABELS: [&str; 3] = ["instance", "interface", "vrid"];
@@ -96,57 +333,15 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<In
 impl Metrics {
     pub fn new() -> Result<Arc<Self>> {
         let r = Registry::new();
-        let l = &INSTANCE_LABELS;
-        let last_transition = GaugeVec::new(
-            Opts::new(
-                "ipf_vrrp_last_transition_timestamp_seconds",
-                "Unix time of the instance's last state change.",
-            ),
-            l,
-        )?;
-        r.register(Box::new(last_transition.clone()))?;
         let build = IntGauge::with_opts(
             Opts::new("ipf_build_info", "Build information; the value is 1.")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
         )?;
         build.set(1);
         r.register(Box::new(build))?;
+        let instances = Arc::new(Instances::new()?);
+        r.register(Box::new(SharedInstances(instances.clone())))?;
         Ok(Arc::new(Metrics {
-            state: gauge_vec(
-                &r,
-                "ipf_vrrp_state",
-                "VRRP state: 0 init, 1 backup, 2 master, 3 fault.",
-                l,
-            )?,
-            priority: gauge_vec(
-                &r,
-                "ipf_vrrp_priority",
-                "Effective priority (configured priority moved by check weights).",
-                l,
-            )?,
-            configured_priority: gauge_vec(&r, "ipf_vrrp_configured_priority", "Configured priority.", l)?,
-            adverts_sent: counter_vec(&r, "ipf_vrrp_adverts_sent_total", "Advertisements sent.", l)?,
-            priority_zero_sent: counter_vec(
-                &r,
-                "ipf_vrrp_priority_zero_sent_total",
-                "Priority-0 (release) advertisements sent.",
-                l,
-            )?,
-            became_master: counter_vec(&r, "ipf_vrrp_became_master_total", "Transitions to MASTER.", l)?,
-            released_master: counter_vec(&r, "ipf_vrrp_released_master_total", "Transitions out of MASTER.", l)?,
-            last_transition,
-            gratuitous_sent: counter_vec(
-                &r,
-                "ipf_vrrp_gratuitous_sent_total",
-                "Gratuitous ARP and unsolicited NA packets sent.",
-                l,
-            )?,
-            notify_failures: counter_vec(
-                &r,
-                "ipf_notify_failures_total",
-                "Notify scripts that failed, timed out or could not start.",
-                l,
-            )?,
             check_up: gauge_vec(
                 &r,
                 "ipf_check_up",
@@ -168,18 +363,6 @@ impl Metrics {
                 r.register(Box::new(h.clone()))?;
                 h
             },
-            adverts_received: counter_vec(
-                &r,
-                "ipf_vrrp_adverts_received_total",
-                "Valid advertisements received (datapath).",
-                l,
-            )?,
-            priority_zero_received: counter_vec(
-                &r,
-                "ipf_vrrp_priority_zero_received_total",
-                "Priority-0 advertisements received (datapath).",
-                l,
-            )?,
             datapath_packets: counter_vec(
                 &r,
                 "ipf_datapath_packets_total",
@@ -210,18 +393,6 @@ impl Metrics {
                 "ARP/NA claims of our VIPs by other MACs while MASTER (rate-limited).",
                 &["interface"],
             )?,
-            vip_conflict: gauge_vec(
-                &r,
-                "ipf_vip_conflict",
-                "VIPs of the instance another node claims right now while it is MASTER (split brain).",
-                l,
-            )?,
-            vip_conflict_episodes: counter_vec(
-                &r,
-                "ipf_vip_conflict_episodes_total",
-                "Split-brain episodes: a VIP claimed by another node while MASTER.",
-                l,
-            )?,
             datapath_mode: gauge_vec(
                 &r,
                 "ipf_datapath_mode",
@@ -229,11 +400,12 @@ impl Metrics {
                 &["interface", "mode"],
             )?,
             registry: r,
-            instances: Mutex::new(Vec::new()),
+            instances,
             datapaths: Mutex::new(Vec::new()),
             seen: Mutex::new(std::collections::HashMap::new()),
             ready: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
+            scraped: AtomicBool::new(false),
         }))
     }
 
@@ -247,43 +419,25 @@ impl Metrics {
         }
     }
 
-    /// Label values of an instance.
-    pub fn labels(name: &str, interface: &str, vrid: u8) -> [String; 3] {
-        [name.to_owned(), interface.to_owned(), vrid.to_string()]
-    }
-
-    /// Registers an instance whose datapath counters are exported.
-    pub fn add_instance(&self, labels: [String; 3], family: Family, vrid: u8) {
-        lock(&self.instances).push((labels, family, vrid));
+    /// Registers an instance and returns its series, all zero.
+    pub fn add_instance(&self, name: &str, interface: &str, family: Family, vrid: u8) -> InstanceSeries {
+        let series = InstanceSeries {
+            labels: [name.into(), interface.into(), vrid.to_string().into()],
+            ..Default::default()
+        };
+        lock(&self.instances.list).push(Registered {
+            series: series.clone(),
+            family,
+            vrid,
+            seen_rx: 0,
+            seen_rx0: 0,
+        });
+        series
     }
 
     /// Forgets a removed instance (reload): its series disappear from the next scrape.
-    pub fn remove_instance(&self, labels: &[String; 3]) {
-        lock(&self.instances).retain(|(l, _, _)| l != labels);
-        let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
-        for v in [
-            &self.state,
-            &self.priority,
-            &self.configured_priority,
-            &self.vip_conflict,
-        ] {
-            let _ = v.remove_label_values(&l);
-        }
-        for v in [
-            &self.adverts_sent,
-            &self.priority_zero_sent,
-            &self.became_master,
-            &self.released_master,
-            &self.gratuitous_sent,
-            &self.notify_failures,
-            &self.adverts_received,
-            &self.priority_zero_received,
-            &self.vip_conflict_episodes,
-        ] {
-            let _ = v.remove_label_values(&l);
-        }
-        let _ = self.last_transition.remove_label_values(&l);
-        lock(&self.seen).retain(|k, _| !k.starts_with(&format!("{}/{}/", labels[0], labels[2])));
+    pub fn remove_instance(&self, series: &InstanceSeries) {
+        lock(&self.instances.list).retain(|r| !Arc::ptr_eq(&r.series.state.0, &series.state.0));
     }
 
     /// Forgets a removed check's series (reload).
@@ -301,9 +455,16 @@ impl Metrics {
         lock(&self.datapaths).push(reader);
     }
 
+    /// The election loop's heartbeat, once a second. After a scrape it also hands back what the
+    /// scrape used: the families gathered for 255 instances take about a megabyte, and the server
+    /// and the encoder about as much code, none of it needed until the next scrape. (Here, not at the
+    /// end of the scrape: the response is still being written then.)
     pub fn heartbeat(&self) {
         self.heartbeat_ms
             .store(now_unix().as_millis() as u64, Ordering::Relaxed);
+        if self.scraped.swap(false, Ordering::Relaxed) {
+            crate::memory::release_unused();
+        }
     }
 
     /// Adds what the datapath counted since the last scrape to the exported counters.
@@ -331,21 +492,21 @@ impl Metrics {
                 };
                 add(format!("{i}/{}", c.name()), counter, v);
             }
-            for (labels, family, vrid) in lock(&self.instances).iter().filter(|(l, _, _)| l[1] == i) {
-                let Ok(st) = dp.vrid_state(*family, *vrid) else {
+            for r in lock(&self.instances.list)
+                .iter_mut()
+                .filter(|r| &*r.series.labels[1] == i)
+            {
+                let Ok(st) = dp.vrid_state(r.family, r.vrid) else {
                     continue;
                 };
-                let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
-                add(
-                    format!("{}/{vrid}/rx", labels[0]),
-                    self.adverts_received.with_label_values(&l),
-                    st.adverts_rx,
-                );
-                add(
-                    format!("{}/{vrid}/rx0", labels[0]),
-                    self.priority_zero_received.with_label_values(&l),
-                    st.priority_zero_rx,
-                );
+                // A VRID reset (reconfiguration) restarts its count: count from there.
+                r.series
+                    .adverts_received
+                    .inc_by(st.adverts_rx.saturating_sub(r.seen_rx));
+                r.series
+                    .priority_zero_received
+                    .inc_by(st.priority_zero_rx.saturating_sub(r.seen_rx0));
+                (r.seen_rx, r.seen_rx0) = (st.adverts_rx, st.priority_zero_rx);
             }
         }
     }
@@ -357,6 +518,7 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!("encoding metrics: {e}");
         }
+        self.scraped.store(true, Ordering::Relaxed);
         String::from_utf8(out).unwrap_or_default()
     }
 }

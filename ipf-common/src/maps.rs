@@ -14,8 +14,11 @@ pub const MAX_VIPS: u32 = 4096;
 /// Entries in the unicast-peer map.
 pub const MAX_PEERS: u32 = 4096;
 
-/// Ring buffer size in bytes (a power-of-two multiple of the page size).
-pub const EVENT_RING_BYTES: u32 = 256 * 1024;
+/// Ring buffer size in bytes (a power-of-two multiple of the page size). 64 KiB holds about 1,170
+/// events (48 bytes and an 8-byte header each): more than two for every VRID slot at once, while
+/// the agent drains the ring on every wake-up. Every page of it ends up resident, twice (the data
+/// is mapped twice for wrap-around), so it is not larger than that.
+pub const EVENT_RING_BYTES: u32 = 64 * 1024;
 
 /// Index of `(family, vrid)` in `VRID_CONFIG` / `VRID_STATE`.
 #[inline(always)]

@@ -12,7 +12,6 @@ use std::{
 };
 
 use ipf_common::vrrp::{AdvertFields, encode_advert};
-use prometheus::{Gauge, IntCounter, IntGauge};
 use tokio::sync::mpsc;
 
 use super::{
@@ -23,7 +22,7 @@ use super::{
 use crate::{
     config::{Garp, Notify, Vip},
     datapath::{Datapath, ip_from_wire, raw::monotonic_ns, wire_addr},
-    metrics::{self, Metrics},
+    metrics::{self, InstanceSeries},
     status,
     vrrp::{Effects, LastAdvert, State},
 };
@@ -53,44 +52,10 @@ pub(super) struct RealEffects {
     pub(super) learned: Option<crate::peers::Learned>,
     /// Peers from DNS, advertised to by unicast as well (multicast instances).
     pub(super) dns: Option<crate::dns_peers::InstancePeers>,
-    pub(super) metrics: InstanceMetrics,
+    pub(super) metrics: InstanceSeries,
     pub(super) board: status::Board,
     pub(super) notify: Notify,
     pub(super) conflicts: crate::conflict::Watch,
-}
-
-/// The instance's series, bound to its labels once.
-pub(super) struct InstanceMetrics {
-    pub(super) labels: [String; 3],
-    pub(super) state: IntGauge,
-    pub(super) priority: IntGauge,
-    pub(super) configured_priority: IntGauge,
-    pub(super) adverts_sent: IntCounter,
-    pub(super) priority_zero_sent: IntCounter,
-    pub(super) became_master: IntCounter,
-    pub(super) released_master: IntCounter,
-    pub(super) last_transition: Gauge,
-    pub(super) gratuitous_sent: IntCounter,
-    pub(super) notify_failures: IntCounter,
-}
-
-impl InstanceMetrics {
-    pub(super) fn new(m: &Metrics, labels: [String; 3]) -> Self {
-        let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
-        InstanceMetrics {
-            state: m.state.with_label_values(&l),
-            priority: m.priority.with_label_values(&l),
-            configured_priority: m.configured_priority.with_label_values(&l),
-            adverts_sent: m.adverts_sent.with_label_values(&l),
-            priority_zero_sent: m.priority_zero_sent.with_label_values(&l),
-            became_master: m.became_master.with_label_values(&l),
-            released_master: m.released_master.with_label_values(&l),
-            last_transition: m.last_transition.with_label_values(&l),
-            gratuitous_sent: m.gratuitous_sent.with_label_values(&l),
-            notify_failures: m.notify_failures.with_label_values(&l),
-            labels,
-        }
-    }
 }
 
 impl RealEffects {
@@ -344,7 +309,7 @@ impl Effects for RealEffects {
         let m = &self.metrics;
         let now = metrics::now_unix().as_secs_f64();
         m.state.set(metrics::state_value(to));
-        m.last_transition.set(now);
+        m.set_last_transition(now);
         self.with_status(|s| {
             s.state = to.keepalived_name().to_owned();
             s.last_transition = now;

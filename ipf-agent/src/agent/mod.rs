@@ -174,7 +174,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     let mut _link_watch = links::watch(links_watched.clone(), link_tx.clone())?;
     metrics.heartbeat();
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    crate::memory::release_startup();
+    crate::memory::release_unused();
     // The heartbeat /healthz checks: proves this loop still turns.
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
 
@@ -197,7 +197,7 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                 if beats == SETTLED_BEATS {
                     // The first elections and announcements are over: what they ran is not
                     // needed in the steady state either.
-                    crate::memory::release_startup();
+                    crate::memory::release_unused();
                 }
                 if beats % LEARNED_REFRESH == 1 {
                     for r in &mut running {
@@ -309,7 +309,9 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     }
     node.outboxes.flush();
     drop(checks);
-    let Node { datapath, .. } = node;
+    // The rest of the node goes now: its VIP-op sender is what ends the worker (a destructuring
+    // `let` would keep the other fields alive until the end of the function).
+    let datapath = node.into_datapath();
     if tokio::time::timeout(Duration::from_millis(800), worker).await.is_err() {
         tracing::error!("VIP removal did not finish within 800 ms");
     }

@@ -12,16 +12,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use tokio::sync::mpsc;
 
-use super::{
-    effects::{InstanceMetrics, RealEffects},
-    outbox::Outboxes,
-    plan::InstancePlan,
-    vips::VipOp,
-};
+use super::{effects::RealEffects, outbox::Outboxes, plan::InstancePlan, vips::VipOp};
 use crate::{
     config::InstanceSpec,
     datapath::Datapath,
-    metrics::Metrics,
+    metrics::{InstanceSeries, Metrics},
     network::AddressManager,
     status,
     vrrp::{Input, Instance, State, timers::TimerSink},
@@ -152,9 +147,9 @@ impl Node {
             board.retain(|s| s.instance != spec.name);
             board.push(plan.status.clone());
         }
-        let labels = Metrics::labels(&spec.name, &self.interface, spec.vrid);
-        self.metrics.add_instance(labels.clone(), spec.family, spec.vrid);
-        let metrics = InstanceMetrics::new(&self.metrics, labels);
+        let metrics = self
+            .metrics
+            .add_instance(&spec.name, &self.interface, spec.family, spec.vrid);
         metrics.configured_priority.set(i64::from(spec.priority));
         metrics.priority.set(i64::from(spec.priority));
         let vip_lease = self.vip_lease.for_interval(spec.adver_int);
@@ -166,7 +161,7 @@ impl Node {
         let to_instance: Rc<dyn Fn(Input)> = Rc::new(move |input| {
             let _ = inputs.send((id, input));
         });
-        let conflicts = self.conflict_watch(spec, &plan.vips, &metrics.labels, to_instance);
+        let conflicts = self.conflict_watch(spec, &plan.vips, &metrics, to_instance);
         let effects = RealEffects {
             name: spec.name.clone(),
             wire: plan.wire,
@@ -212,10 +207,9 @@ impl Node {
         &self,
         spec: &InstanceSpec,
         vips: &[crate::network::Vip],
-        labels: &[String; 3],
+        metrics: &InstanceSeries,
         to_instance: Rc<dyn Fn(Input)>,
     ) -> crate::conflict::Watch {
-        let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
         crate::conflict::Watch::new(crate::conflict::WatchConfig {
             instance: spec.name.clone(),
             interface: self.interface.clone(),
@@ -226,14 +220,20 @@ impl Node {
                 .map(|v| v.addr)
                 .collect(),
             metrics: crate::conflict::ConflictMetrics {
-                ongoing: self.metrics.vip_conflict.with_label_values(&l),
-                episodes: self.metrics.vip_conflict_episodes.with_label_values(&l),
+                ongoing: metrics.vip_conflict.clone(),
+                episodes: metrics.vip_conflict_episodes.clone(),
             },
             board: self.board.clone(),
             neighbours: Some(self.addrs.handle()),
             to_instance,
             policy: self.split_brain_policy,
         })
+    }
+
+    /// The datapath, for the last step of a stop; everything else of the node is dropped, which
+    /// closes the VIP worker's queue.
+    pub(super) fn into_datapath(self) -> Rc<RefCell<Datapath>> {
+        self.datapath
     }
 
     /// Stops an instance (priority 0 and VIPs released if Master) and forgets it everywhere.
@@ -250,7 +250,7 @@ impl Node {
         }
         drop(dp);
         status::lock(&self.board).retain(|s| s.instance != r.spec.name);
-        self.metrics.remove_instance(&r.inst.effects().metrics.labels);
+        self.metrics.remove_instance(&r.inst.effects().metrics);
     }
 
     /// Applies a changed priority, addresses, tracking, notify or announcements in place.

@@ -4,7 +4,7 @@
 
 use std::{cell::RefCell, collections::HashMap, net::IpAddr, rc::Rc};
 
-use prometheus::IntCounter;
+use crate::metrics::Counter;
 
 use crate::{datapath::Family, network::AdvertSender};
 
@@ -15,7 +15,7 @@ pub(super) struct Pending {
     /// Logged with a failure.
     pub(super) instance: String,
     /// Incremented when it went out.
-    pub(super) sent: Vec<IntCounter>,
+    pub(super) sent: Vec<Counter>,
 }
 
 /// An advert socket with its queue. Cheap to clone.
@@ -45,7 +45,7 @@ impl Outbox {
         let msgs: Vec<(IpAddr, &[u8])> = pending.iter().map(|p| (p.dst, p.msg.as_slice())).collect();
         for (p, r) in pending.iter().zip(self.0.sender.send_many(&msgs)) {
             match r {
-                Ok(()) => p.sent.iter().for_each(IntCounter::inc),
+                Ok(()) => p.sent.iter().for_each(Counter::inc),
                 Err(e) => tracing::warn!(instance = %p.instance, "sending advert to {}: {e}", p.dst),
             }
         }

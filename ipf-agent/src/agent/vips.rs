@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use prometheus::IntCounter;
+use crate::metrics::Counter;
 use tokio::sync::mpsc;
 
 use crate::network::{AddressManager, Announcer, Vip};
@@ -37,7 +37,7 @@ pub(super) enum VipOp {
         epoch: u64,
         epoch_now: Arc<AtomicU64>,
         burst: u32,
-        sent: IntCounter,
+        sent: Counter,
     },
 }
 
@@ -149,11 +149,31 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                 }
             }
             VipOp::Remove(vips) => {
-                for v in &vips {
-                    let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
-                        continue;
-                    };
-                    if let Err(e) = addrs.remove(ifindex, v).await {
+                // Removals queued together (a stop of every instance, a release of many groups)
+                // go as one batch, as renewals do; a failed one is tried alone.
+                let mut due: Vec<(u32, Vip)> = Vec::new();
+                let mut gather = |vips: Vec<Vip>| {
+                    for v in vips {
+                        if let Some(i) = vip_interface(&mut interfaces, &v) {
+                            due.push((i.ifindex, v));
+                        }
+                    }
+                };
+                gather(vips);
+                while let Ok(op) = rx.try_recv() {
+                    match op {
+                        VipOp::Remove(vips) => gather(vips),
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let batch: Vec<(u32, &Vip)> = due.iter().map(|(i, v)| (*i, v)).collect();
+                for (i, e) in addrs.remove_all(&batch) {
+                    let (ifindex, v) = &due[i];
+                    tracing::debug!("removing VIP {v} in a batch: {e}; trying it alone");
+                    if let Err(e) = addrs.remove(*ifindex, v).await {
                         tracing::error!("removing VIP {v}: {e}");
                     }
                 }

@@ -180,18 +180,22 @@ impl XdpHandle {
     ) -> Result<(Self, XdpTables, ActiveMode), DatapathError> {
         let mut ebpf = load(opts.kernel_log_level)?;
         let mut tasks = Vec::new();
-        // Kernel log records go to the `log` crate, which tracing-subscriber forwards.
-        match aya_log::EbpfLogger::init(&mut ebpf) {
-            Ok(logger) => match super::readable_fd(logger) {
-                Ok(mut logger) => tasks.push(tokio::spawn(async move {
-                    while let Ok(mut guard) = logger.readable_mut().await {
-                        guard.get_inner_mut().flush();
-                        guard.clear_ready();
-                    }
-                })),
-                Err(e) => tracing::warn!("eBPF log drain unavailable: {e}"),
-            },
-            Err(e) => tracing::debug!("eBPF logger not initialised: {e}"),
+        // Kernel log records go to the `log` crate, which tracing-subscriber forwards. The program
+        // logs at debug level only, and its level is fixed at load: below that nothing is ever
+        // written, so the log ring (128 KiB, mapped twice) is not mapped at all.
+        if opts.kernel_log_level >= log::LevelFilter::Debug {
+            match aya_log::EbpfLogger::init(&mut ebpf) {
+                Ok(logger) => match super::readable_fd(logger) {
+                    Ok(mut logger) => tasks.push(tokio::spawn(async move {
+                        while let Ok(mut guard) = logger.readable_mut().await {
+                            guard.get_inner_mut().flush();
+                            guard.clear_ready();
+                        }
+                    })),
+                    Err(e) => tracing::warn!("eBPF log drain unavailable: {e}"),
+                },
+                Err(e) => tracing::debug!("eBPF logger not initialised: {e}"),
+            }
         }
         let tables = XdpTables::take(&mut ebpf)?;
         let ring = ebpf
