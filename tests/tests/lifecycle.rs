@@ -330,8 +330,9 @@ fn cleanup_removes_the_vips_and_the_firewall_rule() {
     );
     assert!(!holds(&a_ns, "192.0.2.10") && !holds(&a_ns, "192.0.2.11"));
     assert!(!iptables_rules(&a_ns).contains("224.0.0.18"), "the rule is gone");
-    // Idempotent.
-    let again = ipf(&["cleanup"]).output().unwrap();
+    // Idempotent. Its own socket, not the host's default: an agent running on the host must neither
+    // refuse this nor be touched by it.
+    let again = ipf(&["cleanup", "--status-socket", socket]).output().unwrap();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert!(!String::from_utf8_lossy(&again.stdout).contains("removed 192.0.2"));
     assert!(
