@@ -54,7 +54,12 @@ impl Lab {
                 .collect(),
             dir: made["dir"].as_str().unwrap().into(),
             xdp: u32::try_from(made["xdp"].as_u64().unwrap()).unwrap(),
-            pids: made["pids"].as_array().unwrap().iter().map(|p| p.as_i64().unwrap()).collect(),
+            pids: made["pids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_i64().unwrap())
+                .collect(),
             proc,
         }
     }

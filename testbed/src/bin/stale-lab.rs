@@ -37,7 +37,14 @@ fn main() {
         &conf,
         ipf_testbed::keepalived_conf(
             3,
-            &[ipf_testbed::keepalived_instance("VI_2", 52, 100, "1", "", &["192.0.2.101/24"])],
+            &[ipf_testbed::keepalived_instance(
+                "VI_2",
+                52,
+                100,
+                "1",
+                "",
+                &["192.0.2.101/24"],
+            )],
         ),
     )
     .unwrap();
@@ -53,10 +60,14 @@ fn main() {
         node.xdp_prog_id("eth0")
     });
     // The agent, keepalived and its VRRP child.
-    let pids = wait_for("the agent and keepalived's two processes", Duration::from_secs(20), || {
-        let pids = namespace_pids(&node.name);
-        (pids.len() >= 3).then_some(pids)
-    });
+    let pids = wait_for(
+        "the agent and keepalived's two processes",
+        Duration::from_secs(20),
+        || {
+            let pids = namespace_pids(&node.name);
+            (pids.len() >= 3).then_some(pids)
+        },
+    );
     println!(
         "{}",
         serde_json::json!({
