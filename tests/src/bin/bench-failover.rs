@@ -85,6 +85,9 @@ struct Bench {
     b_addrs: IpMonitor,
     _switch: Switch,
     agent_bin: std::path::PathBuf,
+    /// `IPF_BENCH_FLUSH_NEIGH=1`: the client forgets the VIP's neighbour entry right after B's
+    /// first answer.
+    flush_neigh: bool,
 }
 
 impl Bench {
@@ -123,6 +126,7 @@ impl Bench {
             b_addrs,
             _switch: switch,
             agent_bin: ipf_tests::agent_bin(),
+            flush_neigh: std::env::var("IPF_BENCH_FLUSH_NEIGH").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -337,6 +341,11 @@ fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: St
         };
         let gap_ms = probe_gap.load(Ordering::Relaxed) as f64 / 1e6;
         // Traffic must stay on B: an answer from A now is the client sent back to the dead node.
+        if bench.flush_neigh {
+            // As a client arriving now would: resolve the VIP by broadcast, which a dead node still
+            // holding it answers too.
+            bench.client.ip(&["neigh", "del", VIP, "dev", "eth0"]);
+        }
         let stay_until = Instant::now() + STAY;
         let mut flips = Vec::new();
         while Instant::now() < stay_until {
@@ -439,8 +448,13 @@ fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: St
     }
     let flipped: Vec<&Observed> = trials_seen.iter().filter(|o| o.flips > 0).collect();
     println!(
-        "    after B's first answer ({} ms watched): {} trials with answers from A again{}",
+        "    after B's first answer ({} ms watched{}): {} trials with answers from A again{}",
         STAY.as_millis(),
+        if bench.flush_neigh {
+            ", the client's neighbour entry deleted"
+        } else {
+            ""
+        },
         flipped.len(),
         flipped
             .iter()
