@@ -11,6 +11,10 @@ use std::{
 
 use ipf_testbed::{Netns, Switch, TempDir, namespace_pids, wait_for};
 
+#[allow(
+    clippy::zombie_processes,
+    reason = "they outlive this process, which is killed and never waits"
+)]
 fn quiet(mut cmd: Command) {
     // Not piped to this process: its death must not take them down (a real killed run's children
     // go on).
