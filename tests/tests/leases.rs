@@ -148,8 +148,10 @@ impl Watch {
             }
         }
         widest = widest.max(to.saturating_duration_since(prev));
+        // A late renewal's gap recurs every lease and lasts up to an advert interval: a rare pause
+        // of a loaded machine's sampler cannot hide it, a sampler that barely ran could.
         assert!(
-            widest <= Duration::from_millis(250),
+            widest <= Duration::from_millis(500),
             "{what}: the sampler paused {widest:?}: too coarse to see a lapse"
         );
         eprintln!(
