@@ -69,13 +69,129 @@ pub fn try_wait_for<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// A name unique to this process and call, short enough for namespace and file names.
+/// A name unique to this process and call, short enough for namespace and file names:
+/// `PREFIX-PID-N`. The pid is what [`sweep_stale_labs`] reads back, so it sits between dashes (a
+/// prefix may end in a digit).
 pub fn unique(prefix: &str) -> String {
     format!(
-        "{prefix}{}-{}",
+        "{prefix}-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Every namespace and temporary directory the tests make starts with this.
+const LAB_PREFIX: &str = "ipf-";
+
+/// The pid of the process that made `name` with [`unique`], if `name` is one of ours.
+pub fn owner_pid(name: &str) -> Option<i32> {
+    let mut parts = name.rsplitn(3, '-');
+    let (n, pid, prefix) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (prefix.starts_with(LAB_PREFIX) && digits(n) && digits(pid))
+        .then(|| pid.parse().ok())
+        .flatten()
+        .filter(|p| *p > 0)
+}
+
+/// Whether `pid` is a running process (a zombie is not: its namespaces are nobody's any more).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name in parentheses, which may itself hold spaces.
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state != 'Z')
+    })
+}
+
+/// Network namespaces on this machine (`ip netns list`).
+pub fn namespaces() -> Vec<String> {
+    Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pids of the processes inside namespace `name`.
+pub fn namespace_pids(name: &str) -> Vec<i32> {
+    Command::new("ip")
+        .args(["netns", "pids", name])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Kills every process in namespace `name`, waits (up to 10 s) until they are gone, deletes it
+/// and FRR's run directory for it. Returns how many processes it killed. With the processes gone
+/// the namespace dies, and with it its devices and any XDP program attached to them.
+fn remove_namespace(name: &str) -> usize {
+    let pids = namespace_pids(name);
+    for pid in &pids {
+        // SAFETY: plain syscall.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    // A process not yet gone would keep the namespace, its devices and their XDP programs alive
+    // after the name is deleted. A zombie has left its namespaces already; reaping is its parent's.
+    let _ = try_wait_for(Duration::from_secs(10), || {
+        pids.iter().all(|pid| !running(*pid)).then_some(())
+    });
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
+    let _ = std::fs::remove_dir_all(format!("/var/run/frr/{name}"));
+    pids.len()
+}
+
+/// What [`sweep_stale_labs`] removed.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Namespaces, with the number of processes killed in each.
+    pub namespaces: Vec<(String, usize)>,
+    pub dirs: Vec<PathBuf>,
+}
+
+/// Removes what test binaries that died without unwinding (SIGKILL, a CI time-out, Ctrl-C during a
+/// set-up) left: their namespaces with every process inside (agents with XDP attached, keepalived,
+/// FRR, Prometheus) and their temporary directories. Only names made by [`unique`] whose pid no
+/// longer runs: a live test binary's lab, here or in another checkout, is left alone. Each removal
+/// is printed.
+pub fn sweep_stale_labs() -> Swept {
+    let dead = |name: &str| owner_pid(name).is_some_and(|pid| !running(pid));
+    let mut swept = Swept::default();
+    for name in namespaces().into_iter().filter(|n| dead(n)) {
+        let killed = remove_namespace(&name);
+        eprintln!("testbed: removed namespace {name} of a dead test run and the {killed} processes in it");
+        swept.namespaces.push((name, killed));
+    }
+    let tmp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if dead(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let path = entry.path();
+            if std::fs::remove_dir_all(&path).is_ok() {
+                eprintln!("testbed: removed {} of a dead test run", path.display());
+                swept.dirs.push(path);
+            }
+        }
+    }
+    swept
+}
+
+/// [`sweep_stale_labs`], once per process: before this binary's first namespace.
+fn sweep_once() {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| {
+        sweep_stale_labs();
+    });
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -102,6 +218,7 @@ impl Netns {
     /// A namespace with exactly this name; a stale one left by a killed run is removed first.
     pub fn named(name: &str) -> Self {
         require_root();
+        sweep_once();
         let name = name.to_owned();
         if Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| {
             String::from_utf8_lossy(&o.stdout)
@@ -133,6 +250,13 @@ impl Netns {
         run(self.command(program).args(args))
     }
 
+    /// The id of the XDP program attached to `ifname` in this namespace, as `ip -d link` shows it.
+    pub fn xdp_prog_id(&self, ifname: &str) -> Option<u32> {
+        let out = self.ip(&["-d", "link", "show", "dev", ifname]);
+        let mut words = out.split_whitespace().skip_while(|w| *w != "prog/xdp");
+        words.nth(2)?.parse().ok()
+    }
+
     /// Whether any XDP program is attached to `ifname` in this namespace.
     pub fn has_xdp(&self, ifname: &str) -> bool {
         let out = self.ip(&["-d", "link", "show", "dev", ifname]);
@@ -142,15 +266,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    // SAFETY: plain syscall.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        remove_namespace(&self.name);
     }
 }
 
@@ -172,6 +288,29 @@ pub fn veth(a: &Netns, a_if: &str, a_addrs: &[&str], b: &Netns, b_if: &str, b_ad
         ns.ip(&["link", "set", ifname, "up"]);
     }
 }
+
+/// Whether a BPF program with this id is still loaded (held by an attachment or an fd).
+pub fn bpf_prog_exists(id: u32) -> bool {
+    // bpf_attr for BPF_PROG_GET_FD_BY_ID: prog_id, next_id, open_flags.
+    let attr: [u32; 3] = [id, 0, 0];
+    // SAFETY: the attr buffer is valid for its size; a returned fd is closed at once.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            libc::c_long::from(BPF_PROG_GET_FD_BY_ID),
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: our own fd.
+        unsafe { libc::close(fd as i32) };
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
+}
+
+const BPF_PROG_GET_FD_BY_ID: i32 = 13;
 
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);

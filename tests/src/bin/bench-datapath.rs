@@ -1,12 +1,15 @@
 //! `cargo xtask bench datapath`: cost of the XDP program per packet (BPF_PROG_TEST_RUN with repeat)
-//! and ring-buffer events per 10,000 adverts. Prints figures; asserts nothing about speed.
+//! and ring-buffer events per 10,000 adverts. Prints figures; asserts nothing about speed. Each row's
+//! verdict is checked first (the action, and the one counter the packet must move): a row timing a
+//! path the packet did not take would be a wrong figure, so a wrong verdict is printed as an error
+//! and the bench exits non-zero.
 #![allow(clippy::unwrap_used, reason = "benchmark binary")]
 
 use ipf_agent::datapath::{Family, VridSpec};
 use ipf_common::Counter;
 use ipf_tests::{
     frames::{Advert, arp_frame, ip_frame, udp_frame},
-    xdp::{TestProgram, vrid_spec},
+    xdp::{TestProgram, XDP_DROP, XDP_PASS, vrid_spec},
 };
 
 const REPEAT: u32 = 1_000_000;
@@ -17,6 +20,59 @@ fn spec(vrid: u8, version: u8, family: Family) -> VridSpec {
         auth_pass: (version == 2).then(|| "secret".to_owned()),
         ..vrid_spec(vrid, version, family)
     }
+}
+
+/// What a row's packet must do: the XDP action, and the counter it moves by one (`None`: none).
+#[derive(Clone, Copy)]
+struct Verdict {
+    action: u32,
+    counter: Option<Counter>,
+}
+
+const PASS_UNCOUNTED: Verdict = Verdict {
+    action: XDP_PASS,
+    counter: None,
+};
+
+fn action_name(a: u32) -> String {
+    match a {
+        XDP_PASS => "PASS".to_owned(),
+        XDP_DROP => "DROP".to_owned(),
+        other => format!("action {other}"),
+    }
+}
+
+/// Runs `frame` once and compares with `want`; the mismatch, if any. The adverts' state changes of
+/// a first run are drained so the timed runs that follow are the steady state.
+fn check(p: &mut TestProgram, frame: &[u8], want: &Verdict) -> Option<String> {
+    let before = p.counters();
+    let action = p.run(frame);
+    let after = p.counters();
+    p.drain_events();
+    let moved: Vec<Counter> = Counter::ALL
+        .iter()
+        .copied()
+        // Ring-buffer events follow the adverts' state, not the verdict.
+        .filter(|c| !matches!(c, Counter::EventsSent | Counter::RingbufFull))
+        .filter(|c| after[*c as usize] != before[*c as usize])
+        .collect();
+    let want_moved: Vec<Counter> = want.counter.into_iter().collect();
+    (action != want.action || moved != want_moved).then(|| {
+        let names = |v: &[Counter]| {
+            if v.is_empty() {
+                "no counter".to_owned()
+            } else {
+                v.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+            }
+        };
+        format!(
+            "{} counting {}, expected {} counting {}",
+            action_name(action),
+            names(&moved),
+            action_name(want.action),
+            names(&want_moved)
+        )
+    })
 }
 
 fn main() {
@@ -52,30 +108,62 @@ fn main() {
         &[0u8; 40],
     );
 
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    let valid = Verdict {
+        action: XDP_PASS,
+        counter: Some(Counter::AdvertsRx),
+    };
+    let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
         (
             "pass-through IPv4 UDP (1400 B)",
             udp_frame("198.51.100.1", "198.51.100.2", 1400),
+            PASS_UNCOUNTED,
         ),
         (
             "pass-through IPv4 UDP (64 B)",
             udp_frame("198.51.100.1", "198.51.100.2", 18),
+            PASS_UNCOUNTED,
         ),
-        ("pass-through IPv6 TCP", tcp6),
+        ("pass-through IPv6 TCP", tcp6, PASS_UNCOUNTED),
         (
             "ARP, not one of our VIPs",
             arp_frame(1, [2, 0, 0, 0, 0, 9], "192.0.2.7", "192.0.2.8"),
+            Verdict {
+                action: XDP_PASS,
+                counter: Some(Counter::ArpRx),
+            },
         ),
-        ("valid VRRPv2 advert, PASS auth", v2.frame()),
-        ("valid VRRPv3 IPv4 advert, 1 VIP", v3.frame()),
-        ("valid VRRPv3 IPv4 advert, 20 VIPs", v3_20.frame()),
-        ("valid VRRPv3 IPv6 advert", v6.frame()),
-        ("VRRPv3 advert, bad checksum (dropped)", bad_sum),
+        ("valid VRRPv2 advert, PASS auth", v2.frame(), valid),
+        ("valid VRRPv3 IPv4 advert, 1 VIP", v3.frame(), valid),
+        ("valid VRRPv3 IPv4 advert, 20 VIPs", v3_20.frame(), valid),
+        ("valid VRRPv3 IPv6 advert", v6.frame(), valid),
+        (
+            "VRRPv3 advert, bad checksum (dropped)",
+            bad_sum,
+            Verdict {
+                action: XDP_DROP,
+                counter: Some(Counter::ChecksumErr),
+            },
+        ),
     ];
     println!("XDP program cost per packet (BPF_PROG_TEST_RUN, {REPEAT} repeats, best of {ROUNDS} rounds):");
-    for (name, frame) in &cases {
-        let best = (0..ROUNDS).map(|_| p.run_repeat(frame, REPEAT).1).min().unwrap();
-        println!("  {name:<42} {best:>4} ns/packet");
+    let mut errors = 0;
+    for (name, frame, want) in &cases {
+        let wrong = check(&mut p, frame, want);
+        let (best, action) = (0..ROUNDS)
+            .map(|_| p.run_repeat(frame, REPEAT))
+            .map(|(action, ns)| (ns, action))
+            .min()
+            .unwrap();
+        // Every timed run must have taken the checked path too.
+        let wrong =
+            wrong.or_else(|| (action != want.action).then(|| format!("timed runs returned {}", action_name(action))));
+        match wrong {
+            None => println!("  {name:<42} {best:>4} ns/packet  {}", action_name(want.action)),
+            Some(why) => {
+                errors += 1;
+                println!("  {name:<42} {best:>4} ns/packet  ERROR: {why}");
+            }
+        }
     }
     p.drain_events();
 
@@ -101,4 +189,8 @@ fn main() {
         "  ring-buffer reservation failures: {}",
         p.counter(Counter::RingbufFull)
     );
+    if errors > 0 {
+        eprintln!("{errors} rows did not get the verdict they time");
+        std::process::exit(1);
+    }
 }

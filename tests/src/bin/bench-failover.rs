@@ -2,11 +2,15 @@
 //! the same topology in the same run. Two nodes (A priority 200, B priority 100) and a client on a
 //! bridge; the client sends a UDP probe to the VIP every 250 µs and each node's responder answers
 //! with its name. A trial kills A (SIGKILL, or SIGTERM for a graceful stop) and measures the time
-//! until the first answer from B. Prints median, p99 and the RFC floor (Master_Down_Interval of B for
-//! a kill, Skew_Time for a graceful stop), and where the time went in each trial, from what could be
-//! observed: A's last advert and B's gratuitous ARP on the wire (a packet socket on the client),
-//! B's decision (its agent's log line), B's VIP add (`ip monitor address` in B), the client's
-//! neighbour entry (`ip monitor neigh`), the answers (the probe). Figures only; no pass/fail.
+//! until the first answer from B, twice: from the stop, against the RFC's range (a kill lands
+//! anywhere in A's advert interval, so B is due between 2 and 3 intervals + Skew_Time later), and
+//! from what B's timer counts from, A's last advert (or priority 0) as the client's packet socket
+//! saw it, against the exact floor (Master_Down_Interval, or Skew_Time). Then it watches the answers
+//! for a while (any from A again is a flip back to the dead node's lingering VIP) and, after a kill,
+//! how long A's VIP stays (ipf's lease; keepalived's stays for good and the bench removes it). It
+//! prints failed trials, the datapath each agent ran, and where the time went in the slowest
+//! trials: B's decision (its agent's log line), B's VIP add (`ip monitor address` in B), B's
+//! gratuitous ARP, the client's neighbour entry (`ip monitor neigh`). Figures only; no pass/fail.
 #![allow(clippy::unwrap_used, reason = "benchmark binary")]
 
 use std::{
@@ -28,6 +32,8 @@ const UDP_PORT: u16 = 9000;
 const PROBE_EVERY: Duration = Duration::from_micros(250);
 /// How often the probe looks for answers (a nanosleep, so the probe thread mostly sleeps).
 const PROBE_POLL: Duration = Duration::from_micros(50);
+/// How long after B's first answer the answers are watched for one from A (a flip back).
+const STAY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Impl {
@@ -61,6 +67,8 @@ struct Node {
     agent: Option<Proc>,
     keepalived: Option<Keepalived>,
     _responder: Proc,
+    /// `--xdp-mode` of the ipf agents (`IPF_BENCH_XDP_MODE`, default auto).
+    xdp_mode: String,
 }
 
 struct Bench {
@@ -71,11 +79,15 @@ struct Bench {
     b_mac: [u8; 6],
     /// ARP and VRRP as the client's interface receives them.
     capture: Capture,
-    /// The client's neighbour table and B's addresses, as they change.
+    /// The client's neighbour table and A's and B's addresses, as they change.
     client_neigh: IpMonitor,
+    a_addrs: IpMonitor,
     b_addrs: IpMonitor,
     _switch: Switch,
     agent_bin: std::path::PathBuf,
+    /// `IPF_BENCH_FLUSH_NEIGH=1`: the client forgets the VIP's neighbour entry right after B's
+    /// first answer.
+    flush_neigh: bool,
 }
 
 impl Bench {
@@ -91,6 +103,7 @@ impl Bench {
                 agent: None,
                 keepalived: None,
                 _responder: responder,
+                xdp_mode: std::env::var("IPF_BENCH_XDP_MODE").unwrap_or_else(|_| "auto".to_owned()),
             }
         };
         let a = mk("ipf-ba", "192.0.2.1/24", "pa", "A", 200);
@@ -99,6 +112,7 @@ impl Bench {
         switch.attach(&client, "eth0", &["192.0.2.50/24"], "pc");
         let capture = Capture::start(&client, "eth0");
         let client_neigh = IpMonitor::start(&client, &["neigh"]);
+        let a_addrs = IpMonitor::start(&a.ns, &["address"]);
         let b_addrs = IpMonitor::start(&b.ns, &["address"]);
         Bench {
             a_mac: trace::mac_of(&a.ns, "eth0"),
@@ -108,9 +122,11 @@ impl Bench {
             client,
             capture,
             client_neigh,
+            a_addrs,
             b_addrs,
             _switch: switch,
             agent_bin: ipf_tests::agent_bin(),
+            flush_neigh: std::env::var("IPF_BENCH_FLUSH_NEIGH").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -123,9 +139,19 @@ fn start(node: &mut Node, imp: Impl, version: u8, interval_ms: u32, bin: &std::p
                 node.priority
             );
             let mut cmd = node.ns.command(bin);
-            cmd.args(["run", "-i", "eth0", "--status-socket", "off", "--instance", &inst])
-                // State changes (info) carry the timestamp of B's decision.
-                .env("RUST_LOG", "warn,ipf_agent::agent=info");
+            cmd.args([
+                "run",
+                "-i",
+                "eth0",
+                "--status-socket",
+                "off",
+                "--xdp-mode",
+                &node.xdp_mode,
+            ])
+            .args(["--instance", &inst])
+            // State changes (info) carry the timestamp of B's decision; the datapath's says
+            // which one the agent runs.
+            .env("RUST_LOG", "warn,ipf_agent::agent=info,ipf_agent::datapath=info");
             node.agent = Some(Proc::spawn("ipf-agent", cmd));
         }
         Impl::Keepalived => {
@@ -154,6 +180,34 @@ fn stop(node: &mut Node, how: Stop) {
             Stop::Kill => k.kill(),
         }
     }
+}
+
+/// The datapath `node`'s router runs, from its log: the XDP mode, or the raw-socket path (with the
+/// reason the agent gave); keepalived always reads adverts on a raw socket.
+fn datapath(node: &Node) -> String {
+    if node.keepalived.is_some() {
+        return "raw socket (keepalived)".to_owned();
+    }
+    let Some(agent) = &node.agent else {
+        return "not running".to_owned();
+    };
+    let lines = trace::log_events(&agent.stderr_lines());
+    for (_, l) in &lines {
+        if l.contains("datapath: XDP attached")
+            && let Some((_, rest)) = l.split_once("mode=")
+        {
+            return rest
+                .trim_start_matches('"')
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .next()
+                .unwrap_or("?")
+                .to_owned();
+        }
+        if l.contains("raw-socket receive path") {
+            return "raw-socket".to_owned();
+        }
+    }
+    "unknown (no datapath line logged yet)".to_owned()
 }
 
 /// An answer to the probe: when (monotonic and wall clock) and from whom.
@@ -218,29 +272,51 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// Why a trial gave no figure.
+#[derive(Default)]
+struct Failed {
+    a_never_served: usize,
+    b_never_answered: usize,
+}
+
 fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: Stop, trials: usize) {
     let interval = Duration::from_millis(u64::from(interval_ms));
     let base = if version == 2 { Duration::from_secs(1) } else { interval };
     let skew_b = base * (256 - u32::from(bench.b.priority)) / 256;
+    // B's timer runs from A's last advert (kill) or its priority 0 (graceful stop): the exact floor
+    // from those; a kill lands anywhere in A's interval, so from the kill the floor is a range.
     let floor = match how {
         Stop::Kill => interval * 3 + skew_b,
         Stop::Graceful => skew_b,
     };
+    let floor_from_stop = match how {
+        Stop::Kill => (interval * 2 + skew_b, floor),
+        Stop::Graceful => (skew_b, skew_b),
+    };
+    // ipf's VIP lease on A: gone by the last renewal (no later than the kill) + lease + kernel slack.
+    let lapse_bound = ipf_agent::lease::derived(interval) + ipf_agent::lease::KERNEL_SLACK;
     let stop_flag = Arc::new(AtomicBool::new(false));
     let (rx, probe_gap) = probe(&bench.client, stop_flag.clone());
     let bin = bench.agent_bin.clone();
     start(&mut bench.b, imp, version, interval_ms, &bin);
-    let mut samples = Vec::new();
     let mut trials_seen = Vec::new();
+    let mut failed = Failed::default();
+    let mut a_modes = std::collections::BTreeSet::new();
+    // After a kill: how long A's VIP stayed (ipf), or that the bench had to remove it (keepalived).
+    let mut lapses: Vec<f64> = Vec::new();
+    let mut lingered = 0usize;
     for _ in 0..trials {
         start(&mut bench.a, imp, version, interval_ms, &bin);
         if !wait_serving(&rx, "A", Duration::from_secs(30)) {
-            eprintln!("  {imp:?}: A never served the VIP; trial skipped");
+            failed.a_never_served += 1;
             stop(&mut bench.a, Stop::Kill);
+            remove_a_vip(bench);
+            wait_serving(&rx, "B", Duration::from_secs(30));
             continue;
         }
         // Let A's second gratuitous-ARP burst and the adverts settle.
         std::thread::sleep(interval * 5);
+        a_modes.insert(datapath(&bench.a));
         rx.try_iter().for_each(drop);
         bench.capture.forget(trace::now_ns() - 1_000_000_000);
         let kill = trace::now_ns();
@@ -257,49 +333,199 @@ fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: St
             }
             None
         });
-        match took {
-            Some((d, answer)) => {
-                samples.push(d.as_secs_f64() * 1000.0);
-                let gap_ms = probe_gap.load(Ordering::Relaxed) as f64 / 1e6;
-                std::thread::sleep(trace::SETTLE);
-                let mut o = observe(bench, kill, answer, &a_answers, d.as_secs_f64() * 1000.0);
-                o.probe_gap_ms = gap_ms;
-                trials_seen.push(o);
-            }
-            None => eprintln!("  {imp:?}: B never answered"),
+        let Some((d, answer)) = took else {
+            failed.b_never_answered += 1;
+            remove_a_vip(bench);
+            wait_serving(&rx, "B", Duration::from_secs(30));
+            continue;
+        };
+        let gap_ms = probe_gap.load(Ordering::Relaxed) as f64 / 1e6;
+        // Traffic must stay on B: an answer from A now is the client sent back to the dead node.
+        if bench.flush_neigh {
+            // As a client arriving now would: resolve the VIP by broadcast, which a dead node still
+            // holding it answers too.
+            bench.client.ip(&["neigh", "del", VIP, "dev", "eth0"]);
         }
-        // keepalived leaves its VIP behind after SIGKILL (ipf's lease expires): reset A for the next trial.
-        let _ = bench
-            .a
-            .ns
-            .command("ip")
-            .args(["addr", "del", &format!("{VIP}/24"), "dev", "eth0"])
-            .output();
+        let stay_until = Instant::now() + STAY;
+        let mut flips = Vec::new();
+        while Instant::now() < stay_until {
+            flips.extend(rx.try_iter().filter(|(_, _, n)| n != "B").map(|(_, wall, _)| wall));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut o = observe(bench, kill, answer, &a_answers, d.as_secs_f64() * 1000.0);
+        o.probe_gap_ms = gap_ms;
+        o.flips = flips.len();
+        o.first_flip = flips.first().copied();
+        trials_seen.push(o);
+        if how == Stop::Kill {
+            match imp {
+                // No hand-made cleanup: the lease must take A's VIP away by itself.
+                Impl::Ipf => {
+                    let gone = try_wait_for(lapse_bound + Duration::from_secs(2), || {
+                        a_vip_deleted(bench, kill).then_some(())
+                    });
+                    match gone.and_then(|()| a_vip_deleted_at(bench, kill)) {
+                        Some(at) => lapses.push(trace::ms(kill, at)),
+                        None => {
+                            lingered += 1;
+                            remove_a_vip(bench);
+                        }
+                    }
+                }
+                // keepalived leaves a SIGKILLed master's VIP for good (permanent addresses); a
+                // restarted keepalived would not remove it either until it is Master again.
+                Impl::Keepalived => {
+                    lingered += 1;
+                    remove_a_vip(bench);
+                }
+            }
+        }
         // B must be stable Master before A comes back.
         wait_serving(&rx, "B", Duration::from_secs(30));
     }
+    let b_mode = datapath(&bench.b);
     stop(&mut bench.b, Stop::Graceful);
     stop_flag.store(true, Ordering::Relaxed);
-    samples.sort_by(f64::total_cmp);
-    if samples.is_empty() {
-        println!("  {imp:<10?} v{version} {interval_ms:>5} ms {how:<8?}: no samples");
+    let a_modes: Vec<String> = a_modes.into_iter().collect();
+    let label = format!(
+        "{:<10} v{version} {interval_ms:>5} ms  {:<8}",
+        format!("{imp:?}"),
+        format!("{how:?}")
+    );
+    println!(
+        "  {label}  datapath A: {}, B: {b_mode}; {} of {trials} trials measured, {} failed (A never served the VIP: {}, B never answered: {})",
+        a_modes.join(" / "),
+        trials_seen.len(),
+        failed.a_never_served + failed.b_never_answered,
+        failed.a_never_served,
+        failed.b_never_answered,
+    );
+    if trials_seen.is_empty() {
+        println!("    no samples");
         return;
     }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut samples: Vec<f64> = trials_seen.iter().map(|o| o.took_ms).collect();
+    samples.sort_by(f64::total_cmp);
     let slowest: Vec<String> = samples.iter().rev().take(3).map(|v| format!("{v:.1}")).collect();
+    let (lo, hi) = (ms(floor_from_stop.0), ms(floor_from_stop.1));
+    let range = if lo == hi {
+        format!("{hi:.1}")
+    } else {
+        format!("{lo:.1}-{hi:.1}")
+    };
     println!(
-        "  {:<10} v{version} {interval_ms:>5} ms  {:<8}  n={:<3} median {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  floor {:>8.1} ms  (p99 - floor {:+.1} ms; slowest {})",
-        format!("{imp:?}"),
-        format!("{how:?}"),
-        samples.len(),
+        "    from the stop:        median {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  floor {range} ms  (p99 - top of floor {:+.1} ms; slowest {})",
         percentile(&samples, 50.0),
         percentile(&samples, 90.0),
         percentile(&samples, 99.0),
-        floor.as_secs_f64() * 1000.0,
-        percentile(&samples, 99.0) - floor.as_secs_f64() * 1000.0,
+        percentile(&samples, 99.0) - hi,
         slowest.join(", "),
     );
+    let what = reference_name(how);
+    let mut from_ref: Vec<f64> = trials_seen
+        .iter()
+        .filter_map(|o| reference(o, how).map(|r| trace::ms(r, o.answer)))
+        .collect();
+    from_ref.sort_by(f64::total_cmp);
+    let unseen = trials_seen.len() - from_ref.len();
+    if from_ref.is_empty() {
+        println!("    from {what}: not captured in any trial");
+    } else {
+        println!(
+            "    from {what:<16} median {:>8.1} ms  p90 {:>8.1} ms  p99 {:>8.1} ms  floor {:.1} ms  (p99 - floor {:+.1} ms){}",
+            percentile(&from_ref, 50.0),
+            percentile(&from_ref, 90.0),
+            percentile(&from_ref, 99.0),
+            ms(floor),
+            percentile(&from_ref, 99.0) - ms(floor),
+            if unseen > 0 {
+                format!("; {unseen} trials without it on the wire, left out")
+            } else {
+                String::new()
+            },
+        );
+    }
+    let flipped: Vec<&Observed> = trials_seen.iter().filter(|o| o.flips > 0).collect();
+    println!(
+        "    after B's first answer ({} ms watched{}): {} trials with answers from A again{}",
+        STAY.as_millis(),
+        if bench.flush_neigh {
+            ", the client's neighbour entry deleted"
+        } else {
+            ""
+        },
+        flipped.len(),
+        flipped
+            .iter()
+            .map(|o| format!(
+                " [{} answers, first {:.1} ms after B's]",
+                o.flips,
+                o.first_flip.map_or(0.0, |f| trace::ms(o.answer, f))
+            ))
+            .collect::<String>(),
+    );
+    if how == Stop::Kill {
+        match imp {
+            Impl::Ipf => {
+                lapses.sort_by(f64::total_cmp);
+                let worst = lapses.last().copied().unwrap_or(f64::NAN);
+                println!(
+                    "    A's VIP after the kill (lease, bound {:.0} ms): gone after median {:.0} ms, at most {worst:.0} ms; {lingered} trials where it stayed longer (removed by the bench)",
+                    ms(lapse_bound),
+                    if lapses.is_empty() {
+                        f64::NAN
+                    } else {
+                        percentile(&lapses, 50.0)
+                    },
+                );
+            }
+            Impl::Keepalived => println!(
+                "    A's VIP after the kill: stayed on the dead node in {lingered} trials (keepalived's addresses are permanent); removed by the bench before A restarts"
+            ),
+        }
+    }
     print_undisturbed(&trials_seen, floor, interval, how);
     print_breakdown(&trials_seen, floor, how);
+}
+
+/// Removes A's VIP by hand (a dead keepalived's, or one a lease failed to take away).
+fn remove_a_vip(bench: &Bench) {
+    let _ = bench
+        .a
+        .ns
+        .command("ip")
+        .args(["addr", "del", &format!("{VIP}/24"), "dev", "eth0"])
+        .output();
+}
+
+/// When A's VIP was deleted after `since`, from `ip monitor address` in A.
+fn a_vip_deleted_at(bench: &Bench, since: Ns) -> Option<Ns> {
+    bench
+        .a_addrs
+        .events()
+        .into_iter()
+        .find(|(t, l)| *t >= since && l.starts_with("Deleted") && l.contains(&format!("inet {VIP}/")))
+        .map(|(t, _)| t)
+}
+
+fn a_vip_deleted(bench: &Bench, since: Ns) -> bool {
+    a_vip_deleted_at(bench, since).is_some()
+}
+
+fn reference_name(how: Stop) -> &'static str {
+    match how {
+        Stop::Kill => "A's last advert",
+        Stop::Graceful => "A's priority 0",
+    }
+}
+
+/// What B's timer counts from: A's last advert before a kill, its priority 0 after a graceful stop.
+fn reference(o: &Observed, how: Stop) -> Option<Ns> {
+    match how {
+        Stop::Kill => o.a_last_advert,
+        Stop::Graceful => o.a_release,
+    }
 }
 
 /// The probe paused this long (4 probe periods), or the master fell silent this many intervals
@@ -351,6 +577,9 @@ struct Observed {
     a_arp_after_garp: usize,
     /// The probe's longest pause between two sends during the trial (bench-side scheduling).
     probe_gap_ms: f64,
+    /// Answers from A in the [`STAY`] after B's first, and when the first came.
+    flips: usize,
+    first_flip: Option<Ns>,
 }
 
 fn observe(bench: &Bench, kill: Ns, answer: Ns, a_answers: &[Ns], took_ms: f64) -> Observed {
@@ -415,6 +644,8 @@ fn observe(bench: &Bench, kill: Ns, answer: Ns, a_answers: &[Ns], took_ms: f64) 
         a_last_answer: a_answers.last().copied(),
         a_arp_after_garp,
         probe_gap_ms: 0.0,
+        flips: 0,
+        first_flip: None,
     }
 }
 
@@ -428,17 +659,12 @@ fn print_breakdown(trials: &[Observed], floor: Duration, how: Stop) {
     let floor_ms = floor.as_secs_f64() * 1000.0;
     // B's decision against the RFC: A's last advert + Master_Down_Interval after a kill, A's
     // priority-0 advert + Skew_Time after a graceful stop.
-    let (reference, what) = match how {
-        Stop::Kill => (
-            (|o: &Observed| o.a_last_advert) as fn(&Observed) -> Option<Ns>,
-            "A's last advert",
-        ),
-        Stop::Graceful => (
-            (|o: &Observed| o.a_release) as fn(&Observed) -> Option<Ns>,
-            "A's priority 0",
-        ),
+    let what = reference_name(how);
+    let late = |o: &Observed| {
+        reference(o, how)
+            .zip(o.decision)
+            .map(|(r, d)| trace::ms(r, d) - floor_ms)
     };
-    let late = |o: &Observed| reference(o).zip(o.decision).map(|(r, d)| trace::ms(r, d) - floor_ms);
     let median = |f: &dyn Fn(&Observed) -> Option<f64>| {
         let mut v: Vec<f64> = trials.iter().filter_map(f).collect();
         v.sort_by(f64::total_cmp);
@@ -463,7 +689,7 @@ fn print_breakdown(trials: &[Observed], floor: Duration, how: Stop) {
         println!(
             "      {:>5.1} | {} | {} ({}) | {} | {} | {} | {} | {:>3} ({}) | {} | {:.1}",
             o.took_ms,
-            fmt(at(o, reference(o))),
+            fmt(at(o, reference(o, how))),
             fmt(at(o, o.decision)),
             fmt(late(o)),
             fmt(at(o, o.vip_add)),
@@ -545,7 +771,7 @@ fn main() {
     let only_fast = std::env::var("IPF_BENCH_FAST_ONLY").is_ok_and(|v| v == "1");
     let mut bench = Bench::new();
     println!(
-        "failover: time from stopping the master to the client's first answer from the new one ({} trials at 10 ms, {} at 1 s)",
+        "failover: time to the client's first answer from the new master, from the stop and from the old master's last advert (or priority 0) on the wire ({} trials at 10 ms, {} at 1 s)",
         trials_at(10),
         trials_at(1000)
     );
