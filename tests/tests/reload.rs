@@ -29,6 +29,9 @@ fn a_restart_releases_with_priority_zero_and_the_peer_takes_over_at_once() {
     });
     let capture = Capture::start(&lab.b, "eth0");
     let from = now_ns();
+    wait_for("a's adverts on the wire", T, || {
+        (adverts_from(&capture, A_IP, from, now_ns()).len() >= 2).then_some(())
+    });
     // The advert interval is part of the election on the wire: not an in-place change.
     lab.write(
         "a",
