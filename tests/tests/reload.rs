@@ -65,7 +65,7 @@ fn a_restart_releases_with_priority_zero_and_the_peer_takes_over_at_once() {
         .iter()
         .filter(|(at, p)| *p != 0 && *at < b_first)
         .map(|(at, _)| *at)
-        .last()
+        .max()
         .unwrap_or_else(|| panic!("no advert of a's before b's: {from_a:?}"));
     let after_release = ipf_tests::trace::ms(release, b_first);
     let after_last = ipf_tests::trace::ms(a_last, b_first);
