@@ -121,6 +121,12 @@ pub fn probe(ns: &Netns, path: &str) -> Option<u16> {
     http_get(ns, IpAddr::from([127, 0, 0, 1]), 9477, path).map(|(s, _)| s)
 }
 
+/// The HTTP status of `path` as [`probe`], waiting for an answer (a loaded machine may miss the
+/// connect timeout once).
+pub fn probe_answer(ns: &Netns, path: &str) -> u16 {
+    wait_for(&format!("an answer on {path}"), T, || probe(ns, path))
+}
+
 /// VRRP adverts from `src` in `capture` between `from` and `to`: (kernel time, priority).
 pub fn adverts_from(capture: &Capture, src: Ipv4Addr, from: Ns, to: Ns) -> Vec<(Ns, u8)> {
     capture

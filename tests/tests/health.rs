@@ -147,7 +147,8 @@ fn a_failing_check_with_a_weight_lowers_the_priority() {
     let _a = agent(&a_ns, 150, &["--check", &check], ",track=w");
     let _b = agent(&b_ns, 120, &[], "");
     wait_for("A to hold the VIP", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
-    assert_eq!(instance_metrics(&a_ns), Some((2.0, 150.0, 150.0)), "A: MASTER at 150");
+    let first = wait_for("A's metrics", T, || instance_metrics(&a_ns));
+    assert_eq!(first, (2.0, 150.0, 150.0), "A: MASTER at 150");
     // 150 - 60 = 90 < 120: B (preempt) takes over, and A stays BACKUP at 90, not FAULT.
     std::fs::remove_file(healthy).unwrap();
     wait_for("B to hold the VIP alone", T, || {
@@ -162,7 +163,10 @@ fn a_failing_check_with_a_weight_lowers_the_priority() {
     // It stays so while B advertises (a FAULT would show within a check interval).
     let until = Instant::now() + Duration::from_millis(600);
     while Instant::now() < until {
-        assert_eq!(instance_metrics(&a_ns), Some((1.0, 90.0, 150.0)), "A: BACKUP at 90");
+        // A scrape that missed its connect timeout on a loaded machine says nothing.
+        if let Some(m) = instance_metrics(&a_ns) {
+            assert_eq!(m, (1.0, 90.0, 150.0), "A: BACKUP at 90");
+        }
         assert!(holds(&b_ns) && !holds(&a_ns), "the VIP moved while A was lowered");
         std::thread::sleep(Duration::from_millis(50));
     }

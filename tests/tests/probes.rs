@@ -12,7 +12,7 @@ use std::{
 use ipf_testbed::{Netns, Proc, Switch, TempDir, wait_for};
 use ipf_tests::{
     agent_bin,
-    lab::{T, holds, probe},
+    lab::{T, holds, probe, probe_answer},
 };
 
 const VIP: &str = "192.0.2.100";
@@ -76,8 +76,8 @@ fn status_brief_fails_while_an_instance_is_in_fault() {
     assert!(text(&out.stderr).contains("in FAULT: VI_51"), "{}", text(&out.stderr));
     assert!(!holds(&ns, VIP));
     // A FAULT is an election outcome, not a broken agent: the liveness and readiness probes stay up.
-    assert_eq!(probe(&ns, "/healthz"), Some(200));
-    assert_eq!(probe(&ns, "/readyz"), Some(200));
+    assert_eq!(probe_answer(&ns, "/healthz"), 200);
+    assert_eq!(probe_answer(&ns, "/readyz"), 200);
 
     std::fs::write(&healthy, "").unwrap();
     let out = wait_for("status --brief to answer MASTER again", T, || {
@@ -143,7 +143,7 @@ fn healthz_fails_while_the_election_loop_is_stopped_and_readyz_until_started() {
     // /healthz allows 5 s without a beat.
     let stopped = ThreadStop::new(a.pid());
     let t0 = Instant::now();
-    assert_eq!(probe(&ns, "/healthz"), Some(200), "a beat within the last 5 s");
+    assert_eq!(probe_answer(&ns, "/healthz"), 200, "a beat within the last 5 s");
     wait_for("/healthz to fail", T, || {
         (probe(&ns, "/healthz") == Some(503)).then_some(())
     });
@@ -154,12 +154,12 @@ fn healthz_fails_while_the_election_loop_is_stopped_and_readyz_until_started() {
         "failed after {failed_after:?}: sooner than the 5 s the loop is allowed (less its last beat's age)"
     );
     assert_eq!(
-        probe(&ns, "/readyz"),
-        Some(200),
+        probe_answer(&ns, "/readyz"),
+        200,
         "readiness is about start-up, not the loop"
     );
     drop(stopped);
-    wait_for("/healthz to recover", Duration::from_secs(5), || {
+    wait_for("/healthz to recover", T, || {
         (probe(&ns, "/healthz") == Some(200)).then_some(())
     });
     assert!(holds(&ns, VIP));
