@@ -1,7 +1,8 @@
 //! What a probe sees: `status --brief` exits non-zero while an instance is in FAULT and zero again
 //! when it recovers (FAULT is an election outcome: /healthz and /readyz stay up); `/healthz` fails
 //! when the election loop stops turning, though the metrics thread still answers, and recovers when
-//! it turns again; `/readyz` fails until the instances have started. Needs root.
+//! it turns again; `/readyz` fails until the instances have started, and a SIGTERM meanwhile leaves
+//! nothing behind. Needs root.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::{
@@ -163,4 +164,27 @@ fn healthz_fails_while_the_election_loop_is_stopped_and_readyz_until_started() {
         (probe(&ns, "/healthz") == Some(200)).then_some(())
     });
     assert!(holds(&ns, VIP));
+}
+
+/// A SIGTERM while the agent is still starting (here: waiting for an address to advertise from,
+/// with its XDP program already attached) is a graceful stop once start-up is over: the agent
+/// exits 0 and leaves no program and no VIP behind (it used to die of the signal, program
+/// attached).
+#[test]
+fn sigterm_during_start_up_leaves_nothing_behind() {
+    ipf_testbed::skip_unless_root!();
+    let (_switch, ns) = node("pt", &[]);
+    let dir = TempDir::new("ipf-early");
+    let mut a = agent(&ns, &dir.path().join("a.sock"), &[], "");
+    wait_for("the XDP program", T, || ns.has_xdp("eth0").then_some(()));
+    assert_eq!(probe_answer(&ns, "/readyz"), 503, "still starting");
+    a.signal(libc::SIGTERM);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    let status = a.wait_exit(T);
+    assert!(
+        status.success(),
+        "the agent's exit on a SIGTERM during start-up: {status:?}"
+    );
+    assert!(!ns.has_xdp("eth0"), "the XDP program stayed attached");
+    assert!(!holds(&ns, VIP));
 }
