@@ -214,15 +214,12 @@ fn sighup_updates_in_place_and_releases_removed_instances() {
         (holds(&a_ns, "192.0.2.102") && !holds(&a_ns, "192.0.2.101") && holds(&b_ns, "192.0.2.101")).then_some(())
     });
     let_elections_run(&a_ns, 10);
-    let a_src: std::net::Ipv4Addr = "192.0.2.1".parse().unwrap();
-    let priorities: Vec<u8> = capture
-        .between(from, ipf_tests::trace::now_ns())
-        .iter()
-        .filter_map(|f| match f.seen {
-            ipf_tests::trace::Seen::Vrrp { src, priority } if src == a_src && priority != 0 => Some(priority),
-            _ => None,
-        })
-        .collect();
+    let priorities: Vec<u8> =
+        ipf_tests::lab::adverts_from(&capture, ipf_tests::lab::A_IP, from, ipf_tests::trace::now_ns())
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| *p != 0)
+            .collect();
     assert!(priorities.len() >= 5, "a's adverts seen at b: {priorities:?}");
     assert!(
         priorities.iter().all(|p| *p == 140),
