@@ -147,13 +147,50 @@ fn a_failing_check_with_a_weight_lowers_the_priority() {
     let _a = agent(&a_ns, 150, &["--check", &check], ",track=w");
     let _b = agent(&b_ns, 120, &[], "");
     wait_for("A to hold the VIP", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
-    // 150 - 60 = 90 < 120: B (preempt) takes over, and A stays BACKUP, not FAULT.
+    let first = wait_for("A's metrics", T, || instance_metrics(&a_ns));
+    assert_eq!(first, (2.0, 150.0, 150.0), "A: MASTER at 150");
+    // 150 - 60 = 90 < 120: B (preempt) takes over, and A stays BACKUP at 90, not FAULT.
     std::fs::remove_file(healthy).unwrap();
     wait_for("B to hold the VIP alone", T, || {
         (holds(&b_ns) && !holds(&a_ns)).then_some(())
     });
+    // The check's fall (default 1) has run by now; A's state settles as B takes over.
+    let (state, priority, configured) = wait_for("A to leave MASTER", T, || {
+        instance_metrics(&a_ns).filter(|(state, ..)| *state != 2.0)
+    });
+    assert_eq!(state, 1.0, "A is BACKUP (1), not FAULT (3) or anything else");
+    assert_eq!((priority, configured), (90.0, 150.0), "A's priority is 150 - 60");
+    // It stays so while B advertises (a FAULT would show within a check interval).
+    let until = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < until {
+        // A scrape that missed its connect timeout on a loaded machine says nothing.
+        if let Some(m) = instance_metrics(&a_ns) {
+            assert_eq!(m, (1.0, 90.0, 150.0), "A: BACKUP at 90");
+        }
+        assert!(holds(&b_ns) && !holds(&a_ns), "the VIP moved while A was lowered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::fs::write(healthy, "").unwrap();
     wait_for("A to take it back", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+    wait_for("A: MASTER at 150 again", T, || {
+        (instance_metrics(&a_ns) == Some((2.0, 150.0, 150.0))).then_some(())
+    });
+}
+
+/// VI_51's `ipf_vrrp_state`, `ipf_vrrp_priority` and `ipf_vrrp_configured_priority` from the agent's
+/// /metrics in `ns`.
+fn instance_metrics(ns: &Netns) -> Option<(f64, f64, f64)> {
+    let (_, body) = http_get(ns, IpAddr::from([127, 0, 0, 1]), 9477, "/metrics")?;
+    let series = |name: &str| {
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains("instance=\"VI_51\""))
+            .find_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+    };
+    Some((
+        series("ipf_vrrp_state")?,
+        series("ipf_vrrp_priority")?,
+        series("ipf_vrrp_configured_priority")?,
+    ))
 }
 
 #[test]

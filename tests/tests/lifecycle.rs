@@ -205,13 +205,34 @@ fn sighup_updates_in_place_and_releases_removed_instances() {
         ) == 1)
             .then_some(())
     });
+    // On the wire from here on: a's only instance left is VI_1, so every advert of a's that is not
+    // VI_2's release (priority 0) must carry the new priority.
+    let capture = ipf_tests::trace::Capture::start(&b_ns, "eth0");
+    let from = ipf_tests::trace::now_ns();
     wait_for("a to hold the new address and b to take VI_2 over", T, || {
         (holds(&a_ns, "192.0.2.102") && !holds(&a_ns, "192.0.2.101") && holds(&b_ns, "192.0.2.101")).then_some(())
     });
     let_elections_run(&a_ns, 10);
+    let priorities: Vec<u8> =
+        ipf_tests::lab::adverts_from(&capture, ipf_tests::lab::A_IP, from, ipf_tests::trace::now_ns())
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| *p != 0)
+            .collect();
+    assert!(priorities.len() >= 5, "a's adverts seen at b: {priorities:?}");
+    assert!(
+        priorities.iter().all(|p| *p == 140),
+        "a advertises 140 now: {priorities:?}"
+    );
     let now = status(&a_ns, &sa);
     assert_eq!(states(&now), [("VI_1", "MASTER")], "VI_2 is gone from a's status");
     assert_eq!(now[0].2, vi1_since, "VI_1 kept its state through the update");
+    let vi1 = ipf_tests::agent_status(&a_ns, &sa);
+    assert_eq!(
+        (vi1[0]["priority"].as_u64(), vi1[0]["configured_priority"].as_u64()),
+        (Some(140), Some(140)),
+        "VI_1's priority in a's status"
+    );
     assert!(holds(&a_ns, "192.0.2.100"));
     assert!(!holds(&b_ns, "192.0.2.100") && !holds(&b_ns, "192.0.2.102"));
 }

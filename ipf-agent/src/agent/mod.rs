@@ -78,6 +78,14 @@ pub struct AgentConfig {
 /// called on a current-thread runtime inside a `LocalSet` (the state machines and their effects are
 /// single-threaded).
 pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Result<()> {
+    // The handlers come before anything changes: a SIGTERM, SIGINT or SIGHUP during start-up (the
+    // wait for a source address may take seconds) would otherwise kill the process with the XDP
+    // program left attached. It waits until start-up is over, then stops (or reloads) as usual.
+    let signal = |kind, name| tokio::signal::unix::signal(kind).with_context(|| format!("{name} handler"));
+    use tokio::signal::unix::SignalKind;
+    let mut sigterm = signal(SignalKind::terminate(), "SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt(), "SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
     check_system(&cfg.config)?;
     crate::container::require_for_run(&crate::container::Privileges::current())?;
     let mut config = cfg.config.clone();
@@ -178,11 +186,6 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     // The heartbeat /healthz checks: proves this loop still turns.
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
 
-    let signal = |kind, name| tokio::signal::unix::signal(kind).with_context(|| format!("{name} handler"));
-    use tokio::signal::unix::SignalKind;
-    let mut sigterm = signal(SignalKind::terminate(), "SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt(), "SIGINT")?;
-    let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
     let mut beats = 0u64;
     loop {
         // What the last input queued goes out before waiting: the adverts of timers due together
