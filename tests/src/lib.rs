@@ -11,6 +11,7 @@ pub mod container;
 pub mod cost;
 pub mod deploy;
 pub mod flood;
+pub mod node;
 pub mod trace;
 pub mod xdp;
 

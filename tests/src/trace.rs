@@ -36,8 +36,12 @@ pub enum Seen {
         spa: Ipv4Addr,
         tpa: Ipv4Addr,
     },
-    /// A VRRP advertisement from `src` with `priority`.
-    Vrrp { src: Ipv4Addr, priority: u8 },
+    /// A VRRP advertisement from `src` with `priority` and the addresses it lists.
+    Vrrp {
+        src: Ipv4Addr,
+        priority: u8,
+        addrs: Vec<Ipv4Addr>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -249,9 +253,18 @@ fn parse(b: &[u8], at: Ns) -> Option<Frame> {
         0x0800 => {
             let ip = b.get(14..)?;
             let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            let vrrp = ip.get(ihl..)?;
+            // v2 and v3 alike: the count at byte 3, the addresses from byte 8.
+            let count = usize::from(*vrrp.get(3)?);
+            let addrs = vrrp
+                .get(8..8 + 4 * count)?
+                .chunks_exact(4)
+                .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                .collect();
             Seen::Vrrp {
                 src: Ipv4Addr::new(*ip.get(12)?, *ip.get(13)?, *ip.get(14)?, *ip.get(15)?),
-                priority: *ip.get(ihl + 2)?,
+                priority: *vrrp.get(2)?,
+                addrs,
             }
         }
         _ => return None,
