@@ -1,4 +1,4 @@
-//! Gratuitous ARP on the wire: a new Master sends `garp_master_repeat` of them at once, as many again
+//! Gratuitous ARP and unsolicited NA on the wire: a new Master sends `garp_master_repeat` of them at once, as many again
 //! `garp_master_delay` later, and one every `garp_master_refresh` counted from the takeover (as
 //! keepalived counts it), from keepalived.conf and from the `--garp-*` flags. Needs root.
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -26,13 +26,15 @@ fn agent(ns: &Netns, args: &[&str]) -> Proc {
     Proc::spawn("ipf-agent", cmd)
 }
 
-/// Times of the gratuitous ARPs for `vip` from `mac` (sender and target address the VIP: not the
-/// conflict probes, which come from 0.0.0.0).
+/// Times of the gratuitous ARPs (sender and target address the VIP: not the conflict probes, which
+/// come from 0.0.0.0) or unsolicited neighbour advertisements for `vip` from `mac`.
 fn garps(cap: &Capture, vip: &str, mac: [u8; 6]) -> Vec<Ns> {
     cap.between(0, now_ns())
         .iter()
-        .filter(|f| {
-            matches!(f.seen, Seen::Arp { op: 1 | 2, sha, spa, tpa } if sha == mac && spa == tpa && spa.to_string() == vip)
+        .filter(|f| match f.seen {
+            Seen::Arp { sha, spa, tpa, .. } => sha == mac && spa == tpa && spa.to_string() == vip,
+            Seen::Na { target } => f.src_mac == mac && target.to_string() == vip,
+            Seen::Vrrp { .. } => false,
         })
         .map(|f| f.at)
         .collect()
@@ -105,6 +107,8 @@ fn garp_repeat_delay_and_refresh_on_the_wire() {
             "3",
             "--instance",
             "name=VI_52,vrid=52,priority=150,interval=100,vip=192.0.2.200/24",
+            "--instance",
+            "name=VI_53,vrid=53,priority=150,interval=100,vip=2001:db8::200/64",
         ],
     );
     let horizon = 4_600.0;
@@ -117,7 +121,14 @@ fn garp_repeat_delay_and_refresh_on_the_wire() {
         &a_bursts,
         &[(0.0, 3), (1000.0, 3), (2000.0, 1), (4000.0, 1)],
     );
-    // B: 0 s ×2, 2 s ×2 (delay), 3 s ×1 (refresh).
-    let b_bursts = bursts(&cap, "192.0.2.200", mac_of(b_ns, "eth0"), horizon);
-    assert_schedule("B (--garp-* flags)", &b_bursts, &[(0.0, 2), (2000.0, 2), (3000.0, 1)]);
+    // B: 0 s ×2, 2 s ×2 (delay), 3 s ×1 (refresh), gratuitous ARP and unsolicited NA alike.
+    let b_mac = mac_of(b_ns, "eth0");
+    for vip in ["192.0.2.200", "2001:db8::200"] {
+        let b_bursts = bursts(&cap, vip, b_mac, horizon);
+        assert_schedule(
+            &format!("B (--garp-* flags), {vip}"),
+            &b_bursts,
+            &[(0.0, 2), (2000.0, 2), (3000.0, 1)],
+        );
+    }
 }
