@@ -1,6 +1,7 @@
 //! Where VIPs go, end to end with ipf-agents in namespaces: a VIP with `dev` lands on that device
 //! (keepalived.conf and the arcts/keepalived environment) and moves with the election; excluded VIPs
-//! are owned like VIPs but not advertised; more than 20 VIPs are all owned, the first 20 advertised;
+//! are owned like VIPs but not advertised; more than 20 VIPs are all owned and advertised, and a keepalived Backup with
+//! the same 25 hears an ipf Master as its master;
 //! the VRRP interface itself going down means FAULT (VIPs released, status, notify) and coming back
 //! up means BACKUP and MASTER again. Adverts are checked on the wire. Needs root.
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -178,11 +179,11 @@ fn excluded_vips_are_owned_and_moved_but_not_advertised() {
     }
 }
 
-/// 25 VIPs: adverts carry a count field of 8 bits, but keepalived advertises at most 20 (its
-/// VRRP_MAX_VIP) and owns the rest as excluded; ipf does the same (`MAX_ADVERTISED`). Every one of
-/// the 25 is taken on takeover and dropped on release.
+/// 25 VIPs: the advert's count field has 8 bits; keepalived 1.x advertised at most 20 (its
+/// VRRP_MAX_VIP), keepalived 2 advertises them all, and so does ipf. Every one of the 25 is taken on
+/// takeover and dropped on release.
 #[test]
-fn more_than_twenty_vips_are_all_owned_and_the_first_twenty_advertised() {
+fn more_than_twenty_vips_are_all_owned_and_advertised() {
     ipf_testbed::skip_unless_root!();
     let (_switch, nodes) = nodes_on_a_bridge("vm", 3);
     let (a_ns, b_ns) = (&nodes[0], &nodes[1]);
@@ -198,7 +199,7 @@ fn more_than_twenty_vips_are_all_owned_and_the_first_twenty_advertised() {
     });
     let _b = run(b_ns, &["-i", "eth0", "--instance", &instance(100)], &[]);
     for list in adverts_from(&cap, "192.0.2.1", 5) {
-        assert_eq!(strings(list), owned[..20], "A's advert");
+        assert_eq!(strings(list), owned, "A's advert");
     }
     assert!(holds_all_none(b_ns, "eth0", &owned).1, "B holds a VIP as Backup");
 
@@ -213,7 +214,7 @@ fn more_than_twenty_vips_are_all_owned_and_the_first_twenty_advertised() {
         holds_all_none(b_ns, "eth0", &owned).0.then_some(())
     });
     for list in adverts_from(&cap, "192.0.2.2", 5) {
-        assert_eq!(strings(list), owned[..20], "B's advert");
+        assert_eq!(strings(list), owned, "B's advert");
     }
 }
 
@@ -276,4 +277,64 @@ fn the_vrrp_interface_going_down_means_fault_and_coming_up_recovers() {
         (lines.len() >= expected.len()).then_some(lines)
     });
     assert_eq!(lines, expected, "notify calls");
+}
+
+/// Samples `ns`'s addresses every 50 ms for `span`: none of `addrs` may ever be there.
+fn never_holds(ns: &Netns, addrs: &[String], span: Duration, who: &str) {
+    let end = std::time::Instant::now() + span;
+    let mut next = std::time::Instant::now();
+    while next < end {
+        let held: Vec<String> = addresses(ns, "eth0")
+            .into_iter()
+            .filter(|a| addrs.contains(a))
+            .collect();
+        assert!(held.is_empty(), "{who} took {held:?} beside the master");
+        next += Duration::from_millis(50);
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
+/// keepalived 2 as a Backup checks the advert's address list against its own configuration and
+/// treats a master with another list as none: an ipf Master with 25 VIPs must list all 25, or the
+/// keepalived Backup takes over beside it. And an ipf Backup hears a keepalived Master with 25.
+#[test]
+fn twenty_five_vips_against_keepalived_keep_one_master() {
+    ipf_testbed::skip_unless_root!();
+    let (_switch, nodes) = nodes_on_a_bridge("vk", 2);
+    let (a_ns, k_ns) = (&nodes[0], &nodes[1]);
+    let owned: Vec<String> = (101..=125).map(|i| format!("192.0.2.{i}")).collect();
+    let with_prefix: Vec<String> = owned.iter().map(|v| format!("{v}/24")).collect();
+    let refs: Vec<&str> = with_prefix.iter().map(String::as_str).collect();
+    let instance = |priority: u8| {
+        let vips: String = with_prefix.iter().map(|v| format!(",vip={v}")).collect();
+        format!("name=VI_51,vrid=51,priority={priority},interval=100{vips}")
+    };
+    let mut a = run(a_ns, &["-i", "eth0", "--instance", &instance(150)], &[]);
+    wait_for("ipf to hold all 25", T, || {
+        holds_all_none(a_ns, "eth0", &owned).0.then_some(())
+    });
+    let _k = ipf_testbed::Keepalived::start(
+        k_ns,
+        &ipf_testbed::keepalived_conf(
+            3,
+            &[ipf_testbed::keepalived_instance("VI_51", 51, 100, "0.1", "", &refs)],
+        ),
+    );
+    // keepalived's Master_Down_Interval is 0.36 s: a second is three of them.
+    never_holds(k_ns, &owned, Duration::from_secs(1), "the keepalived Backup");
+    assert!(holds_all_none(a_ns, "eth0", &owned).0, "ipf lost a VIP");
+
+    a.signal(libc::SIGTERM);
+    assert!(a.wait_exit(Duration::from_secs(2)).success());
+    wait_for("keepalived to hold all 25", T, || {
+        holds_all_none(k_ns, "eth0", &owned).0.then_some(())
+    });
+    let b = run(a_ns, &["-i", "eth0", "--instance", &instance(50)], &[]);
+    wait_for("ipf to run as BACKUP", T, || {
+        b.stderr_lines()
+            .iter()
+            .any(|l| l.contains("(VI_51) Entering BACKUP STATE"))
+            .then_some(())
+    });
+    never_holds(a_ns, &owned, Duration::from_secs(1), "the ipf Backup");
 }
