@@ -1,7 +1,7 @@
 //! Where VIPs go, end to end with ipf-agents in namespaces: a VIP with `dev` lands on that device
 //! (keepalived.conf and the arcts/keepalived environment) and moves with the election; excluded VIPs
-//! are owned like VIPs but not advertised; more than 20 VIPs are all owned and advertised, and a keepalived Backup with
-//! the same 25 hears an ipf Master as its master;
+//! are owned like VIPs but not advertised; more than 20 VIPs are all owned and advertised, and
+//! keepalived with the same 25 keeps one master with ipf either way round;
 //! the VRRP interface itself going down means FAULT (VIPs released, status, notify) and coming back
 //! up means BACKUP and MASTER again. Adverts are checked on the wire. Needs root.
 #![allow(clippy::unwrap_used, reason = "tests")]
