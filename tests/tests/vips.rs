@@ -11,8 +11,8 @@ use std::{net::Ipv4Addr, path::Path, time::Duration};
 use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, wait_for};
 use ipf_tests::{
     agent_bin, agent_status,
-    node::{holds_all_none, holds_on, nodes_on_a_bridge, read_lines, write_script},
-    trace::{Capture, Frame, Seen, mac_of, now_ns},
+    node::{holds_all_none, holds_on, logged_at, nodes_on_a_bridge, read_lines, write_script},
+    trace::{Capture, Frame, Seen, mac_of, ms, now_ns},
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -249,15 +249,18 @@ fn the_vrrp_interface_going_down_means_fault_and_coming_up_recovers() {
             .then_some(())
     });
 
+    let down = now_ns();
     a_ns.ip(&["link", "set", "eth0", "down"]);
     wait_for("A in FAULT without the VIP", T, || {
         (state().as_deref() == Some("FAULT") && !holds_on(a_ns, "eth0", vip)).then_some(())
     });
     wait_for("B to take the VIP", T, || holds_on(b_ns, "eth0", vip).then_some(()));
+    // From the kernel's link event, not a poll: within a few advert intervals.
+    let fault = logged_at(&a, "(VI_51) Entering FAULT STATE").unwrap();
     assert!(
-        a.stderr_lines()
-            .iter()
-            .any(|l| l.contains("(VI_51) Entering FAULT STATE"))
+        ms(down, fault) < 300.0,
+        "FAULT {:.0} ms after the link went down",
+        ms(down, fault)
     );
 
     a_ns.ip(&["link", "set", "eth0", "up"]);
