@@ -93,6 +93,10 @@ fn a_vip_with_dev_lands_on_that_device_and_moves_with_the_election() {
     wait_for("A's gratuitous ARP for the far VIP on eth1's segment", T, || {
         garp_seen(&cap, far, mac_of(a_ns, "eth1")).then_some(())
     });
+    // The lease (2 s at 1 s adverts) is renewed on eth1 too: no gap for longer than one lease.
+    sample_every_50ms(Duration::from_millis(2500), || {
+        assert!(holds_on(a_ns, "eth1", far), "{far} left A's eth1 while A is Master");
+    });
 
     let env = [
         ("KEEPALIVED_INTERFACE", "eth0".to_owned()),
@@ -282,19 +286,26 @@ fn the_vrrp_interface_going_down_means_fault_and_coming_up_recovers() {
     assert_eq!(lines, expected, "notify calls");
 }
 
-/// Samples `ns`'s addresses every 50 ms for `span`: none of `addrs` may ever be there.
-fn never_holds(ns: &Netns, addrs: &[String], span: Duration, who: &str) {
+/// Runs `check` every 50 ms for `span` (a property that must hold throughout, not eventually).
+fn sample_every_50ms(span: Duration, mut check: impl FnMut()) {
     let end = std::time::Instant::now() + span;
     let mut next = std::time::Instant::now();
     while next < end {
+        check();
+        next += Duration::from_millis(50);
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
+/// None of `addrs` is ever on `ns`'s eth0 during `span` (sampled every 50 ms).
+fn never_holds(ns: &Netns, addrs: &[String], span: Duration, who: &str) {
+    sample_every_50ms(span, || {
         let held: Vec<String> = addresses(ns, "eth0")
             .into_iter()
             .filter(|a| addrs.contains(a))
             .collect();
         assert!(held.is_empty(), "{who} took {held:?} beside the master");
-        next += Duration::from_millis(50);
-        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
-    }
+    });
 }
 
 /// keepalived 2 as a Backup checks the advert's address list against its own configuration and
