@@ -12,6 +12,7 @@ pub mod cost;
 pub mod deploy;
 pub mod flood;
 pub mod lab;
+pub mod node;
 pub mod trace;
 pub mod xdp;
 

@@ -4,7 +4,7 @@
 //! (CLOCK_REALTIME), the clock the kernel stamps packets with and the agent and `ip` print.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     sync::{
         Arc, Mutex,
@@ -36,8 +36,14 @@ pub enum Seen {
         spa: Ipv4Addr,
         tpa: Ipv4Addr,
     },
-    /// A VRRP advertisement from `src` with `priority`.
-    Vrrp { src: Ipv4Addr, priority: u8 },
+    /// An IPv6 neighbour advertisement for `target`.
+    Na { target: Ipv6Addr },
+    /// A VRRP advertisement from `src` with `priority` and the addresses it lists.
+    Vrrp {
+        src: Ipv4Addr,
+        priority: u8,
+        addrs: Vec<Ipv4Addr>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -54,52 +60,27 @@ pub struct Capture {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-// Classic BPF: accept ARP, and IPv4 with protocol 112 (VRRP); everything else stays in the kernel,
-// so the probe's thousands of datagrams a second cost the capture nothing.
-const FILTER: [libc::sock_filter; 7] = [
-    libc::sock_filter {
-        code: 0x28,
-        jt: 0,
-        jf: 0,
-        k: 12,
-    }, // ldh [12] (ethertype)
-    libc::sock_filter {
-        code: 0x15,
-        jt: 3,
-        jf: 0,
-        k: 0x0806,
-    }, // ARP → accept
-    libc::sock_filter {
-        code: 0x15,
-        jt: 0,
-        jf: 3,
-        k: 0x0800,
-    }, // not IPv4 → drop
-    libc::sock_filter {
-        code: 0x30,
-        jt: 0,
-        jf: 0,
-        k: 23,
-    }, // ldb [23] (protocol)
-    libc::sock_filter {
-        code: 0x15,
-        jt: 0,
-        jf: 1,
-        k: 112,
-    }, // VRRP → accept
-    libc::sock_filter {
-        code: 0x06,
-        jt: 0,
-        jf: 0,
-        k: 0xffff,
-    }, // accept
-    libc::sock_filter {
-        code: 0x06,
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }, // drop
+// Classic BPF: accept ARP, IPv4 with protocol 112 (VRRP) and IPv6 neighbour advertisements (ICMPv6
+// type 136 right after the fixed header, as announcements send them); everything else stays in the
+// kernel, so the probe's thousands of datagrams a second cost the capture nothing.
+const FILTER: [libc::sock_filter; 12] = [
+    op(0x28, 0, 0, 12),     // ldh [12] (ethertype)
+    op(0x15, 8, 0, 0x0806), // ARP → accept
+    op(0x15, 0, 2, 0x0800), // not IPv4 → IPv6?
+    op(0x30, 0, 0, 23),     // ldb [23] (protocol)
+    op(0x15, 5, 6, 112),    // VRRP → accept, else drop
+    op(0x15, 0, 5, 0x86dd), // not IPv6 → drop
+    op(0x30, 0, 0, 20),     // ldb [20] (next header)
+    op(0x15, 0, 3, 58),     // not ICMPv6 → drop
+    op(0x30, 0, 0, 54),     // ldb [54] (ICMPv6 type)
+    op(0x15, 0, 1, 136),    // neighbour advertisement → accept, else drop
+    op(0x06, 0, 0, 0xffff), // accept
+    op(0x06, 0, 0, 0),      // drop
 ];
+
+const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
 
 impl Capture {
     pub fn start(ns: &Netns, ifname: &str) -> Self {
@@ -249,9 +230,25 @@ fn parse(b: &[u8], at: Ns) -> Option<Frame> {
         0x0800 => {
             let ip = b.get(14..)?;
             let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            let vrrp = ip.get(ihl..)?;
+            // v2 and v3 alike: the count at byte 3, the addresses from byte 8.
+            let count = usize::from(*vrrp.get(3)?);
+            let addrs = vrrp
+                .get(8..8 + 4 * count)?
+                .chunks_exact(4)
+                .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                .collect();
             Seen::Vrrp {
                 src: Ipv4Addr::new(*ip.get(12)?, *ip.get(13)?, *ip.get(14)?, *ip.get(15)?),
-                priority: *ip.get(ihl + 2)?,
+                priority: *vrrp.get(2)?,
+                addrs,
+            }
+        }
+        0x86dd => {
+            let icmp = b.get(54..78)?;
+            let target: [u8; 16] = icmp[8..24].try_into().ok()?;
+            Seen::Na {
+                target: Ipv6Addr::from(target),
             }
         }
         _ => return None,

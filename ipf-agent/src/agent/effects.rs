@@ -248,28 +248,31 @@ impl Effects for RealEffects {
             sent: self.metrics.gratuitous_sent.clone(),
         };
         let _ = self.ops.send(op(self.garp.repeat));
-        // keepalived's second burst after garp_master_delay, then the optional periodic refresh
-        // (garp_master_refresh), for as long as this Master epoch lasts.
-        let second = op(self.garp.repeat);
-        let refresh = self.garp.refresh.map(|every| (every, op(1)));
-        let (delay, ops, epoch_now) = (self.garp.delay, self.ops.downgrade(), self.master_epoch.clone());
+        // keepalived's second burst after garp_master_delay and the optional periodic refresh
+        // (garp_master_refresh), both counted from the takeover as keepalived counts them (the
+        // refresh does not wait for the second burst), for as long as this Master epoch lasts.
+        let (ops, epoch_now) = (self.ops.downgrade(), self.master_epoch.clone());
+        let due = move |op: VipOp| {
+            let tx = ops.upgrade()?;
+            (epoch_now.load(Ordering::SeqCst) == epoch).then(|| tx.send(op).ok())?
+        };
+        let (second, delay) = (op(self.garp.repeat), self.garp.delay);
+        let second_due = due.clone();
         tokio::task::spawn_local(async move {
-            let due = |op: VipOp| {
-                let tx = ops.upgrade()?;
-                (epoch_now.load(Ordering::SeqCst) == epoch).then(|| tx.send(op).ok())?
-            };
             tokio::time::sleep(delay).await;
-            if due(second).is_none() {
-                return;
-            }
-            let Some((every, op)) = refresh else { return };
-            loop {
-                tokio::time::sleep(every).await;
-                if due(op.clone()).is_none() {
-                    return;
-                }
-            }
+            second_due(second);
         });
+        if let Some(every) = self.garp.refresh {
+            let refresh = op(1);
+            tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if due(refresh.clone()).is_none() {
+                        return;
+                    }
+                }
+            });
+        }
     }
 
     fn reannounce(&mut self) {

@@ -14,9 +14,17 @@ use crate::{
     vrrp::{InstanceConfig, State, timers::Precision},
 };
 
-/// Most addresses one advert carries; the rest are still owned, just not advertised (keepalived
-/// moves them to virtual_ipaddress_excluded the same way).
-pub const MAX_ADVERTISED: usize = 20;
+/// Most addresses one advert of `family` carries: what its 8-bit count field and a 1500-byte packet
+/// hold (255 IPv4, 90 IPv6). The rest are still owned, just not advertised, as keepalived moves them
+/// to its excluded addresses. keepalived 2 advertises every other VIP, and a keepalived Backup takes
+/// an advert whose list differs from its own configuration for no master at all; keepalived 1.x's
+/// limit of 20 would make one take over beside an ipf Master with 21 VIPs or more.
+pub fn max_advertised(family: Family) -> usize {
+    match family {
+        Family::V4 => 255,
+        Family::V6 => (1500 - 40 - 8) / 16,
+    }
+}
 
 /// What goes into every advert of the instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +36,7 @@ pub struct AdvertWire {
     pub src: IpAddr,
     /// The multicast group, or the unicast peers but this node.
     pub dsts: Vec<IpAddr>,
-    /// The advertised address list as on the wire (the first [`MAX_ADVERTISED`] VIPs).
+    /// The advertised address list as on the wire (the first [`max_advertised`] VIPs).
     pub addrs: Vec<u8>,
     /// The PASS password's 8 wire bytes.
     pub auth_pass: Option<[u8; 8]>,
@@ -67,7 +75,7 @@ impl InstancePlan {
         let addrs = spec
             .vips
             .iter()
-            .take(MAX_ADVERTISED)
+            .take(max_advertised(spec.family))
             .flat_map(|v| wire_addr(&v.addr)[..addr_len].to_vec())
             .collect();
         let vips: Vec<Vip> = spec
@@ -166,8 +174,8 @@ mod tests {
             (src, Some(src), src)
         );
         assert_eq!(p.wire.dsts, [IpAddr::from(MCAST_V4)]);
-        // 20 of the 22 advertised VIPs go on the wire, 4 bytes each; all 23 owned ones are placed.
-        assert_eq!(p.wire.addrs.len(), MAX_ADVERTISED * 4);
+        // All 22 advertised VIPs go on the wire, 4 bytes each; all 23 owned ones are placed.
+        assert_eq!(p.wire.addrs.len(), 22 * 4);
         assert_eq!(&p.wire.addrs[..4], &[192, 0, 2, 1]);
         assert_eq!(p.vips.len(), 23);
         assert_eq!(p.vips[0].dev.as_deref(), Some("eth0"));
@@ -195,5 +203,26 @@ mod tests {
         assert_eq!(p.wire.dsts, [IpAddr::from(MCAST_V6)]);
         assert_eq!(p.wire.addrs.len(), 16);
         assert_eq!(p.wire.auth_pass, None);
+    }
+
+    #[test]
+    fn adverts_list_what_one_packet_holds_and_every_vip_stays_owned() {
+        let mut v4 = spec();
+        v4.vips = (0..300u32)
+            .map(|n| parse_vip(&format!("10.0.{}.{}/16", n / 256, n % 256)).expect("vip"))
+            .collect();
+        let p = InstancePlan::new(&v4, "eth0", "192.0.2.200".parse().expect("addr"));
+        assert_eq!(p.wire.addrs.len(), 255 * 4, "the count field's limit");
+        assert_eq!(p.vips.len(), 301);
+        let mut v6 = InstanceSpec::new("VI_6", "eth0", 7, Family::V6);
+        v6.version = 3;
+        v6.vips = (0..100)
+            .map(|n| parse_vip(&format!("2001:db8::{n:x}/64")).expect("vip"))
+            .collect();
+        let p = InstancePlan::new(&v6, "eth0", "fe80::1".parse().expect("addr"));
+        // IPv6 header, VRRP header, addresses: within 1500 bytes, no fragment.
+        assert!(40 + 8 + p.wire.addrs.len() <= 1500);
+        assert_eq!(p.wire.addrs.len(), 90 * 16);
+        assert_eq!(p.vips.len(), 100);
     }
 }

@@ -589,13 +589,13 @@ fn observe(bench: &Bench, kill: Ns, answer: Ns, a_answers: &[Ns], took_ms: f64) 
     let a_last_advert = frames
         .iter()
         .filter(|f| {
-            f.at <= answer && matches!(f.seen, trace::Seen::Vrrp { src, priority } if src == a_src && priority > 0)
+            f.at <= answer && matches!(f.seen, trace::Seen::Vrrp { src, priority, .. } if src == a_src && priority > 0)
         })
         .map(|f| f.at)
         .next_back();
     let a_release = frames
         .iter()
-        .find(|f| f.at >= kill && matches!(f.seen, trace::Seen::Vrrp { src, priority: 0 } if src == a_src))
+        .find(|f| f.at >= kill && matches!(f.seen, trace::Seen::Vrrp { src, priority: 0, .. } if src == a_src))
         .map(|f| f.at);
     let garp = frames
         .iter()
