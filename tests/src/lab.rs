@@ -133,7 +133,7 @@ pub fn adverts_from(capture: &Capture, src: Ipv4Addr, from: Ns, to: Ns) -> Vec<(
         .between(from, to)
         .iter()
         .filter_map(|f| match f.seen {
-            Seen::Vrrp { src: s, priority } if s == src => Some((f.at, priority)),
+            Seen::Vrrp { src: s, priority, .. } if s == src => Some((f.at, priority)),
             _ => None,
         })
         .collect()
