@@ -713,13 +713,10 @@ impl Frr {
         }
     }
 
-    /// Whether FRR currently serves `vip` (address on the macvlan, and the macvlan not protodown).
-    pub fn holds(&self, ns: &Netns, vip: &str) -> bool {
-        let out = ns.ip(&["-j", "-d", "link", "show", "dev", &self.macvlan]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
-        let link = &v[0];
-        let up = link["operstate"] == "UP" && link["proto_down"] != true;
-        up && addresses(ns, &self.macvlan).iter().any(|a| a == vip)
+    /// How many times vrrpd has become Master (its macvlan carries the VIP, up, from the start until
+    /// vrrpd first sets it protodown: only its log tells a Master from that).
+    pub fn became_master(&self) -> usize {
+        self._vrrpd.lines().iter().filter(|l| l.contains("-> Master")).count()
     }
 }
 

@@ -11,6 +11,7 @@ pub mod container;
 pub mod cost;
 pub mod deploy;
 pub mod flood;
+pub mod holders;
 pub mod lab;
 pub mod node;
 pub mod trace;
@@ -47,4 +48,20 @@ pub fn agent_status(ns: &ipf_testbed::Netns, socket: &std::path::Path) -> Vec<se
         .ok()
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default()
+}
+
+/// The receive path the agent in `ns` reports on its default metrics address
+/// (`ipf_datapath_mode{interface="IFACE",mode="..."} 1`): `xdp-driver`, `xdp-skb` or `raw-socket`.
+pub fn datapath_mode(ns: &ipf_testbed::Netns, iface: &str) -> Option<String> {
+    let (status, body) = ipf_testbed::http_get(ns, std::net::IpAddr::from([127, 0, 0, 1]), 9477, "/metrics")?;
+    if status != 200 {
+        return None;
+    }
+    body.lines().find_map(|l| {
+        let rest = l.strip_prefix("ipf_datapath_mode{")?;
+        let (labels, value) = rest.rsplit_once("} ")?;
+        let interface_matches = labels.split(',').any(|x| x == format!("interface=\"{iface}\""));
+        let mode = labels.split(',').find_map(|x| x.strip_prefix("mode=\""))?;
+        (interface_matches && value.trim() == "1").then(|| mode.trim_end_matches('"').to_owned())
+    })
 }

@@ -3,7 +3,7 @@
 //! a real keepalived as a fourth peer: elections, the manifest's probes, `podman kill` → takeover,
 //! `podman stop` → priority-0 release within terminationGracePeriodSeconds, nothing left on a node
 //! after removal; the runtime's default seccomp profile and a missing capability give the clear
-//! error; a rolling update as the strategy allows keeps exactly one VIP holder.
+//! error; a rolling update as the strategy allows keeps exactly one VIP holder (sampled throughout).
 //! Needs root, podman and the image (`IPF_IMAGE_ARCHIVE`, set by `cargo xtask test`); skips with a
 //! message otherwise.
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -26,6 +26,7 @@ use ipf_testbed::{
 use ipf_tests::{
     agent_bin,
     container::{Container, LoadedImage, Node, Overrides, PodSpec, podman_available},
+    holders::{Holders, Step},
 };
 
 const VIP: &str = "192.0.2.100";
@@ -162,6 +163,20 @@ fn manifest_pods_elect_probe_fail_over_and_leave_nothing() {
     // VIP back from an early keepalived master): keepalived as the ipfailover image ran it (VRRPv2,
     // PASS = the config name), below every ipf node.
     let k_ns = Netns::new("ipf-ctk");
+    // Who holds the VIP, sampled from here on (keepalived's node has no eth0 until it joins).
+    let labels = ["node0", "node1", "node2"];
+    let sampled = Holders::start(
+        VIP,
+        &[
+            (labels[0], cluster.ns(0), "eth0"),
+            (labels[1], cluster.ns(1), "eth0"),
+            (labels[2], cluster.ns(2), "eth0"),
+            ("keepalived", &k_ns, "eth0"),
+        ],
+    );
+    // The manifest keeps the images' default 1 s adverts.
+    let step = Step::at(Duration::from_secs(1));
+    sampled.wait_owner(labels[master], step);
     cluster.switch.attach(&k_ns, "eth0", &["192.0.2.14/24"], "pk");
     let pass = &spec.env["OPENSHIFT_HA_CONFIG_NAME"];
     let keepalived = Keepalived::start(
@@ -224,6 +239,7 @@ fn manifest_pods_elect_probe_fail_over_and_leave_nothing() {
     wait_for("the second node to take over after podman kill", T, || {
         (cluster.holders() == vec![second]).then_some(())
     });
+    sampled.wait_owner(labels[second], Step::after_kill(Duration::from_secs(1)));
     // The killed agent's XDP program outlives it by design (datapath/attach.rs: no RCU grace period
     // under rtnl_mutex when an agent dies) until the next agent or `ipf-agent cleanup` removes it.
     assert!(cluster.ns(master).has_xdp("eth0"), "XDP gone after podman kill");
@@ -258,14 +274,14 @@ fn manifest_pods_elect_probe_fail_over_and_leave_nothing() {
         "takeover after priority 0 took {:?} (a Master_Down_Interval is 3 s and more)",
         stopped_at.elapsed()
     );
+    sampled.wait_owner(labels[third], step);
 
     // Removal: keepalived, the last peer, takes the VIP; no node keeps an address or a program.
     for c in containers {
         c.remove();
     }
-    wait_for("keepalived to take over", T, || {
-        addresses(&k_ns, "eth0").iter().any(|a| a == VIP).then_some(())
-    });
+    sampled.wait_owner("keepalived", step);
+    drop(sampled);
     // `podman rm -f` kills the last running agent: its program stays until cleanup (cleanup_xdp).
     for k in 0..3 {
         cleanup_xdp(cluster.ns(k));
@@ -341,13 +357,10 @@ fn a_missing_capability_exits_non_zero_naming_it_before_touching_the_node() {
     assert!(!cluster.ns(0).has_xdp("eth0"));
 }
 
-/// Holder counts and client results sampled during a rolling update.
-#[derive(Default)]
-struct Samples {
-    /// (time, holders, client reached the VIP)
-    points: Vec<(Instant, usize, bool)>,
-}
-
+/// A rolling update as the DaemonSet's strategy allows it, one node at a time. The shared sampler
+/// watches the VIP's holders throughout (never two at once beyond a handover; after each step the
+/// highest-priority node holds it alone for a few advert intervals); a client fetches the VIP all
+/// along: at most one outage per step (the failover when the master's node is updated).
 #[test]
 fn rolling_update_one_node_at_a_time_keeps_one_holder() {
     let Some(archive) = image() else { return };
@@ -356,6 +369,16 @@ fn rolling_update_one_node_at_a_time_keeps_one_holder() {
     let (cluster, _responders) = Cluster::new("cr", 3);
     let client = Netns::new("ipf-crc");
     cluster.switch.attach(&client, "eth0", &["192.0.2.50/24"], "pc");
+    // The manifest keeps the images' default 1 s adverts.
+    let step = Step::at(Duration::from_secs(1));
+    let labels: Vec<String> = (0..3).map(|i| format!("node{i}")).collect();
+    let sampled = Holders::start(
+        VIP,
+        &(0..3)
+            .map(|i| (labels[i].as_str(), cluster.ns(i), "eth0"))
+            .collect::<Vec<_>>(),
+    );
+    let top = &labels[by_priority(&priorities(&cluster, vrid(&spec)))[0]];
     let names: Vec<String> = (0..3).map(|_| unique("ipf-cr")).collect();
     let mut containers: BTreeMap<usize, Container> = (0..3)
         .map(|i| {
@@ -374,32 +397,19 @@ fn rolling_update_one_node_at_a_time_keeps_one_holder() {
     for i in 0..3 {
         wait_for("readiness", T, || probe_ok(&cluster, i, &spec.readiness).then_some(()));
     }
-    wait_for("one holder", T, || (cluster.holders().len() == 1).then_some(()));
+    sampled.wait_owner(top, step);
 
-    let samples = Arc::new(Mutex::new(Samples::default()));
+    // (time, the client reached the VIP)
+    let reached = Arc::new(Mutex::new(Vec::<(Instant, bool)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (samples, stop) = (samples.clone(), stop.clone());
-        let ns: Vec<String> = (0..3).map(|i| cluster.ns(i).name.clone()).collect();
+    let fetcher = {
+        let (reached, stop) = (reached.clone(), stop.clone());
         let client = client.name.clone();
         std::thread::spawn(move || {
-            let holders = |ns: &[String]| {
-                ns.iter()
-                    .filter(|n| {
-                        let out = std::process::Command::new("ip")
-                            .args(["-n", n, "-br", "addr", "show", "dev", "eth0"])
-                            .output()
-                            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                            .unwrap_or_default();
-                        out.split_whitespace().any(|a| a.split('/').next() == Some(VIP))
-                    })
-                    .count()
-            };
             let client_ns = Netns { name: client };
             while !stop.load(Ordering::Relaxed) {
-                let h = holders(&ns);
                 let ok = fetch_name(&client_ns, VIP.parse().unwrap(), PORT).is_some();
-                samples.lock().unwrap().points.push((Instant::now(), h, ok));
+                reached.lock().unwrap().push((Instant::now(), ok));
             }
             // The client namespace is owned by the test, not by this copy of its name.
             std::mem::forget(client_ns);
@@ -424,43 +434,27 @@ fn rolling_update_one_node_at_a_time_keeps_one_holder() {
             (ready.elapsed() >= spec.min_ready).then_some(())
         });
         containers.insert(i, new);
+        sampled.wait_owner(top, step);
         steps.push((begin, Instant::now()));
     }
     stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let samples = samples.lock().unwrap();
-    assert!(samples.points.len() > 50, "{} samples", samples.points.len());
-    let two = samples.points.iter().filter(|(_, h, _)| *h > 1).count();
-    assert_eq!(two, 0, "two VIP holders at once in {two} samples");
+    fetcher.join().unwrap();
+    let reached = reached.lock().unwrap();
+    assert!(reached.len() > 50, "{} samples", reached.len());
     for (k, (begin, end)) in steps.iter().enumerate() {
-        let window: Vec<&(Instant, usize, bool)> = samples
-            .points
-            .iter()
-            .filter(|(t, _, _)| t >= begin && t <= end)
-            .collect();
-        // An outage is a run of samples with no holder or no answer: at most one per step (the
-        // failover when the master's node is updated), and the step ends with one holder.
-        let outages = window
-            .windows(2)
-            .filter(|w| {
-                let up = |p: &(Instant, usize, bool)| p.1 == 1 && p.2;
-                up(w[0]) && !up(w[1])
-            })
-            .count();
-        let down: Duration = window
-            .windows(2)
-            .filter(|w| !(w[0].1 == 1 && w[0].2))
-            .map(|w| w[1].0 - w[0].0)
-            .sum();
+        let window: Vec<&(Instant, bool)> = reached.iter().filter(|(t, _)| t >= begin && t <= end).collect();
+        // An outage is a run of fetches that failed.
+        let outages = window.windows(2).filter(|w| w[0].1 && !w[1].1).count();
+        let down: Duration = window.windows(2).filter(|w| !w[0].1).map(|w| w[1].0 - w[0].0).sum();
         println!(
-            "rolling update step {k} (node{k}): {:?}, {} samples, {outages} outage(s), {down:?} without a reachable single holder",
+            "rolling update step {k} (node{k}): {:?}, {} fetches, {outages} outage(s), {down:?} unreachable",
             *end - *begin,
             window.len()
         );
         assert!(outages <= 1, "step {k}: {outages} outages");
-        let last = window.last().unwrap();
-        assert!(last.1 == 1 && last.2, "step {k} ends with one reachable holder");
+        assert!(window.last().unwrap().1, "step {k} ends with the VIP reachable");
     }
+    drop(sampled);
     drop(containers);
     // Containers removed by force leave their program, as a crash does (see cleanup_xdp).
     for k in 0..3 {

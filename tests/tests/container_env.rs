@@ -1,29 +1,33 @@
 //! What a container's environment changes for the agent, without a container runtime: NODE_IP picks
 //! the advert source among several addresses (seen on the wire by the peer), an XDP slot held by
-//! another program means the raw-socket path with one clear line, a read-only /proc/sys gives one
+//! another program means the raw-socket path with one clear line (and that path carries the election), a read-only /proc/sys gives one
 //! warning for all VIPs, and logs in a pipe carry no escape sequences (`--log-format json` gives
 //! JSON lines). Needs root; skips with a message otherwise.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::{path::Path, process::Command, time::Duration};
 
-use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, spawn_monitor, wait_for};
-use ipf_tests::agent_bin;
+use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, http_get, spawn_monitor, wait_for};
+use ipf_tests::{
+    agent_bin, datapath_mode,
+    holders::{Holders, Step},
+};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
 
 fn agent(ns: &Netns, socket: &Path, priority: u8, env: &[(&str, &str)], extra: &[&str]) -> Proc {
     let mut cmd = ns.command(agent_bin());
-    cmd.args(["run", "-i", "eth0", "--metrics-addr", "off", "--status-socket"])
+    cmd.args(["run", "-i", "eth0", "--status-socket"])
         .arg(socket)
-        .args(extra)
-        .args([
-            "--instance",
-            &format!(
-                "name=VI_51,vrid=51,priority={priority},interval=100,version=3,vip=192.0.2.100/24,vip=192.0.2.101/24"
-            ),
-        ]);
+        .args(extra);
+    if !extra.contains(&"--metrics-addr") {
+        cmd.args(["--metrics-addr", "off"]);
+    }
+    cmd.args([
+        "--instance",
+        &format!("name=VI_51,vrid=51,priority={priority},interval=100,version=3,vip=192.0.2.100/24,vip=192.0.2.101/24"),
+    ]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -67,24 +71,45 @@ fn node_ip_is_the_advert_source_among_several_addresses() {
     assert!(!addresses(&c, "eth0").iter().any(|x| x == "192.0.2.100"));
 }
 
+/// `--xdp-mode auto` on an interface whose XDP slot another program holds: one clear line, the
+/// raw-socket path in the metrics, and that path really carries the election. The fallback node has
+/// the lower priority, so only the adverts it receives keep it Backup: it names the master it hears,
+/// takes over when that master is killed, yields when it returns and takes over at once on its
+/// priority-0 release. Never two holders of the VIP on the way.
 #[test]
-fn xdp_slot_held_by_another_program_falls_back_with_one_line() {
+fn xdp_slot_held_by_another_program_falls_back_and_elects_on_the_raw_socket_path() {
     ipf_testbed::skip_unless_root!();
+    let interval = Duration::from_millis(100);
     let switch = Switch::new("ipf-xss");
     let a = Netns::new("ipf-xsa");
+    let b = Netns::new("ipf-xsb");
     switch.attach(&a, "eth0", &["192.0.2.1/24"], "pa");
-    // Another program in the slot: the datapath monitor holds it through its own link.
+    switch.attach(&b, "eth0", &["192.0.2.2/24"], "pb");
+    let holders = Holders::start("192.0.2.100", &[("a", &a, "eth0"), ("b", &b, "eth0")]);
+    // Another program in the slot: the datapath monitor holds it through its own link (and passes
+    // valid adverts on to the stack, where the fallback's socket reads them).
     let monitor = spawn_monitor(&a, &agent_bin(), &["-i", "eth0", "--vrid", "51,version=3,interval=100"]);
     wait_for("the other program to hold the XDP slot", T, || {
         a.has_xdp("eth0").then_some(())
     });
     let dir = TempDir::new("ipf-xs");
-    let sock = dir.path().join("a.sock");
-    let agent = agent(&a, &sock, 200, &[], &[]);
-    wait_for("the agent to become master on the raw-socket path", T, || {
-        (ipf_tests::agent_status(&a, &sock).first()?["state"] == "MASTER").then_some(())
-    });
-    let logs = agent.stderr_lines();
+    let (sa, sb) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    let master_b = agent(&b, &sb, 200, &[], &[]);
+    holders.wait_owner("b", Step::at(interval));
+    let fallback = agent(&a, &sa, 100, &[], &["--metrics-addr", "127.0.0.1:9477"]);
+    let backup_hearing_b = || {
+        wait_for(
+            "a to be Backup naming b as master, from the adverts it receives",
+            T,
+            || {
+                let s = ipf_tests::agent_status(&a, &sa);
+                (s.first()?["state"] == "BACKUP" && s[0]["master"] == "192.0.2.2").then_some(())
+            },
+        )
+    };
+    backup_hearing_b();
+    holders.wait_owner("b", Step::at(interval));
+    let logs = fallback.stderr_lines();
     let held: Vec<&String> = logs.iter().filter(|l| l.contains("held by another program")).collect();
     assert_eq!(held.len(), 1, "one clear line:\n{}", logs.join("\n"));
     assert!(held[0].contains("raw-socket"), "{}", held[0]);
@@ -93,7 +118,33 @@ fn xdp_slot_held_by_another_program_falls_back_with_one_line() {
         "{}",
         logs.join("\n")
     );
-    drop(agent);
+    assert_eq!(
+        wait_for("a's datapath mode in its metrics", T, || datapath_mode(&a, "eth0")),
+        "raw-socket"
+    );
+
+    // b killed: a's master-down timer, fed by the raw-socket path, runs out.
+    drop(master_b);
+    holders.wait_owner("a", Step::after_kill(interval));
+    // b back with its higher priority: a hears it and yields.
+    let mut master_b = agent(&b, &sb, 200, &[], &[]);
+    holders.wait_owner("b", Step::at(interval));
+    backup_hearing_b();
+    // b stops gracefully: a takes over on its priority-0 advert, which it counts.
+    master_b.signal(libc::SIGTERM);
+    assert!(master_b.wait_exit(T).success());
+    holders.wait_owner("a", Step::at(interval));
+    wait_for("a to count b's priority-0 advert", T, || {
+        let (_, body) = http_get(&a, [127, 0, 0, 1].into(), 9477, "/metrics")?;
+        body.lines()
+            .filter(|l| l.starts_with("ipf_vrrp_priority_zero_received_total{"))
+            .any(|l| {
+                l.rsplit_once(' ')
+                    .is_some_and(|(_, v)| v.parse::<f64>().is_ok_and(|v| v >= 1.0))
+            })
+            .then_some(())
+    });
+    drop(fallback);
     drop(monitor);
 }
 

@@ -5,14 +5,18 @@
 use std::{net::IpAddr, time::Duration};
 
 use ipf_testbed::{
-    Frr, Keepalived, Netns, Proc, Switch, addresses, fetch_name, keepalived_conf, keepalived_instance, spawn_responder,
-    wait_for,
+    Frr, Keepalived, Netns, Proc, Switch, fetch_name, keepalived_conf, keepalived_instance, spawn_responder, wait_for,
 };
-use ipf_tests::agent_bin;
+use ipf_tests::{
+    agent_bin,
+    holders::{Holders, Step},
+};
 
 const T: Duration = Duration::from_secs(20);
 const VIP: &str = "192.0.2.100";
 const PORT: u16 = 8080;
+/// Every node's advert interval.
+const INTERVAL: Duration = Duration::from_millis(100);
 
 struct Node {
     ns: Netns,
@@ -43,16 +47,10 @@ fn agent(ns: &Netns, priority: u8) -> Proc {
     Proc::spawn("ipf-agent", cmd)
 }
 
-fn ipf_holds(ns: &Netns) -> bool {
-    addresses(ns, "eth0").iter().any(|a| a == VIP)
-}
-
-/// Waits until `who` is the only holder among `holders` and the client reaches the VIP there.
-fn wait_owner(client: &Netns, who: &str, holders: &[(&str, &dyn Fn() -> bool)]) {
-    wait_for(&format!("{who} to be the only holder of {VIP}"), T, || {
-        let held: Vec<&str> = holders.iter().filter(|(_, h)| h()).map(|(n, _)| *n).collect();
-        (held == [who]).then_some(())
-    });
+/// Waits until `who` is the only holder (never two at once beyond `step` on the way, and alone for
+/// the settle window) and the client reaches the VIP there.
+fn wait_owner(client: &Netns, holders: &Holders, who: &str, step: Step) {
+    holders.wait_owner(who, step);
     let vip: IpAddr = VIP.parse().unwrap();
     wait_for(&format!("the client to reach {VIP} on {who}"), T, || {
         fetch_name(client, vip, PORT).filter(|n| n.starts_with(who)).map(|_| ())
@@ -68,24 +66,30 @@ fn with_frr_vrrpv3() {
     let client = Netns::new("ipf-fc");
     switch.attach(&client, "eth0", &["192.0.2.50/24"], "pc");
     let frr = Frr::start(&frr_node.ns, "eth0", 51, 150, 100, &format!("{VIP}/24"));
-    let holders: [(&str, &dyn Fn() -> bool); 2] = [
-        ("ipf-fi", &|| ipf_holds(&ipf.ns)),
-        ("ipf-ff", &|| frr.holds(&frr_node.ns, VIP)),
-    ];
-    wait_owner(&client, "ipf-ff", &holders);
+    // FRR holds the VIP on its macvlan while that is not protodown.
+    let holders = Holders::start(
+        VIP,
+        &[
+            ("ipf-fi", &ipf.ns, "eth0"),
+            ("ipf-ff", &frr_node.ns, frr.macvlan.as_str()),
+        ],
+    );
+    // The macvlan carries the VIP from its creation until vrrpd's Initialize sets it protodown.
+    wait_for("FRR's first election", T, || (frr.became_master() >= 1).then_some(()));
+    wait_owner(&client, &holders, "ipf-ff", Step::at(INTERVAL));
 
     // ipf with a higher priority preempts; FRR goes Backup (protodown).
     let a = agent(&ipf.ns, 200);
-    wait_owner(&client, "ipf-fi", &holders);
+    wait_owner(&client, &holders, "ipf-fi", Step::at(INTERVAL));
     // SIGKILL: FRR takes over; the dead agent's VIP lease runs out.
     drop(a);
-    wait_owner(&client, "ipf-ff", &holders);
+    wait_owner(&client, &holders, "ipf-ff", Step::after_kill(INTERVAL));
     // Back and preempting, then a graceful stop.
     let mut a = agent(&ipf.ns, 200);
-    wait_owner(&client, "ipf-fi", &holders);
+    wait_owner(&client, &holders, "ipf-fi", Step::at(INTERVAL));
     a.signal(libc::SIGTERM);
     assert!(a.wait_exit(Duration::from_secs(1)).success());
-    wait_owner(&client, "ipf-ff", &holders);
+    wait_owner(&client, &holders, "ipf-ff", Step::at(INTERVAL));
     // ipf with a lower priority stays Backup.
     let a = agent(&ipf.ns, 100);
     wait_for("ipf to enter BACKUP", T, || {
@@ -94,7 +98,7 @@ fn with_frr_vrrpv3() {
             .any(|l| l.contains("(VI_51) Entering BACKUP STATE"))
             .then_some(())
     });
-    wait_owner(&client, "ipf-ff", &holders);
+    wait_owner(&client, &holders, "ipf-ff", Step::at(INTERVAL));
     drop(a);
     drop(frr);
 }
@@ -122,22 +126,25 @@ fn three_node_mixed_cluster_ipf_keepalived_frr() {
     let frr = Frr::start(&frr_node.ns, "eth0", 51, 100, 100, &format!("{VIP}/24"));
     let mut ka = Some(Keepalived::start(&ka_node.ns, &conf));
     let a = agent(&ipf.ns, 200);
-    let holders: [(&str, &dyn Fn() -> bool); 3] = [
-        ("ipf-mi", &|| ipf_holds(&ipf.ns)),
-        ("ipf-mk", &|| ipf_holds(&ka_node.ns)),
-        ("ipf-mf", &|| frr.holds(&frr_node.ns, VIP)),
-    ];
+    let holders = Holders::start(
+        VIP,
+        &[
+            ("ipf-mi", &ipf.ns, "eth0"),
+            ("ipf-mk", &ka_node.ns, "eth0"),
+            ("ipf-mf", &frr_node.ns, frr.macvlan.as_str()),
+        ],
+    );
     // The highest priority (ipf, 200) wins among three implementations.
-    wait_owner(&client, "ipf-mi", &holders);
+    wait_owner(&client, &holders, "ipf-mi", Step::at(INTERVAL));
     // ipf killed: keepalived (150) takes over, FRR (100) stays Backup.
     drop(a);
-    wait_owner(&client, "ipf-mk", &holders);
+    wait_owner(&client, &holders, "ipf-mk", Step::after_kill(INTERVAL));
     // keepalived stopped: FRR takes over.
     if let Some(mut k) = ka.take() {
         k.stop();
     }
-    wait_owner(&client, "ipf-mf", &holders);
+    wait_owner(&client, &holders, "ipf-mf", Step::at(INTERVAL));
     // ipf back: it preempts FRR.
     let _a = agent(&ipf.ns, 200);
-    wait_owner(&client, "ipf-mi", &holders);
+    wait_owner(&client, &holders, "ipf-mi", Step::at(INTERVAL));
 }

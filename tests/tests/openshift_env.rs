@@ -1,14 +1,20 @@
 //! ipf-agent configured only by the ipfailover image's OPENSHIFT_HA_* environment: two ipf nodes, and a
 //! mixed rollout with a real keepalived running the configuration the old image generates for the
-//! same environment. One master per VIP group at every step, and failover both ways. Needs root.
+//! same environment. One master per VIP group at every step (sampled throughout: never two at once,
+//! and each step's owner stays put), and failover both ways. Needs root.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::time::Duration;
 
 use ipf_testbed::{Keepalived, Netns, Proc, Switch, addresses, wait_for};
-use ipf_tests::agent_bin;
+use ipf_tests::{
+    agent_bin,
+    holders::{Holders, Step},
+};
 
 const T: Duration = Duration::from_secs(30);
+/// The images' advert interval (OPENSHIFT_HA_* has none set here; keepalived's default).
+const INTERVAL: Duration = Duration::from_secs(1);
 /// Two groups: 192.0.2.10-11 (VRID 1) and 192.0.2.12-13 (VRID 2).
 const GROUPS: [[&str; 2]; 2] = [["192.0.2.10", "192.0.2.11"], ["192.0.2.12", "192.0.2.13"]];
 
@@ -51,6 +57,12 @@ fn wait_one_master_each(nodes: &[(&str, &Netns)]) -> Vec<String> {
     })
 }
 
+/// Samples who holds each group, on `nodes` (label, namespace).
+fn sampler(nodes: &[(&str, &Netns)]) -> Holders {
+    let probes: Vec<(&str, &Netns, &str)> = nodes.iter().map(|(n, ns)| (*n, *ns, "eth0")).collect();
+    Holders::start_groups(&[&GROUPS[0], &GROUPS[1]], &probes)
+}
+
 fn pair() -> (Switch, Netns, Netns) {
     let switch = Switch::new("ipf-os");
     let a = Netns::new("ipf-oa");
@@ -67,7 +79,10 @@ fn two_ipf_nodes_from_the_ipfailover_environment() {
     let pa = env_agent(&a);
     let _pb = env_agent(&b);
     let nodes = [("a", &a), ("b", &b)];
+    let sampled = sampler(&nodes);
     let masters = wait_one_master_each(&nodes);
+    let owners: Vec<&str> = masters.iter().map(String::as_str).collect();
+    sampled.wait_owners(&owners, Step::at(INTERVAL));
     assert!(
         pa.stderr_lines().iter().any(|l| l.contains("(ipf_test_VIP_1)")),
         "instance names follow the config name"
@@ -79,6 +94,7 @@ fn two_ipf_nodes_from_the_ipfailover_environment() {
         let h = holders(&nodes);
         h.iter().all(|g| g == &vec![survivor]).then_some(())
     });
+    sampled.wait_owner(survivor, Step::after_kill(INTERVAL));
 }
 
 /// What the old ipfailover image generates for the same environment (its config-generators.sh, see
@@ -109,9 +125,11 @@ fn mixed_rollout_with_the_old_keepalived_image() {
     // The old pod, with the highest priority ipf can assign (254) so it masters both groups first.
     let mut ka = Keepalived::start(&b, &old_image_conf(254));
     let nodes = [("ipf", &a), ("keepalived", &b)];
+    let sampled = sampler(&nodes);
     wait_for("keepalived to master both groups", T, || {
         (holders(&nodes) == [vec!["keepalived"], vec!["keepalived"]]).then_some(())
     });
+    sampled.wait_owner("keepalived", Step::at(INTERVAL));
     let ipf = env_agent(&a);
     // They agree: one master per group, and ipf (lower priority) stays Backup.
     wait_for("ipf to join as Backup", T, || {
@@ -122,15 +140,17 @@ fn mixed_rollout_with_the_old_keepalived_image() {
             == 2)
             .then_some(())
     });
-    assert_eq!(holders(&nodes), [vec!["keepalived"], vec!["keepalived"]]);
+    sampled.wait_owner("keepalived", Step::at(INTERVAL));
     // The old pod goes away (rolling update): ipf takes every group over.
     ka.stop();
     wait_for("ipf to take both groups", T, || {
         (holders(&nodes) == [vec!["ipf"], vec!["ipf"]]).then_some(())
     });
+    sampled.wait_owner("ipf", Step::at(INTERVAL));
     // And back: the old image's pod returns with its higher priority and takes over from ipf.
     let _ka = Keepalived::start(&b, &old_image_conf(254));
     wait_for("keepalived to take both groups back", T, || {
         (holders(&nodes) == [vec!["keepalived"], vec!["keepalived"]]).then_some(())
     });
+    sampled.wait_owner("keepalived", Step::at(INTERVAL));
 }
