@@ -71,14 +71,24 @@ pub struct Step {
 }
 
 impl Step {
-    /// A change of owner by VRRP at `interval` adverts: settle for three intervals (a Backup that
-    /// did not hear the owner would take over within that), tolerate a handover of 200 ms (a few
+    /// A change of owner by VRRP at `interval` adverts: the owner keeps the VIP for three intervals
+    /// (it advertises, and no one it beat comes back), and a handover of 200 ms is tolerated (a few
     /// ms in practice: the time for the new master's advert to be handled by the old one).
     pub fn at(interval: Duration) -> Self {
         Step {
             timeout: Duration::from_secs(20),
             settle: (interval * 3).max(Duration::from_millis(300)),
             overlap: Duration::from_millis(200),
+        }
+    }
+
+    /// A node that just started as Backup under the owner: the settle window outlasts its
+    /// Master_Down_Interval (3 × interval + Skew_Time < 4 × interval, counted from its start,
+    /// which is before the wait), so a Backup that does not hear the owner takes the VIP within it.
+    pub fn joining(interval: Duration) -> Self {
+        Step {
+            settle: interval * 4 + Duration::from_millis(100),
+            ..Step::at(interval)
         }
     }
 

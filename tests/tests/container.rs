@@ -176,7 +176,8 @@ fn manifest_pods_elect_probe_fail_over_and_leave_nothing() {
     );
     // The manifest keeps the images' default 1 s adverts.
     let step = Step::at(Duration::from_secs(1));
-    sampled.wait_owner(labels[master], step);
+    // The others started with it and must keep hearing it.
+    sampled.wait_owner(labels[master], Step::joining(Duration::from_secs(1)));
     cluster.switch.attach(&k_ns, "eth0", &["192.0.2.14/24"], "pk");
     let pass = &spec.env["OPENSHIFT_HA_CONFIG_NAME"];
     let keepalived = Keepalived::start(

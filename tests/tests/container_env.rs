@@ -108,7 +108,7 @@ fn xdp_slot_held_by_another_program_falls_back_and_elects_on_the_raw_socket_path
         )
     };
     backup_hearing_b();
-    holders.wait_owner("b", Step::at(interval));
+    holders.wait_owner("b", Step::joining(interval));
     let logs = fallback.stderr_lines();
     let held: Vec<&String> = logs.iter().filter(|l| l.contains("held by another program")).collect();
     assert_eq!(held.len(), 1, "one clear line:\n{}", logs.join("\n"));

@@ -207,7 +207,7 @@ fn run_failover(mode: Mode, version: u8, ka_extra: &str, ipf_extra: &str, interv
             .any(|l| l.contains("(VI_51) Entering BACKUP STATE"))
             .then_some(())
     });
-    lab.wait_owner("keepalived", step);
+    lab.wait_owner("keepalived", Step::joining(Duration::from_millis(interval_ms.into())));
     lab.assert_mode();
     // keepalived has no VIP lease, so a SIGKILL would leave its VIP behind: stop it gracefully.
     lab.keepalived.take().unwrap().stop();

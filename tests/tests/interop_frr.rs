@@ -98,7 +98,7 @@ fn with_frr_vrrpv3() {
             .any(|l| l.contains("(VI_51) Entering BACKUP STATE"))
             .then_some(())
     });
-    wait_owner(&client, &holders, "ipf-ff", Step::at(INTERVAL));
+    wait_owner(&client, &holders, "ipf-ff", Step::joining(INTERVAL));
     drop(a);
     drop(frr);
 }

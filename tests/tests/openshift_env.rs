@@ -82,7 +82,8 @@ fn two_ipf_nodes_from_the_ipfailover_environment() {
     let sampled = sampler(&nodes);
     let masters = wait_one_master_each(&nodes);
     let owners: Vec<&str> = masters.iter().map(String::as_str).collect();
-    sampled.wait_owners(&owners, Step::at(INTERVAL));
+    // Both started together: the loser of each group is a Backup that must keep hearing the owner.
+    sampled.wait_owners(&owners, Step::joining(INTERVAL));
     assert!(
         pa.stderr_lines().iter().any(|l| l.contains("(ipf_test_VIP_1)")),
         "instance names follow the config name"
@@ -140,7 +141,7 @@ fn mixed_rollout_with_the_old_keepalived_image() {
             == 2)
             .then_some(())
     });
-    sampled.wait_owner("keepalived", Step::at(INTERVAL));
+    sampled.wait_owner("keepalived", Step::joining(INTERVAL));
     // The old pod goes away (rolling update): ipf takes every group over.
     ka.stop();
     wait_for("ipf to take both groups", T, || {
