@@ -194,11 +194,29 @@ impl Holders {
 
     /// [`Holders::wait_owner`] with an owner per group (`who[g]` for group g).
     pub fn wait_owners(&self, who: &[&str], step: Step) -> Vec<Sample> {
+        let who: Vec<String> = who.iter().map(|w| (*w).to_owned()).collect();
+        self.wait_inner(Some(&who), step).1
+    }
+
+    /// Waits until some node holds each group alone, whichever it is, and checks the way there and
+    /// the settle window as [`Holders::wait_owner`] does; returns the owner of each group and the
+    /// samples this wait checked.
+    pub fn wait_single_owner(&self, step: Step) -> (Vec<String>, Vec<Sample>) {
+        self.wait_inner(None, step)
+    }
+
+    fn wait_inner(&self, expected: Option<&[String]>, step: Step) -> (Vec<String>, Vec<Sample>) {
         let began = Instant::now();
-        let alone = |s: &Sample| s.holders.len() == who.len() && s.holders.iter().zip(who).all(|(h, w)| h == &[*w]);
-        let reached = crate::wait_for(&format!("{who:?} to hold {} alone", self.vips), step.timeout, || {
-            self.sample_after(began).filter(|s| alone(s)).map(|s| s.at)
+        let what = expected.map_or_else(|| "one node each".to_owned(), |w| format!("{w:?}"));
+        let (reached, who) = crate::wait_for(&format!("{what} to hold {} alone", self.vips), step.timeout, || {
+            let s = self.sample_after(began)?;
+            let single: Option<Vec<String>> = s.holders.iter().map(|h| (h.len() == 1).then(|| h[0].clone())).collect();
+            single
+                .filter(|w| expected.is_none_or(|e| e == w.as_slice()))
+                .map(|w| (s.at, w))
         });
+        let alone =
+            |s: &Sample| s.holders.len() == who.len() && s.holders.iter().zip(&who).all(|(h, w)| h == &[w.clone()]);
         let settled = reached + step.settle;
         crate::wait_for(
             &format!("samples of {} for the settle window", self.vips),
@@ -260,7 +278,7 @@ impl Holders {
                 changes(&samples, origin)
             );
         }
-        samples
+        (who, samples)
     }
 }
 
