@@ -673,6 +673,10 @@ impl Frr {
         ns.ip(&["link", "set", &macvlan, "address", &vmac]);
         ns.ip(&["addr", "add", vip, "dev", &macvlan]);
         ns.ip(&["link", "set", &macvlan, "up"]);
+        // The VIP is a local address of the whole namespace: without arp_ignore the parent answers
+        // ARP for it with its own MAC while vrrpd is Backup (the macvlan protodown), and draws a
+        // client's traffic away from the real Master.
+        ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{parent}.arp_ignore=1")]);
         let dir = TempDir::new("ipf-frr");
         let addr = vip.split('/').next().unwrap_or(vip);
         std::fs::write(dir.path().join("zebra.conf"), "hostname ipf-test\n").unwrap();
