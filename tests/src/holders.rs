@@ -215,8 +215,13 @@ impl Holders {
                 .filter(|w| expected.is_none_or(|e| e == w.as_slice()))
                 .map(|w| (s.at, w))
         });
-        let alone =
-            |s: &Sample| s.holders.len() == who.len() && s.holders.iter().zip(&who).all(|(h, w)| h == &[w.clone()]);
+        let alone = |s: &Sample| {
+            s.holders.len() == who.len()
+                && s.holders
+                    .iter()
+                    .zip(&who)
+                    .all(|(h, w)| h.as_slice() == std::slice::from_ref(w))
+        };
         let settled = reached + step.settle;
         crate::wait_for(
             &format!("samples of {} for the settle window", self.vips),
