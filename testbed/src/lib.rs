@@ -262,6 +262,19 @@ impl Netns {
         let out = self.ip(&["-d", "link", "show", "dev", ifname]);
         out.contains("prog/xdp") || out.contains(" xdp")
     }
+
+    /// How the kernel runs the XDP program on `ifname`, as `ip -d link` reports it: `Some("driver")`
+    /// (native), `Some("generic")` (the skb path), `None` without a program.
+    pub fn xdp_attach_mode(&self, ifname: &str) -> Option<&'static str> {
+        let out = self.ip(&["-j", "-d", "link", "show", "dev", ifname]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        // linux/if_link.h XDP_ATTACHED_*: 1 driver, 2 skb (generic).
+        match v[0]["xdp"]["mode"].as_u64() {
+            Some(1) => Some("driver"),
+            Some(2) => Some("generic"),
+            _ => None,
+        }
+    }
 }
 
 impl Drop for Netns {

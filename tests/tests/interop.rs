@@ -130,10 +130,16 @@ impl Lab {
                 .any(|l| l.contains("datapath: XDP attached") && l.contains(label)),
         };
         assert!(said, "no log line for {label}:\n{}", logs.join("\n"));
+        // And the kernel runs what the agent reports.
+        let kernel = match self.mode {
+            Mode::Native => Some("driver"),
+            Mode::Skb => Some("generic"),
+            Mode::Off => None,
+        };
         assert_eq!(
-            self.ipf.ns.has_xdp("eth0"),
-            !matches!(self.mode, Mode::Off),
-            "XDP on eth0 with --xdp-mode {}",
+            self.ipf.ns.xdp_attach_mode("eth0"),
+            kernel,
+            "XDP on eth0 as the kernel reports it, with --xdp-mode {}",
             self.mode.arg()
         );
     }
