@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, http_get, wait_for};
+use ipf_testbed::{Netns, Proc, Switch, TempDir, http_get, wait_for};
 
 use crate::{
     agent_bin,
@@ -63,13 +63,18 @@ impl Lab {
     /// Starts an agent in `ns` on node `node`'s file and socket (leases off: these tests stop
     /// agents gracefully or look at nothing a lease would change).
     pub fn agent(&self, ns: &Netns, node: &str) -> Proc {
-        let mut cmd = ns.command(agent_bin());
-        cmd.args(["run", "--vip-lease-secs", "0", "--status-socket"])
-            .arg(self.socket(node))
-            .arg("--config")
-            .arg(self.file(node));
-        Proc::spawn("ipf-agent", cmd)
+        agent_with(ns, &self.file(node), &self.socket(node))
     }
+}
+
+/// Starts an agent in `ns` on keepalived.conf `file` with status socket `socket` (leases off).
+pub fn agent_with(ns: &Netns, file: &Path, socket: &Path) -> Proc {
+    let mut cmd = ns.command(agent_bin());
+    cmd.args(["run", "--vip-lease-secs", "0", "--status-socket"])
+        .arg(socket)
+        .arg("--config")
+        .arg(file);
+    Proc::spawn("ipf-agent", cmd)
 }
 
 /// A `vrrp_instance` on eth0 with 100 ms adverts and `extra` lines (preemption, say).
@@ -77,8 +82,9 @@ pub fn instance(name: &str, vrid: u8, priority: u8, extra: &str, vips: &[&str]) 
     ipf_testbed::keepalived_instance(name, vrid, priority, "0.1", extra, vips)
 }
 
+/// Whether `vip` is on the lab's `eth0` in `ns`.
 pub fn holds(ns: &Netns, vip: &str) -> bool {
-    addresses(ns, "eth0").iter().any(|a| a == vip)
+    crate::node::holds_on(ns, "eth0", vip)
 }
 
 /// How many of `p`'s log lines contain `needle`.

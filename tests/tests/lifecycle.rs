@@ -7,43 +7,13 @@
 
 use std::{path::Path, time::Duration};
 
-use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, http_get, wait_for};
-use ipf_tests::agent_bin;
+use ipf_testbed::{Netns, Proc, TempDir, addresses, http_get, keepalived_conf, wait_for};
+use ipf_tests::{
+    agent_bin,
+    lab::{Lab, agent_with, holds, instance, logged},
+};
 
 const T: Duration = Duration::from_secs(20);
-
-fn pair(tag: &str) -> (Switch, Netns, Netns) {
-    let switch = Switch::new(&format!("ipf-{tag}s"));
-    let a = Netns::new(&format!("ipf-{tag}a"));
-    let b = Netns::new(&format!("ipf-{tag}b"));
-    switch.attach(&a, "eth0", &["192.0.2.1/24"], "pa");
-    switch.attach(&b, "eth0", &["192.0.2.2/24"], "pb");
-    (switch, a, b)
-}
-
-/// A `vrrp_instance` with 100 ms adverts (VRRPv3), so elections settle fast.
-fn instance(name: &str, vrid: u8, priority: u8, vips: &[&str]) -> String {
-    format!(
-        "vrrp_instance {name} {{\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
-        vips.join("\n    ")
-    )
-}
-
-fn conf(instances: &[String]) -> String {
-    format!(
-        "global_defs {{\n  router_id ipf-test\n  vrrp_version 3\n}}\n{}",
-        instances.concat()
-    )
-}
-
-fn agent(ns: &Netns, file: &Path, socket: &Path) -> Proc {
-    let mut cmd = ns.command(agent_bin());
-    cmd.args(["run", "--vip-lease-secs", "0", "--status-socket"])
-        .arg(socket)
-        .arg("--config")
-        .arg(file);
-    Proc::spawn("ipf-agent", cmd)
-}
 
 /// `ipf-agent status --json` of the agent behind `socket`: instance name → (state, last transition).
 fn status(ns: &Netns, socket: &Path) -> Vec<(String, String, f64)> {
@@ -65,10 +35,6 @@ fn states(s: &[(String, String, f64)]) -> Vec<(&str, &str)> {
     s.iter().map(|(n, st, _)| (n.as_str(), st.as_str())).collect()
 }
 
-fn holds(ns: &Netns, vip: &str) -> bool {
-    addresses(ns, "eth0").iter().any(|a| a == vip)
-}
-
 /// Adverts the agent in `ns` has sent, from its /metrics.
 fn adverts_sent(ns: &Netns) -> u64 {
     let Some((200, body)) = http_get(ns, "127.0.0.1".parse().unwrap(), 9477, "/metrics") else {
@@ -78,10 +44,6 @@ fn adverts_sent(ns: &Netns) -> u64 {
         .filter(|l| l.starts_with("ipf_vrrp_adverts_sent_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-fn count(p: &Proc, needle: &str) -> usize {
-    p.stderr_lines().iter().filter(|l| l.contains(needle)).count()
 }
 
 /// Waits until `ns`'s agent has sent `n` more adverts: at 100 ms a peer would have noticed any gap
@@ -96,47 +58,27 @@ fn let_elections_run(ns: &Netns, n: u64) {
 /// Two nodes on a bridge, each running an agent with a keepalived.conf of VI_1 (VRID 51,
 /// 192.0.2.100) and VI_2 (VRID 52, 192.0.2.101) at the given priorities.
 struct Pair {
-    _switch: Switch,
-    a_ns: Netns,
-    b_ns: Netns,
-    dir: TempDir,
+    // The agents stop before their namespaces go.
     a: Proc,
     b: Proc,
+    lab: Lab,
 }
 
 impl Pair {
     fn start(tag: &str, a: [u8; 2], b: [u8; 2]) -> Pair {
-        let (switch, a_ns, b_ns) = pair(tag);
-        let dir = TempDir::new(&format!("ipf-{tag}"));
+        let lab = Lab::new(tag);
         let start = |ns: &Netns, node: &str, p: [u8; 2]| {
-            let file = dir.path().join(format!("{node}.conf"));
-            std::fs::write(
-                &file,
-                conf(&[
-                    instance("VI_1", 51, p[0], &["192.0.2.100/24"]),
-                    instance("VI_2", 52, p[1], &["192.0.2.101/24"]),
-                ]),
-            )
-            .unwrap();
-            agent(ns, &file, &dir.path().join(format!("{node}.sock")))
+            lab.write(
+                node,
+                &[
+                    instance("VI_1", 51, p[0], "", &["192.0.2.100/24"]),
+                    instance("VI_2", 52, p[1], "", &["192.0.2.101/24"]),
+                ],
+            );
+            lab.agent(ns, node)
         };
-        let (a, b) = (start(&a_ns, "a", a), start(&b_ns, "b", b));
-        Pair {
-            _switch: switch,
-            a_ns,
-            b_ns,
-            dir,
-            a,
-            b,
-        }
-    }
-
-    fn file(&self, node: &str) -> std::path::PathBuf {
-        self.dir.path().join(format!("{node}.conf"))
-    }
-
-    fn socket(&self, node: &str) -> std::path::PathBuf {
-        self.dir.path().join(format!("{node}.sock"))
+        let (a, b) = (start(&lab.a, "a", a), start(&lab.b, "b", b));
+        Pair { a, b, lab }
     }
 }
 
@@ -144,62 +86,68 @@ impl Pair {
 fn sighup_with_an_unchanged_configuration_changes_nothing() {
     ipf_testbed::skip_unless_root!();
     let p = Pair::start("hu", [150, 50], [100, 100]);
-    let (sa, sb) = (p.socket("a"), p.socket("b"));
-    let Pair { a_ns, b_ns, a, b, .. } = p;
+    let (sa, sb) = (p.lab.socket("a"), p.lab.socket("b"));
+    let Pair { lab, a, b } = p;
+    let (a_ns, b_ns) = (&lab.a, &lab.b);
     wait_for("a to master VI_1 and b VI_2", T, || {
-        (holds(&a_ns, "192.0.2.100") && holds(&b_ns, "192.0.2.101")).then_some(())
+        (holds(a_ns, "192.0.2.100") && holds(b_ns, "192.0.2.101")).then_some(())
     });
     wait_for("both agents to settle", T, || {
-        (states(&status(&a_ns, &sa)) == [("VI_1", "MASTER"), ("VI_2", "BACKUP")]
-            && states(&status(&b_ns, &sb)) == [("VI_1", "BACKUP"), ("VI_2", "MASTER")])
+        (states(&status(a_ns, &sa)) == [("VI_1", "MASTER"), ("VI_2", "BACKUP")]
+            && states(&status(b_ns, &sb)) == [("VI_1", "BACKUP"), ("VI_2", "MASTER")])
         .then_some(())
     });
-    let (before_a, before_b) = (status(&a_ns, &sa), status(&b_ns, &sb));
-    let (addr_a, addr_b) = (addresses(&a_ns, "eth0"), addresses(&b_ns, "eth0"));
-    let (entering_a, entering_b) = (count(&a, "Entering"), count(&b, "Entering"));
+    let (before_a, before_b) = (status(a_ns, &sa), status(b_ns, &sb));
+    let (addr_a, addr_b) = (addresses(a_ns, "eth0"), addresses(b_ns, "eth0"));
+    let (entering_a, entering_b) = (logged(&a, "Entering"), logged(&b, "Entering"));
     a.signal(libc::SIGHUP);
     b.signal(libc::SIGHUP);
     for p in [&a, &b] {
         wait_for("the reload to be done", T, || {
-            (count(
+            (logged(
                 p,
                 "reloaded: 2 unchanged, 0 updated in place, 0 restarted, 0 removed, 0 added",
             ) == 1)
                 .then_some(())
         });
     }
-    let_elections_run(&a_ns, 10);
-    let_elections_run(&b_ns, 10);
-    assert_eq!(status(&a_ns, &sa), before_a, "a's states and transition times");
-    assert_eq!(status(&b_ns, &sb), before_b, "b's states and transition times");
-    assert_eq!(addresses(&a_ns, "eth0"), addr_a);
-    assert_eq!(addresses(&b_ns, "eth0"), addr_b);
-    assert_eq!((count(&a, "Entering"), count(&b, "Entering")), (entering_a, entering_b));
+    let_elections_run(a_ns, 10);
+    let_elections_run(b_ns, 10);
+    assert_eq!(status(a_ns, &sa), before_a, "a's states and transition times");
+    assert_eq!(status(b_ns, &sb), before_b, "b's states and transition times");
+    assert_eq!(addresses(a_ns, "eth0"), addr_a);
+    assert_eq!(addresses(b_ns, "eth0"), addr_b);
+    assert_eq!(
+        (logged(&a, "Entering"), logged(&b, "Entering")),
+        (entering_a, entering_b)
+    );
 }
 
 #[test]
 fn sighup_updates_in_place_and_releases_removed_instances() {
     ipf_testbed::skip_unless_root!();
     let p = Pair::start("hc", [150, 150], [100, 100]);
-    let (sa, sb, fa) = (p.socket("a"), p.socket("b"), p.file("a"));
-    let Pair {
-        a_ns, b_ns, a, b: _b, ..
-    } = p;
+    let (sa, sb, fa) = (p.lab.socket("a"), p.lab.socket("b"), p.lab.file("a"));
+    let Pair { lab, a, b: _b } = p;
+    let (a_ns, b_ns) = (&lab.a, &lab.b);
     wait_for("a to master both", T, || {
-        (states(&status(&a_ns, &sa)) == [("VI_1", "MASTER"), ("VI_2", "MASTER")]
-            && states(&status(&b_ns, &sb)) == [("VI_1", "BACKUP"), ("VI_2", "BACKUP")])
+        (states(&status(a_ns, &sa)) == [("VI_1", "MASTER"), ("VI_2", "MASTER")]
+            && states(&status(b_ns, &sb)) == [("VI_1", "BACKUP"), ("VI_2", "BACKUP")])
         .then_some(())
     });
-    let vi1_since = status(&a_ns, &sa)[0].2;
+    let vi1_since = status(a_ns, &sa)[0].2;
     // VI_1 gains an address and a lower (still winning) priority; VI_2 goes away.
     std::fs::write(
         &fa,
-        conf(&[instance("VI_1", 51, 140, &["192.0.2.100/24", "192.0.2.102/24"])]),
+        keepalived_conf(
+            3,
+            &[instance("VI_1", 51, 140, "", &["192.0.2.100/24", "192.0.2.102/24"])],
+        ),
     )
     .unwrap();
     a.signal(libc::SIGHUP);
     wait_for("the reload to be done", T, || {
-        (count(
+        (logged(
             &a,
             "reloaded: 0 unchanged, 1 updated in place, 0 restarted, 1 removed, 0 added",
         ) == 1)
@@ -207,12 +155,12 @@ fn sighup_updates_in_place_and_releases_removed_instances() {
     });
     // On the wire from here on: a's only instance left is VI_1, so every advert of a's that is not
     // VI_2's release (priority 0) must carry the new priority.
-    let capture = ipf_tests::trace::Capture::start(&b_ns, "eth0");
+    let capture = ipf_tests::trace::Capture::start(b_ns, "eth0");
     let from = ipf_tests::trace::now_ns();
     wait_for("a to hold the new address and b to take VI_2 over", T, || {
-        (holds(&a_ns, "192.0.2.102") && !holds(&a_ns, "192.0.2.101") && holds(&b_ns, "192.0.2.101")).then_some(())
+        (holds(a_ns, "192.0.2.102") && !holds(a_ns, "192.0.2.101") && holds(b_ns, "192.0.2.101")).then_some(())
     });
-    let_elections_run(&a_ns, 10);
+    let_elections_run(a_ns, 10);
     let priorities: Vec<u8> =
         ipf_tests::lab::adverts_from(&capture, ipf_tests::lab::A_IP, from, ipf_tests::trace::now_ns())
             .into_iter()
@@ -224,35 +172,39 @@ fn sighup_updates_in_place_and_releases_removed_instances() {
         priorities.iter().all(|p| *p == 140),
         "a advertises 140 now: {priorities:?}"
     );
-    let now = status(&a_ns, &sa);
+    let now = status(a_ns, &sa);
     assert_eq!(states(&now), [("VI_1", "MASTER")], "VI_2 is gone from a's status");
     assert_eq!(now[0].2, vi1_since, "VI_1 kept its state through the update");
-    let vi1 = ipf_tests::agent_status(&a_ns, &sa);
+    let vi1 = ipf_tests::agent_status(a_ns, &sa);
     assert_eq!(
         (vi1[0]["priority"].as_u64(), vi1[0]["configured_priority"].as_u64()),
         (Some(140), Some(140)),
         "VI_1's priority in a's status"
     );
-    assert!(holds(&a_ns, "192.0.2.100"));
-    assert!(!holds(&b_ns, "192.0.2.100") && !holds(&b_ns, "192.0.2.102"));
+    assert!(holds(a_ns, "192.0.2.100"));
+    assert!(!holds(b_ns, "192.0.2.100") && !holds(b_ns, "192.0.2.102"));
 }
 
 #[test]
 fn a_bad_configuration_leaves_the_node_as_it_was() {
     ipf_testbed::skip_unless_root!();
-    let (_switch, a_ns, _b_ns) = pair("bc");
+    let lab = Lab::new("bc");
+    let a_ns = &lab.a;
     let dir = TempDir::new("ipf-bad");
     let file = dir.path().join("bad.conf");
     let socket = dir.path().join("a.sock");
     // An address this configuration manages is on the interface (say, left by a kill -9).
     a_ns.ip(&["addr", "add", "192.0.2.100/24", "dev", "eth0"]);
-    let before = addresses(&a_ns, "eth0");
+    let before = addresses(a_ns, "eth0");
     std::fs::write(
         &file,
-        conf(&[instance("VI_1", 51, 150, &["192.0.2.100/24"]).replace("priority 150", "priority 300")]),
+        keepalived_conf(
+            3,
+            &[instance("VI_1", 51, 150, "", &["192.0.2.100/24"]).replace("priority 150", "priority 300")],
+        ),
     )
     .unwrap();
-    let mut p = agent(&a_ns, &file, &socket);
+    let mut p = agent_with(a_ns, &file, &socket);
     let status = p.wait_exit(T);
     assert!(!status.success());
     let err = p.stderr_lines().join("\n");
@@ -260,17 +212,21 @@ fn a_bad_configuration_leaves_the_node_as_it_was() {
         err.contains("bad.conf:") && err.contains("300"),
         "names the file, line and value: {err}"
     );
-    assert_eq!(addresses(&a_ns, "eth0"), before, "no address touched");
+    assert_eq!(addresses(a_ns, "eth0"), before, "no address touched");
     assert!(!a_ns.has_xdp("eth0"), "no program attached");
     assert!(!socket.exists());
 
     // The same at reload: the running configuration stays.
-    std::fs::write(&file, conf(&[instance("VI_1", 51, 150, &["192.0.2.100/24"])])).unwrap();
-    let a = agent(&a_ns, &file, &socket);
+    std::fs::write(
+        &file,
+        keepalived_conf(3, &[instance("VI_1", 51, 150, "", &["192.0.2.100/24"])]),
+    )
+    .unwrap();
+    let a = agent_with(a_ns, &file, &socket);
     wait_for("a to master VI_1", T, || {
-        (states(&self::status(&a_ns, &socket)) == [("VI_1", "MASTER")]).then_some(())
+        (states(&self::status(a_ns, &socket)) == [("VI_1", "MASTER")]).then_some(())
     });
-    let before = self::status(&a_ns, &socket);
+    let before = self::status(a_ns, &socket);
     std::fs::write(
         &file,
         "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  bogus_keyword 1\n}\n",
@@ -278,7 +234,7 @@ fn a_bad_configuration_leaves_the_node_as_it_was() {
     .unwrap();
     a.signal(libc::SIGHUP);
     wait_for("the reload to fail", T, || {
-        (count(&a, "reload failed") == 1).then_some(())
+        (logged(&a, "reload failed") == 1).then_some(())
     });
     assert!(
         a.stderr_lines()
@@ -286,9 +242,9 @@ fn a_bad_configuration_leaves_the_node_as_it_was() {
             .any(|l| l.contains("bad.conf:4") && l.contains("bogus_keyword")),
         "the error names the line and keyword"
     );
-    let_elections_run(&a_ns, 5);
-    assert_eq!(self::status(&a_ns, &socket), before);
-    assert!(holds(&a_ns, "192.0.2.100"));
+    let_elections_run(a_ns, 5);
+    assert_eq!(self::status(a_ns, &socket), before);
+    assert!(holds(a_ns, "192.0.2.100"));
 }
 
 fn iptables_rules(ns: &Netns) -> String {
@@ -298,7 +254,8 @@ fn iptables_rules(ns: &Netns) -> String {
 #[test]
 fn cleanup_removes_the_vips_and_the_firewall_rule() {
     ipf_testbed::skip_unless_root!();
-    let (_switch, a_ns, _b_ns) = pair("cu");
+    let lab = Lab::new("cu");
+    let a_ns = &lab.a;
     let env = [
         ("OPENSHIFT_HA_VIRTUAL_IPS", "192.0.2.10-11"),
         ("OPENSHIFT_HA_MONITOR_PORT", "0"),
@@ -326,21 +283,21 @@ fn cleanup_removes_the_vips_and_the_firewall_rule() {
     cmd.env_remove("KEEPALIVED_DEBUG");
     let mut agent = Proc::spawn("ipf-agent", cmd);
     wait_for("the agent to master both VIPs", T, || {
-        (holds(&a_ns, "192.0.2.10") && holds(&a_ns, "192.0.2.11")).then_some(())
+        (holds(a_ns, "192.0.2.10") && holds(a_ns, "192.0.2.11")).then_some(())
     });
     assert!(
-        iptables_rules(&a_ns).contains("224.0.0.18"),
+        iptables_rules(a_ns).contains("224.0.0.18"),
         "the accept rule is in INPUT"
     );
     // Not under a running agent, which would take them right back.
     let refused = ipf(&["cleanup", "--status-socket", socket]).output().unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is running"));
-    assert!(holds(&a_ns, "192.0.2.10"));
+    assert!(holds(a_ns, "192.0.2.10"));
     // A crash leaves the addresses and the rule behind; cleanup removes both.
     agent.signal(libc::SIGKILL);
     agent.wait_exit(T);
-    assert!(holds(&a_ns, "192.0.2.10"));
+    assert!(holds(a_ns, "192.0.2.10"));
     let out = ipf(&["cleanup", "--status-socket", socket]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stdout);
@@ -348,15 +305,15 @@ fn cleanup_removes_the_vips_and_the_firewall_rule() {
         report.contains("removed 192.0.2.10/32") && report.contains("removed 192.0.2.11/32"),
         "{report}"
     );
-    assert!(!holds(&a_ns, "192.0.2.10") && !holds(&a_ns, "192.0.2.11"));
-    assert!(!iptables_rules(&a_ns).contains("224.0.0.18"), "the rule is gone");
+    assert!(!holds(a_ns, "192.0.2.10") && !holds(a_ns, "192.0.2.11"));
+    assert!(!iptables_rules(a_ns).contains("224.0.0.18"), "the rule is gone");
     // Idempotent. Its own socket, not the host's default: an agent running on the host must neither
     // refuse this nor be touched by it.
     let again = ipf(&["cleanup", "--status-socket", socket]).output().unwrap();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert!(!String::from_utf8_lossy(&again.stdout).contains("removed 192.0.2"));
     assert!(
-        addresses(&a_ns, "eth0").contains(&"192.0.2.1".to_owned()),
+        addresses(a_ns, "eth0").contains(&"192.0.2.1".to_owned()),
         "the node's own address stays"
     );
 }
@@ -384,25 +341,30 @@ fn wait_running(p: &Proc) {
 #[test]
 fn the_xdp_program_outlives_a_crash_until_the_next_agent_or_cleanup() {
     ipf_testbed::skip_unless_root!();
-    let (_switch, a_ns, _b_ns) = pair("xc");
+    let lab = Lab::new("xc");
+    let a_ns = &lab.a;
     let dir = TempDir::new("ipf-xdpcrash");
     let file = dir.path().join("ipf.conf");
-    std::fs::write(&file, conf(&[instance("VI_1", 51, 150, &["192.0.2.100/24"])])).unwrap();
+    std::fs::write(
+        &file,
+        keepalived_conf(3, &[instance("VI_1", 51, 150, "", &["192.0.2.100/24"])]),
+    )
+    .unwrap();
     let socket = |n: &str| dir.path().join(format!("{n}.sock"));
-    assert_eq!(xdp_prog_id(&a_ns), None);
+    assert_eq!(xdp_prog_id(a_ns), None);
 
-    let mut first = agent(&a_ns, &file, &socket("first"));
-    let id1 = wait_for("the first agent's program", T, || xdp_prog_id(&a_ns));
+    let mut first = agent_with(a_ns, &file, &socket("first"));
+    let id1 = wait_for("the first agent's program", T, || xdp_prog_id(a_ns));
     first.signal(libc::SIGKILL);
     first.wait_exit(T);
-    assert_eq!(xdp_prog_id(&a_ns), Some(id1), "a crash leaves the program attached");
+    assert_eq!(xdp_prog_id(a_ns), Some(id1), "a crash leaves the program attached");
 
-    let mut second = agent(&a_ns, &file, &socket("second"));
+    let mut second = agent_with(a_ns, &file, &socket("second"));
     let id2 = wait_for("the second agent to replace the program", T, || {
-        xdp_prog_id(&a_ns).filter(|id| *id != id1)
+        xdp_prog_id(a_ns).filter(|id| *id != id1)
     });
     wait_for("the second agent to master the VIP", T, || {
-        holds(&a_ns, "192.0.2.100").then_some(())
+        holds(a_ns, "192.0.2.100").then_some(())
     });
     assert!(
         second
@@ -434,10 +396,10 @@ fn the_xdp_program_outlives_a_crash_until_the_next_agent_or_cleanup() {
     });
     intruder.signal(libc::SIGKILL);
     intruder.wait_exit(T);
-    assert_eq!(xdp_prog_id(&a_ns), Some(id2), "the running agent's program stays");
+    assert_eq!(xdp_prog_id(a_ns), Some(id2), "the running agent's program stays");
     second.signal(libc::SIGKILL);
     second.wait_exit(T);
-    assert_eq!(xdp_prog_id(&a_ns), Some(id2));
+    assert_eq!(xdp_prog_id(a_ns), Some(id2));
 
     let out = a_ns
         .command(agent_bin())
@@ -456,8 +418,8 @@ fn the_xdp_program_outlives_a_crash_until_the_next_agent_or_cleanup() {
     assert!(!a_ns.has_xdp("eth0"), "cleanup detached it");
 
     // An agent that does not use XDP removes a crashed one's program, which would go on filtering.
-    let mut third = agent(&a_ns, &file, &socket("third"));
-    wait_for("the third agent's program", T, || xdp_prog_id(&a_ns));
+    let mut third = agent_with(a_ns, &file, &socket("third"));
+    wait_for("the third agent's program", T, || xdp_prog_id(a_ns));
     third.signal(libc::SIGKILL);
     third.wait_exit(T);
     let mut cmd = a_ns.command(agent_bin());
@@ -473,8 +435,8 @@ fn the_xdp_program_outlives_a_crash_until_the_next_agent_or_cleanup() {
     fourth.signal(libc::SIGTERM);
     assert!(fourth.wait_exit(T).success());
 
-    let mut fifth = agent(&a_ns, &file, &socket("fifth"));
-    wait_for("the fifth agent's program", T, || xdp_prog_id(&a_ns));
+    let mut fifth = agent_with(a_ns, &file, &socket("fifth"));
+    wait_for("the fifth agent's program", T, || xdp_prog_id(a_ns));
     wait_running(&fifth);
     fifth.signal(libc::SIGTERM);
     assert!(fifth.wait_exit(T).success());
@@ -484,7 +446,8 @@ fn the_xdp_program_outlives_a_crash_until_the_next_agent_or_cleanup() {
 #[test]
 fn keepalived_conf_notify_scripts_get_keepalived_argv() {
     ipf_testbed::skip_unless_root!();
-    let (_switch, a_ns, _b_ns) = pair("nt");
+    let lab = Lab::new("nt");
+    let a_ns = &lab.a;
     let dir = TempDir::new("ipf-notify");
     let log = dir.path().join("notify.log");
     let script = |name: &str| {
@@ -504,11 +467,14 @@ fn keepalived_conf_notify_scripts_get_keepalived_argv() {
     );
     std::fs::write(
         &file,
-        conf(&[instance("VI_1", 51, 150, &["192.0.2.100/24"])
-            .replace("  virtual_ipaddress", &format!("{extra}  virtual_ipaddress"))]),
+        keepalived_conf(
+            3,
+            &[instance("VI_1", 51, 150, "", &["192.0.2.100/24"])
+                .replace("  virtual_ipaddress", &format!("{extra}  virtual_ipaddress"))],
+        ),
     )
     .unwrap();
-    let mut a = agent(&a_ns, &file, &dir.path().join("a.sock"));
+    let mut a = agent_with(a_ns, &file, &dir.path().join("a.sock"));
     let lines = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for("BACKUP then MASTER notifications", T, || {
         (lines().lines().count() >= 4).then_some(())
@@ -539,7 +505,8 @@ fn keepalived_conf_notify_scripts_get_keepalived_argv() {
 #[test]
 fn check_config_names_the_variable_and_value_or_prints_the_configuration() {
     ipf_testbed::skip_unless_root!();
-    let (_switch, a_ns, _b_ns) = pair("cc");
+    let lab = Lab::new("cc");
+    let a_ns = &lab.a;
     let check_config = |env: &[(&str, &str)]| {
         let out = a_ns
             .command(agent_bin())
