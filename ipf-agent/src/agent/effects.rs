@@ -15,7 +15,7 @@ use ipf_common::vrrp::{AdvertFields, encode_advert};
 use tokio::sync::mpsc;
 
 use super::{
-    outbox::{Outbox, Pending},
+    outbox::{Origin, Outbox},
     plan::AdvertWire,
     vips::VipOp,
 };
@@ -37,6 +37,8 @@ pub(super) struct RealEffects {
     /// Every owned VIP with its interface filled in (`dev`).
     pub(super) vips: Vec<Vip>,
     pub(super) outbox: Outbox,
+    /// This instance as its queued adverts name and count it.
+    pub(super) origin: Rc<Origin>,
     /// Whether the instance is Master (set by `state_changed`): its periodic adverts wait for the
     /// run loop's batch, a takeover's or a release's do not.
     pub(super) advertising: bool,
@@ -189,19 +191,7 @@ impl Effects for RealEffects {
             };
             match encode_advert(&fields, &mut buf) {
                 // Sent with the others due in the same batch when the run loop flushes.
-                Ok(n) => self.outbox.queue(Pending {
-                    dst: *dst,
-                    msg: buf[..n].to_vec(),
-                    instance: self.name.clone(),
-                    sent: if priority == 0 {
-                        vec![
-                            self.metrics.adverts_sent.clone(),
-                            self.metrics.priority_zero_sent.clone(),
-                        ]
-                    } else {
-                        vec![self.metrics.adverts_sent.clone()]
-                    },
-                }),
+                Ok(n) => self.outbox.queue(*dst, &buf[..n], &self.origin, priority == 0),
                 Err(e) => tracing::error!(instance = %self.name, "encoding advert: {e:?}"),
             }
         }

@@ -266,20 +266,9 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
                             Ok(summary) => {
                                 tracing::info!("reloaded: {summary}");
                                 crate::script_security::set_run_as(new.script_security.run_as.clone());
-                                if config.firewall != new.firewall || families(&config) != families(&new) {
-                                    if let Some(old) = config.firewall.clone().filter(|o| Some(o) != new.firewall.as_ref()) {
-                                        match tokio::task::spawn_blocking(move || firewall::remove(&old)).await {
-                                            Ok(Ok(())) => {}
-                                            Ok(Err(e)) => tracing::warn!("removing the old firewall rule: {e}"),
-                                            Err(e) => tracing::warn!("removing the old firewall rule: {e}"),
-                                        }
-                                    }
-                                    if let Some(rule) = &new.firewall
-                                        && let Err(e) = apply_firewall(rule, &new).await
-                                    {
-                                        tracing::error!("{e:#}");
-                                    }
-                                }
+                                // No firewall step: the rule comes only from the OPENSHIFT_HA_*
+                                // environment, which a process cannot change, so a reload never
+                                // changes it nor the families it covers (a keepalived.conf has no rule).
                                 config = new;
                                 for name in checks.sync(&config.checks, &metrics) {
                                     health.check_ok.insert(name, true);

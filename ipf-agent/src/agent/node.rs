@@ -12,7 +12,12 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use tokio::sync::mpsc;
 
-use super::{effects::RealEffects, outbox::Outboxes, plan::InstancePlan, vips::VipOp};
+use super::{
+    effects::RealEffects,
+    outbox::{Origin, Outboxes},
+    plan::InstancePlan,
+    vips::VipOp,
+};
 use crate::{
     config::InstanceSpec,
     datapath::Datapath,
@@ -167,6 +172,11 @@ impl Node {
             wire: plan.wire,
             vips: plan.vips,
             outbox,
+            origin: Rc::new(Origin {
+                instance: spec.name.clone(),
+                adverts_sent: metrics.adverts_sent.clone(),
+                priority_zero_sent: metrics.priority_zero_sent.clone(),
+            }),
             ops: self.ops.clone(),
             datapath: self.datapath.clone(),
             advertising: false,

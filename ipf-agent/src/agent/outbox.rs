@@ -2,20 +2,26 @@
 //! due together), sent with one `sendmmsg` per advert socket once the batch is handled. Instances
 //! with the same family and source share the socket and its outbox.
 
-use std::{cell::RefCell, collections::HashMap, net::IpAddr, rc::Rc};
+use std::{cell::RefCell, collections::HashMap, net::IpAddr, ops::Range, rc::Rc};
 
 use crate::metrics::Counter;
 
 use crate::{datapath::Family, network::AdvertSender};
 
-/// One encoded advert waiting for the flush.
-pub(super) struct Pending {
-    pub(super) dst: IpAddr,
-    pub(super) msg: Vec<u8>,
-    /// Logged with a failure.
+/// Whose adverts an instance queues: named in a failure's log line, counted when one goes out.
+/// Made once per instance and shared by its queued adverts, so queueing allocates nothing.
+pub(super) struct Origin {
     pub(super) instance: String,
-    /// Incremented when it went out.
-    pub(super) sent: Vec<Counter>,
+    pub(super) adverts_sent: Counter,
+    pub(super) priority_zero_sent: Counter,
+}
+
+/// One encoded advert waiting for the flush: its bytes are `bytes` of the outbox's buffer.
+struct Pending {
+    dst: IpAddr,
+    bytes: Range<usize>,
+    origin: Rc<Origin>,
+    priority_zero: bool,
 }
 
 /// An advert socket with its queue. Cheap to clone.
@@ -24,7 +30,15 @@ pub(super) struct Outbox(Rc<Inner>);
 
 struct Inner {
     sender: AdvertSender,
-    pending: RefCell<Vec<Pending>>,
+    queue: RefCell<Queue>,
+}
+
+/// The adverts waiting, their bytes back to back in one buffer; both keep their capacity from one
+/// flush to the next.
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    buf: Vec<u8>,
 }
 
 impl Outbox {
@@ -32,23 +46,42 @@ impl Outbox {
         &self.0.sender
     }
 
-    pub(super) fn queue(&self, p: Pending) {
-        self.0.pending.borrow_mut().push(p);
+    /// Queues the advert `msg` to `dst` for the next flush.
+    pub(super) fn queue(&self, dst: IpAddr, msg: &[u8], origin: &Rc<Origin>, priority_zero: bool) {
+        let mut q = self.0.queue.borrow_mut();
+        let start = q.buf.len();
+        q.buf.extend_from_slice(msg);
+        let bytes = start..q.buf.len();
+        q.pending.push(Pending {
+            dst,
+            bytes,
+            origin: origin.clone(),
+            priority_zero,
+        });
     }
 
     /// Sends everything queued.
     pub(super) fn flush(&self) {
-        let pending = std::mem::take(&mut *self.0.pending.borrow_mut());
-        if pending.is_empty() {
+        let mut q = self.0.queue.borrow_mut();
+        if q.pending.is_empty() {
             return;
         }
-        let msgs: Vec<(IpAddr, &[u8])> = pending.iter().map(|p| (p.dst, p.msg.as_slice())).collect();
-        for (p, r) in pending.iter().zip(self.0.sender.send_many(&msgs)) {
+        let msgs: Vec<(IpAddr, &[u8])> = q.pending.iter().map(|p| (p.dst, &q.buf[p.bytes.clone()])).collect();
+        let results = self.0.sender.send_many(&msgs);
+        drop(msgs);
+        for (p, r) in q.pending.iter().zip(results) {
             match r {
-                Ok(()) => p.sent.iter().for_each(Counter::inc),
-                Err(e) => tracing::warn!(instance = %p.instance, "sending advert to {}: {e}", p.dst),
+                Ok(()) => {
+                    p.origin.adverts_sent.inc();
+                    if p.priority_zero {
+                        p.origin.priority_zero_sent.inc();
+                    }
+                }
+                Err(e) => tracing::warn!(instance = %p.origin.instance, "sending advert to {}: {e}", p.dst),
             }
         }
+        q.pending.clear();
+        q.buf.clear();
     }
 }
 
@@ -64,7 +97,7 @@ impl Outboxes {
         }
         let o = Outbox(Rc::new(Inner {
             sender: AdvertSender::new(interface, family, src)?,
-            pending: RefCell::default(),
+            queue: RefCell::default(),
         }));
         self.0.insert((family, src), o.clone());
         Ok(o)
