@@ -5,7 +5,32 @@ use std::{os::unix::fs::PermissionsExt as _, path::Path};
 
 use ipf_testbed::{Netns, Proc, Switch, addresses};
 
-use crate::trace::{Ns, log_events};
+use crate::{
+    agent_bin,
+    trace::{Ns, log_events},
+};
+
+/// The VIP of instance VI_51 in the two-node agent tests.
+pub const VI51_VIP: &str = "192.0.2.100";
+
+/// An agent on eth0 (status socket off) running instance VI_51: VRID 51, 100 ms adverts, VIP
+/// 192.0.2.100/24, at `priority`; `extra` goes before the instance and `track` (`,track=...`) at
+/// its end.
+pub fn vi51_agent(ns: &Netns, priority: u8, extra: &[&str], track: &str) -> Proc {
+    let mut cmd = ns.command(agent_bin());
+    cmd.args(["run", "-i", "eth0", "--status-socket", "off"])
+        .args(extra)
+        .args([
+            "--instance",
+            &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip={VI51_VIP}/24{track}"),
+        ]);
+    Proc::spawn("ipf-agent", cmd)
+}
+
+/// Whether VI_51's VIP is on eth0 in `ns`.
+pub fn holds_vi51(ns: &Netns) -> bool {
+    holds_on(ns, "eth0", VI51_VIP)
+}
 
 /// A bridge and `n` namespaces on it, node i with eth0 at `192.0.2.<i + 1>/24` (port `p<i>`).
 pub fn nodes_on_a_bridge(tag: &str, n: usize) -> (Switch, Vec<Netns>) {

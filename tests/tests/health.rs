@@ -9,26 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ipf_testbed::{Netns, Proc, Switch, TempDir, addresses, http_get, spawn_responder, wait_for};
-use ipf_tests::agent_bin;
+use ipf_testbed::{Netns, Proc, Switch, TempDir, http_get, spawn_responder, wait_for};
+use ipf_tests::{
+    agent_bin,
+    node::{VI51_VIP, holds_vi51, vi51_agent},
+};
 
 const T: Duration = Duration::from_secs(20);
-const VIP: &str = "192.0.2.100";
-
-fn agent(ns: &Netns, priority: u8, extra: &[&str], track: &str) -> Proc {
-    let mut cmd = ns.command(agent_bin());
-    cmd.args(["run", "-i", "eth0", "--status-socket", "off"])
-        .args(extra)
-        .args([
-            "--instance",
-            &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip={VIP}/24{track}"),
-        ]);
-    Proc::spawn("ipf-agent", cmd)
-}
-
-fn holds(ns: &Netns) -> bool {
-    addresses(ns, "eth0").iter().any(|a| a == VIP)
-}
+const VIP: &str = VI51_VIP;
 
 fn logged(p: &Proc, needle: &str) -> bool {
     p.stderr_lines().iter().any(|l| l.contains(needle))
@@ -58,20 +46,22 @@ fn failing_check_script_moves_the_vip_and_notify_sees_each_change() {
         "name=chk,interval=0.2,fall=2,rise=2,weight=0,script=test -f {}",
         healthy.display()
     );
-    let mut a = agent(
+    let mut a = vi51_agent(
         &a_ns,
         150,
         &["--check", &check, "--notify", notify.to_str().unwrap()],
         ",track=chk",
     );
-    let _b = agent(&b_ns, 100, &[], "");
-    wait_for("A to hold the VIP", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+    let _b = vi51_agent(&b_ns, 100, &[], "");
+    wait_for("A to hold the VIP", T, || {
+        (holds_vi51(&a_ns) && !holds_vi51(&b_ns)).then_some(())
+    });
 
     // The check starts failing: A goes FAULT and B takes over within fall × interval + MDI (+ slack).
     std::fs::remove_file(&healthy).unwrap();
     let t0 = Instant::now();
     wait_for("B to hold the VIP alone", T, || {
-        (holds(&b_ns) && !holds(&a_ns)).then_some(())
+        (holds_vi51(&b_ns) && !holds_vi51(&a_ns)).then_some(())
     });
     let took = t0.elapsed();
     let bound = Duration::from_millis(2 * 200 + 200) + Duration::from_millis(300 + 61) + Duration::from_millis(500);
@@ -84,7 +74,7 @@ fn failing_check_script_moves_the_vip_and_notify_sees_each_change() {
     // Healthy again: back to BACKUP, and A (150) preempts B.
     std::fs::write(&healthy, "").unwrap();
     wait_for("A to hold the VIP again", T, || {
-        (holds(&a_ns) && !holds(&b_ns)).then_some(())
+        (holds_vi51(&a_ns) && !holds_vi51(&b_ns)).then_some(())
     });
     assert!(logged(&a, "VRRP_Script(chk) succeeded"));
     a.signal(libc::SIGTERM);
@@ -110,7 +100,7 @@ fn failing_check_script_moves_the_vip_and_notify_sees_each_change() {
 fn closed_monitor_port_means_fault_and_an_open_one_recovers() {
     ipf_testbed::skip_unless_root!();
     let (_switch, a_ns, _b_ns) = pair();
-    let a = agent(
+    let a = vi51_agent(
         &a_ns,
         150,
         &["--check", "name=port,tcp=8080,interval=0.2,fall=1,rise=1,weight=0"],
@@ -119,7 +109,7 @@ fn closed_monitor_port_means_fault_and_an_open_one_recovers() {
     wait_for("A in FAULT (nothing listens on 8080)", T, || {
         logged(&a, "(VI_51) Entering FAULT STATE").then_some(())
     });
-    assert!(!holds(&a_ns));
+    assert!(!holds_vi51(&a_ns));
     let metric = |name: &str| {
         let (_, body) = http_get(&a_ns, IpAddr::from([127, 0, 0, 1]), 9477, "/metrics")?;
         body.lines()
@@ -131,7 +121,7 @@ fn closed_monitor_port_means_fault_and_an_open_one_recovers() {
     assert!(metric("ipf_check_runs_total{check=\"port\",result=\"failure\"}").unwrap_or(0.0) >= 1.0);
     assert_eq!(metric("ipf_vrrp_state{"), Some(3.0), "FAULT is 3");
     let _responder = spawn_responder(&a_ns, 8080, "a");
-    wait_for("A to recover and hold the VIP", T, || holds(&a_ns).then_some(()));
+    wait_for("A to recover and hold the VIP", T, || holds_vi51(&a_ns).then_some(()));
     assert!(logged(&a, "VRRP_Script(port) succeeded"));
     assert_eq!(metric("ipf_check_up{check=\"port\"}"), Some(1.0));
 }
@@ -144,15 +134,17 @@ fn a_failing_check_with_a_weight_lowers_the_priority() {
     let healthy: &Path = &dir.path().join("healthy");
     std::fs::write(healthy, "").unwrap();
     let check = format!("name=w,interval=0.2,weight=-60,script=test -f {}", healthy.display());
-    let _a = agent(&a_ns, 150, &["--check", &check], ",track=w");
-    let _b = agent(&b_ns, 120, &[], "");
-    wait_for("A to hold the VIP", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+    let _a = vi51_agent(&a_ns, 150, &["--check", &check], ",track=w");
+    let _b = vi51_agent(&b_ns, 120, &[], "");
+    wait_for("A to hold the VIP", T, || {
+        (holds_vi51(&a_ns) && !holds_vi51(&b_ns)).then_some(())
+    });
     let first = wait_for("A's metrics", T, || instance_metrics(&a_ns));
     assert_eq!(first, (2.0, 150.0, 150.0), "A: MASTER at 150");
     // 150 - 60 = 90 < 120: B (preempt) takes over, and A stays BACKUP at 90, not FAULT.
     std::fs::remove_file(healthy).unwrap();
     wait_for("B to hold the VIP alone", T, || {
-        (holds(&b_ns) && !holds(&a_ns)).then_some(())
+        (holds_vi51(&b_ns) && !holds_vi51(&a_ns)).then_some(())
     });
     // The check's fall (default 1) has run by now; A's state settles as B takes over.
     let (state, priority, configured) = wait_for("A to leave MASTER", T, || {
@@ -167,11 +159,16 @@ fn a_failing_check_with_a_weight_lowers_the_priority() {
         if let Some(m) = instance_metrics(&a_ns) {
             assert_eq!(m, (1.0, 90.0, 150.0), "A: BACKUP at 90");
         }
-        assert!(holds(&b_ns) && !holds(&a_ns), "the VIP moved while A was lowered");
+        assert!(
+            holds_vi51(&b_ns) && !holds_vi51(&a_ns),
+            "the VIP moved while A was lowered"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::fs::write(healthy, "").unwrap();
-    wait_for("A to take it back", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+    wait_for("A to take it back", T, || {
+        (holds_vi51(&a_ns) && !holds_vi51(&b_ns)).then_some(())
+    });
     wait_for("A: MASTER at 150 again", T, || {
         (instance_metrics(&a_ns) == Some((2.0, 150.0, 150.0))).then_some(())
     });
@@ -200,9 +197,11 @@ fn a_tracked_interface_going_down_means_fault_at_once() {
     // A second link on A, tracked: its carrier going away must fault A without waiting for a poll.
     let spare = Netns::new("ipf-hx");
     ipf_testbed::veth(&a_ns, "uplink", &[], &spare, "peer", &[]);
-    let a = agent(&a_ns, 150, &[], ",track_interface=uplink");
-    let _b = agent(&b_ns, 100, &[], "");
-    wait_for("A to hold the VIP", T, || (holds(&a_ns) && !holds(&b_ns)).then_some(()));
+    let a = vi51_agent(&a_ns, 150, &[], ",track_interface=uplink");
+    let _b = vi51_agent(&b_ns, 100, &[], "");
+    wait_for("A to hold the VIP", T, || {
+        (holds_vi51(&a_ns) && !holds_vi51(&b_ns)).then_some(())
+    });
     spare.ip(&["link", "set", "peer", "down"]);
     let t0 = Instant::now();
     wait_for("the FAULT log line", T, || {
@@ -214,11 +213,11 @@ fn a_tracked_interface_going_down_means_fault_at_once() {
         t0.elapsed()
     );
     wait_for("B to hold the VIP alone", T, || {
-        (holds(&b_ns) && !holds(&a_ns)).then_some(())
+        (holds_vi51(&b_ns) && !holds_vi51(&a_ns)).then_some(())
     });
     spare.ip(&["link", "set", "peer", "up"]);
     wait_for("A to take the VIP back", T, || {
-        (holds(&a_ns) && !holds(&b_ns)).then_some(())
+        (holds_vi51(&a_ns) && !holds_vi51(&b_ns)).then_some(())
     });
 }
 
@@ -270,7 +269,7 @@ fn scripts_run_as_script_user_and_unsafe_ones_are_refused() {
     let mut cmd = a_ns.command(agent_bin());
     cmd.args(["run", "--status-socket", "off", "--config"]).arg(&conf);
     let a = Proc::spawn("ipf-agent", cmd);
-    wait_for("A to hold the VIP", T, || holds(&a_ns).then_some(()));
+    wait_for("A to hold the VIP", T, || holds_vi51(&a_ns).then_some(()));
     for file in ["check.ids", "notify.ids"] {
         let ids = wait_for(&format!("{file} from the script"), T, || {
             std::fs::read_to_string(out.join(file))
@@ -281,7 +280,7 @@ fn scripts_run_as_script_user_and_unsafe_ones_are_refused() {
         assert_eq!(ids.trim(), format!("{nobody} {nogroup}"), "{file}");
     }
     drop(a);
-    wait_for("the VIP lease to lapse", T, || (!holds(&a_ns)).then_some(()));
+    wait_for("the VIP lease to lapse", T, || (!holds_vi51(&a_ns)).then_some(()));
 
     // Scripts that run as root, in a directory anyone can write to: refused at the vrrp_script's line
     // (as nobody they would need no protection).
@@ -310,5 +309,5 @@ fn scripts_run_as_script_user_and_unsafe_ones_are_refused() {
             p.stderr_lines()
         );
     }
-    assert!(!holds(&a_ns));
+    assert!(!holds_vi51(&a_ns));
 }

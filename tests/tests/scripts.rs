@@ -8,27 +8,15 @@ use std::time::{Duration, Instant};
 
 use ipf_testbed::{Netns, Proc, TempDir, wait_for};
 use ipf_tests::{
-    agent_bin,
-    node::{holds_on, logged_at, nodes_on_a_bridge, read_lines, write_script},
+    node::{holds_vi51, logged_at, nodes_on_a_bridge, read_lines, vi51_agent, write_script},
     trace::{Ns, ms},
 };
 
 const T: Duration = Duration::from_secs(20);
-const VIP: &str = "192.0.2.100";
-
+/// An agent without a metrics endpoint (these tests read the wire, logs and files).
 fn agent(ns: &Netns, priority: u8, extra: &[&str], track: &str) -> Proc {
-    let mut cmd = ns.command(agent_bin());
-    cmd.args(["run", "-i", "eth0", "--status-socket", "off", "--metrics-addr", "off"])
-        .args(extra)
-        .args([
-            "--instance",
-            &format!("name=VI_51,vrid=51,priority={priority},interval=100,vip={VIP}/24{track}"),
-        ]);
-    Proc::spawn("ipf-agent", cmd)
-}
-
-fn holds(ns: &Netns) -> bool {
-    holds_on(ns, "eth0", VIP)
+    let extra: Vec<&str> = ["--metrics-addr", "off"].iter().chain(extra).copied().collect();
+    vi51_agent(ns, priority, &extra, track)
 }
 
 /// Whether `pid` is gone (reaped, or a zombie nobody reaped yet: it runs no more).
@@ -80,7 +68,9 @@ fn a_hung_check_script_is_killed_at_its_timeout_and_counts_as_failed() {
     );
     let a = agent(a_ns, 150, &["--check", &check], ",track=hung");
     let _b = agent(b_ns, 100, &[], "");
-    wait_for("A to hold the VIP", T, || (holds(a_ns) && !holds(b_ns)).then_some(()));
+    wait_for("A to hold the VIP", T, || {
+        (holds_vi51(a_ns) && !holds_vi51(b_ns)).then_some(())
+    });
 
     std::fs::write(&hang, "").unwrap();
     let (script_pid, child_pid, started) = wait_for("the hung script's pids", T, || {
@@ -110,13 +100,13 @@ fn a_hung_check_script_is_killed_at_its_timeout_and_counts_as_failed() {
     assert!(dead(child_pid), "the script's child (pid {child_pid}) still runs");
     wait_for("A in FAULT", T, || logged_at(&a, "(VI_51) Entering FAULT STATE"));
     wait_for("B to hold the VIP alone", T, || {
-        (holds(b_ns) && !holds(a_ns)).then_some(())
+        (holds_vi51(b_ns) && !holds_vi51(a_ns)).then_some(())
     });
 
     // Not hung any more: the next run (within an interval) succeeds and A takes the VIP back.
     std::fs::remove_file(&hang).unwrap();
     wait_for("A to hold the VIP again", T, || {
-        (holds(a_ns) && !holds(b_ns)).then_some(())
+        (holds_vi51(a_ns) && !holds_vi51(b_ns)).then_some(())
     });
     assert!(logged_at(&a, "VRRP_Script(hung) succeeded").is_some());
 }
@@ -139,7 +129,7 @@ fn a_slow_notify_script_does_not_delay_a_takeover() {
         ),
     );
     let a = agent(a_ns, 150, &[], "");
-    wait_for("A to hold the VIP", T, || holds(a_ns).then_some(()));
+    wait_for("A to hold the VIP", T, || holds_vi51(a_ns).then_some(()));
     let _b = agent(b_ns, 100, &["--notify", notify.to_str().unwrap()], "");
     wait_for("B's BACKUP notify to start", T, || {
         read_lines(&log)
@@ -149,7 +139,7 @@ fn a_slow_notify_script_does_not_delay_a_takeover() {
     // B's BACKUP notify sleeps for 3 s from now: the takeover must not wait for it.
     a.signal(libc::SIGKILL);
     let killed = Instant::now();
-    wait_for("B to hold the VIP", T, || holds(b_ns).then_some(()));
+    wait_for("B to hold the VIP", T, || holds_vi51(b_ns).then_some(()));
     let took = killed.elapsed();
     // Master_Down_Interval at 100 ms adverts and priority 100: 3 × 100 ms + 61 ms skew, plus slack
     // for the VIP add and a loaded machine; far below the notify's 3 s.
