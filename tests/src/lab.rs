@@ -69,8 +69,15 @@ impl Lab {
 
 /// Starts an agent in `ns` on keepalived.conf `file` with status socket `socket` (leases off).
 pub fn agent_with(ns: &Netns, file: &Path, socket: &Path) -> Proc {
+    run_config(ns, file, socket, &["--vip-lease-secs", "0"])
+}
+
+/// `ipf-agent run FLAGS --status-socket SOCKET --config FILE` in `ns`.
+pub fn run_config(ns: &Netns, file: &Path, socket: &Path, flags: &[&str]) -> Proc {
     let mut cmd = ns.command(agent_bin());
-    cmd.args(["run", "--vip-lease-secs", "0", "--status-socket"])
+    cmd.arg("run")
+        .args(flags)
+        .arg("--status-socket")
         .arg(socket)
         .arg("--config")
         .arg(file);

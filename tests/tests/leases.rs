@@ -22,8 +22,8 @@ use std::{
 
 use futures_util::TryStreamExt as _;
 use ipf_agent::lease::{KERNEL_SLACK, derived};
-use ipf_testbed::{Netns, Proc, Switch, TempDir, wait_for};
-use ipf_tests::agent_bin;
+use ipf_testbed::{Netns, Proc, Switch, TempDir, keepalived_conf, keepalived_instance, wait_for};
+use ipf_tests::{agent_bin, lab::run_config};
 use rtnetlink::packet_route::address::AddressAttribute;
 
 const T: Duration = Duration::from_secs(30);
@@ -188,28 +188,14 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A `vrrp_instance` with `advert_int` `interval` (seconds), VRRPv3.
+/// A `vrrp_instance` on eth0 with `advert_int` `interval` (seconds) and one VIP in a /24.
 fn instance(name: &str, vrid: u8, priority: u8, interval: &str, vip: &str) -> String {
-    format!(
-        "vrrp_instance {name} {{\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int {interval}\n  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n"
-    )
-}
-
-fn conf(instances: &[String]) -> String {
-    format!(
-        "global_defs {{\n  router_id ipf-test\n  vrrp_version 3\n}}\n{}",
-        instances.concat()
-    )
+    keepalived_instance(name, vrid, priority, interval, "", &[&format!("{vip}/24")])
 }
 
 /// `ipf-agent run` with the default (`auto`) leases, its own status socket, no metrics listener.
 fn agent(ns: &Netns, config: &Path, socket: &Path) -> Proc {
-    let mut cmd = ns.command(agent_bin());
-    cmd.args(["run", "--metrics-addr", "off", "--status-socket"])
-        .arg(socket)
-        .arg("--config")
-        .arg(config);
-    Proc::spawn("ipf-agent", cmd)
+    run_config(ns, config, socket, &["--metrics-addr", "off"])
 }
 
 /// How long after `killed` a SIGKILLed agent's VIP may still be there: the lease (renewed last no
@@ -266,7 +252,7 @@ fn a_master_keeps_its_vips_through_many_leases_and_a_killed_ones_lapse_within_th
             instance("VI_2", 52, prio, "0.1", "192.0.2.101"),
             instance("VI_3", 53, prio, "0.1", "192.0.2.102"),
         ];
-        std::fs::write(&path, conf(&all[..n])).unwrap();
+        std::fs::write(&path, keepalived_conf(3, &all[..n])).unwrap();
         path
     };
     let mut a = agent(&a_ns, &file("a", 150, 3), &dir.path().join("a.sock"));
@@ -293,10 +279,13 @@ fn a_master_keeps_its_vips_through_many_leases_and_a_killed_ones_lapse_within_th
     // A reload dropping VI_3 releases it; the kept VIPs' renewals go on.
     std::fs::write(
         dir.path().join("a.conf"),
-        conf(&[
-            instance("VI_1", 51, 150, "1", "192.0.2.100"),
-            instance("VI_2", 52, 150, "0.1", "192.0.2.101"),
-        ]),
+        keepalived_conf(
+            3,
+            &[
+                instance("VI_1", 51, 150, "1", "192.0.2.100"),
+                instance("VI_2", 52, 150, "0.1", "192.0.2.101"),
+            ],
+        ),
     )
     .unwrap();
     a.signal(libc::SIGHUP);

@@ -4,9 +4,7 @@
 
 use std::{cell::RefCell, collections::HashMap, net::IpAddr, ops::Range, rc::Rc};
 
-use crate::metrics::Counter;
-
-use crate::{datapath::Family, network::AdvertSender};
+use crate::{datapath::Family, metrics::Counter, network::AdvertSender};
 
 /// Whose adverts an instance queues: named in a failure's log line, counted when one goes out.
 /// Made once per instance and shared by its queued adverts, so queueing allocates nothing.
@@ -67,9 +65,7 @@ impl Outbox {
             return;
         }
         let msgs: Vec<(IpAddr, &[u8])> = q.pending.iter().map(|p| (p.dst, &q.buf[p.bytes.clone()])).collect();
-        let results = self.0.sender.send_many(&msgs);
-        drop(msgs);
-        for (p, r) in q.pending.iter().zip(results) {
+        for (p, r) in q.pending.iter().zip(self.0.sender.send_many(&msgs)) {
             match r {
                 Ok(()) => {
                     p.origin.adverts_sent.inc();
