@@ -38,17 +38,23 @@ pub enum Precision {
     /// The schedule's timerfd; a master-down timer fires [`FINE_EARLY`] before its deadline: the
     /// owner finishes the last stretch exactly when it matters (a Backup taking over spins it, see
     /// `on_master_down_timer`), so a takeover lands within microseconds of Master_Down_Interval or
-    /// Skew_Time, which matters at 10 ms adverts. An advert timer of this precision is aligned down
-    /// to a grid of an eighth of its period instead (see [`ADVER_PHASES`]), so a node's Masters
-    /// advertise in a few batches per interval.
+    /// Skew_Time, which matters at 10 ms adverts. An advert timer of this precision joins a batch
+    /// instead (see [`ADVER_BATCH`]), so a node's Masters advertise together.
     Fine,
 }
 
-/// Advert timers of [`Precision::Fine`] fire on a grid of this many phases per interval: a Master's
-/// next advert goes out up to an eighth of an interval early (more adverts than needed never hurt a
-/// receiver), and a node's Masters with one interval share at most this many wake-ups per interval.
-/// Not one phase: all of them at once would be a burst a peer's socket buffer (keepalived's) might
-/// not hold with hundreds of groups.
+/// Advert timers of [`Precision::Fine`] gather in batches of at most this many: a Master's next
+/// advert goes out at the latest point before it is due on the grid of its interval (multiples of
+/// the interval from the process's epoch) that holds fewer, else on the grid of a half, a quarter
+/// or an eighth of it ([`ADVER_PHASES`]), else when due. So a node's Masters with one interval
+/// wake it once per interval, sending their adverts with one `sendmmsg` (a Master's first periodic
+/// advert may go up to an interval early; more adverts than needed never hurt a receiver). The
+/// size is bounded for the receivers: a peer without XDP (keepalived) queues a burst in its raw
+/// socket, whose default buffer (`rmem_default`, 208 KiB) holds about 270 of these packets; two
+/// nodes' batches of 64 arriving at once still fit.
+pub const ADVER_BATCH: usize = 64;
+
+/// The finest grid a batch of adverts falls back to: an eighth of the interval.
 pub const ADVER_PHASES: u32 = 8;
 
 /// A master-down timer may fire up to this fraction of its wait early, when the schedule wakes for
@@ -144,25 +150,54 @@ fn grid_epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// `deadline` moved down to the grid of `period / ADVER_PHASES` (never before `now`), the period
-/// rounded to whole milliseconds.
-fn aligned(deadline: Instant, period: Duration, now: Instant) -> Instant {
+/// Where an advert timer due at `deadline` joins a batch (see [`ADVER_BATCH`]): of the points of
+/// the eighth-interval grid in the interval before it (never before `now`), the latest holding
+/// fewer than [`ADVER_BATCH`] timers on the coarsest grid (the interval's, then a half's, a
+/// quarter's, an eighth's); else `deadline` itself.
+fn batch_point(due: &BTreeMap<(Instant, u64), Entry>, deadline: Instant, period: Duration, now: Instant) -> Instant {
     // The period in whole milliseconds (advert intervals are centiseconds): the time spent between
     // arming and here must not give each timer a grid of its own.
-    let period_ms = (period.as_micros() + 500) / 1000;
-    let step = period_ms * 1_000_000 / u128::from(ADVER_PHASES);
+    let period_ns = (period.as_micros() + 500) / 1000 * 1_000_000;
+    let step = period_ns / u128::from(ADVER_PHASES);
     let epoch = grid_epoch();
     if step == 0 || deadline <= epoch {
         return deadline;
     }
-    let offset = deadline.duration_since(epoch).as_nanos();
-    let down = offset - offset % step;
-    let at = epoch + Duration::from_nanos(u64::try_from(down).unwrap_or(u64::MAX));
-    at.max(now)
+    let last = deadline.duration_since(epoch).as_nanos() / step;
+    // (how coarse a grid the point is on, how far back) for the points on the eighth grid.
+    let mut points = [(u32::MAX, 0u128); ADVER_PHASES as usize];
+    let n = u128::from(ADVER_PHASES).min(last + 1);
+    for (back, point) in (0..n).zip(points.iter_mut()) {
+        let k = last - back;
+        let fine = (k % u128::from(ADVER_PHASES))
+            .trailing_zeros()
+            .min(ADVER_PHASES.trailing_zeros());
+        *point = (ADVER_PHASES.trailing_zeros() - fine, back);
+    }
+    let points = &mut points[..n as usize];
+    points.sort_unstable();
+    for &(_, back) in points.iter() {
+        let offset = u64::try_from((last - back) * step).unwrap_or(u64::MAX);
+        let at = (epoch + Duration::from_nanos(offset)).max(now);
+        if due.range((at, 0)..=(at, u64::MAX)).nth(ADVER_BATCH - 1).is_none() {
+            return at;
+        }
+    }
+    deadline
+}
+
+/// Where a timer goes in the schedule.
+enum Place {
+    At(Instant),
+    /// An advert timer due at `deadline`, joining a batch (see [`batch_point`]).
+    Batch {
+        deadline: Instant,
+        period: Duration,
+    },
 }
 
 impl Timer {
-    /// A timer for `deadline`: a fine advert timer moved down to its grid, a master-down timer
+    /// A timer for `deadline`: a fine advert timer joining a batch at or before it, a master-down timer
     /// allowed to fire up to `1 / CHECK_EARLY_DIVISOR` of its wait early.
     pub fn start(kind: TimerKind, generation: u64, deadline: Instant, precision: Precision, fire: TimerSink) -> Self {
         let now = Instant::now();
@@ -171,17 +206,22 @@ impl Timer {
             (TimerKind::Adver, Precision::Fine) => Self::schedule(
                 kind,
                 generation,
-                aligned(deadline, wait, now),
+                Place::Batch { deadline, period: wait },
                 precision,
                 Duration::ZERO,
                 fire,
             ),
             (TimerKind::Adver, Precision::Millisecond) => {
-                Self::schedule(kind, generation, deadline, precision, Duration::ZERO, fire)
+                Self::schedule(kind, generation, Place::At(deadline), precision, Duration::ZERO, fire)
             }
-            (TimerKind::MasterDown, _) => {
-                Self::schedule(kind, generation, deadline, precision, wait / CHECK_EARLY_DIVISOR, fire)
-            }
+            (TimerKind::MasterDown, _) => Self::schedule(
+                kind,
+                generation,
+                Place::At(deadline),
+                precision,
+                wait / CHECK_EARLY_DIVISOR,
+                fire,
+            ),
         }
     }
 
@@ -194,26 +234,30 @@ impl Timer {
         precision: Precision,
         fire: TimerSink,
     ) -> Self {
-        Self::schedule(kind, generation, deadline, precision, Duration::ZERO, fire)
+        Self::schedule(kind, generation, Place::At(deadline), precision, Duration::ZERO, fire)
     }
 
     fn schedule(
         kind: TimerKind,
         generation: u64,
-        deadline: Instant,
+        place: Place,
         precision: Precision,
         early: Duration,
         fire: TimerSink,
     ) -> Self {
         let schedule = schedule();
-        // The entry's time: a fine master-down timer's FINE_EARLY before its deadline; the handle
-        // keeps the deadline, which the owner judges by.
-        let at = match (kind, precision) {
-            (TimerKind::MasterDown, Precision::Fine) => deadline.checked_sub(FINE_EARLY).unwrap_or(deadline),
-            _ => deadline,
-        };
-        let (key, earliest) = {
+        let (key, deadline, earliest) = {
             let mut e = schedule.lock();
+            let deadline = match place {
+                Place::At(deadline) => deadline,
+                Place::Batch { deadline, period } => batch_point(&e.due, deadline, period, Instant::now()),
+            };
+            // The entry's time: a fine master-down timer's FINE_EARLY before its deadline; the
+            // handle keeps the deadline, which the owner judges by.
+            let at = match (kind, precision) {
+                (TimerKind::MasterDown, Precision::Fine) => deadline.checked_sub(FINE_EARLY).unwrap_or(deadline),
+                _ => deadline,
+            };
             e.seq += 1;
             e.max_early = e.max_early.max(early);
             let key = (at, e.seq);
@@ -227,7 +271,7 @@ impl Timer {
                     fire,
                 },
             );
-            (key, e.due.first_key_value().is_some_and(|(k, _)| *k == key))
+            (key, deadline, e.due.first_key_value().is_some_and(|(k, _)| *k == key))
         };
         if earliest {
             schedule.changed.notify_one();
@@ -483,10 +527,11 @@ mod precision_tests {
         assert_eq!(got.len(), 4);
     }
 
-    /// Fine advert timers armed at different moments share the grid: at most [`ADVER_PHASES`]
-    /// wake-ups per interval, none later than asked and none more than a phase early.
+    /// Fine advert timers armed at different moments within an interval share one wake-up (or
+    /// two, when the interval's grid point falls among them): none later than asked, none more
+    /// than an interval early.
     #[tokio::test]
-    async fn advert_timers_share_phases() {
+    async fn advert_timers_armed_within_an_interval_share_a_wake_up() {
         let period = Duration::from_millis(80);
         let times = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicU64::new(0));
@@ -499,7 +544,7 @@ mod precision_tests {
                 t.lock().expect("lock").push((asked, Instant::now()));
             });
             let timer = Timer::start(TimerKind::Adver, i, asked, Precision::Fine, sink);
-            assert!(timer.deadline <= asked && timer.deadline + period / ADVER_PHASES >= asked);
+            assert!(timer.deadline <= asked && timer.deadline + period >= asked);
             timers.push(timer);
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
@@ -507,22 +552,50 @@ mod precision_tests {
         assert_eq!(count.load(Ordering::SeqCst), 24);
         let mut deadlines: Vec<Instant> = timers.iter().map(|t| t.deadline).collect();
         deadlines.dedup();
-        // The asked deadlines span about 72 ms (more on a loaded machine); on a 10 ms grid they
-        // share one deadline per 10 ms of that span, plus one.
+        // The asked deadlines span about 72 ms (more on a loaded machine): one grid point of the
+        // 80 ms grid falls among them at most, unless the machine stretched the span past 80 ms.
         let asked: Vec<Instant> = times.lock().expect("lock").iter().map(|(a, _)| *a).collect();
         let span = asked
             .iter()
             .max()
             .expect("fired")
             .duration_since(*asked.iter().min().expect("fired"));
-        let cells = (span.as_nanos() / (period / ADVER_PHASES).as_nanos()) as usize + 2;
+        let most = (span.as_nanos() / period.as_nanos()) as usize + 2;
         assert!(
-            deadlines.len() <= cells,
-            "{} distinct deadlines over {span:?}",
+            deadlines.len() <= most,
+            "{} distinct wake-ups for 24 adverts asked over {span:?} (at most {most})",
             deadlines.len()
         );
         for (asked, at) in times.lock().expect("lock").iter() {
-            assert!(*at + period / ADVER_PHASES >= *asked, "more than a phase early");
+            assert!(*at + period >= *asked, "more than an interval early");
         }
+    }
+
+    /// No batch holds more than [`ADVER_BATCH`] adverts: the rest go on the grids of a half, a
+    /// quarter and an eighth of the interval, still no later than asked.
+    #[tokio::test(start_paused = true)]
+    async fn advert_batches_hold_at_most_adver_batch() {
+        let period = Duration::from_millis(80);
+        let sink: TimerSink = Arc::new(|_, _| {});
+        let asked = Instant::now() + period;
+        let timers: Vec<Timer> = (0..3 * ADVER_BATCH as u64)
+            .map(|i| Timer::start(TimerKind::Adver, i, asked, Precision::Fine, sink.clone()))
+            .collect();
+        let mut per_point: BTreeMap<Instant, usize> = BTreeMap::new();
+        for t in &timers {
+            assert!(t.deadline <= asked && t.deadline + period >= asked);
+            *per_point.entry(t.deadline).or_default() += 1;
+        }
+        assert!(
+            per_point.values().all(|n| *n <= ADVER_BATCH),
+            "batches {:?}",
+            per_point.values().collect::<Vec<_>>()
+        );
+        assert!(
+            per_point.len() >= 3,
+            "{} batches for {} adverts",
+            per_point.len(),
+            timers.len()
+        );
     }
 }
