@@ -120,6 +120,9 @@ struct Inner {
     /// Incremented at every Master entry and exit; the probe task of a past term stops.
     term: u64,
     master: bool,
+    /// When this term began (as Master): claims in its first [`FIRST_PROBE_DELAY`] are the master
+    /// we preempted, which still holds the VIPs until it hears our first advert.
+    term_began: Instant,
     metrics: ConflictMetrics,
     board: status::Board,
     announcer: Option<Announcer>,
@@ -167,6 +170,7 @@ impl Watch {
             episodes: BTreeMap::new(),
             term: 0,
             master: false,
+            term_began: Instant::now(),
             metrics: cfg.metrics,
             board: cfg.board,
             announcer,
@@ -194,6 +198,7 @@ impl Watch {
             let mut w = self.0.borrow_mut();
             w.term += 1;
             w.master = true;
+            w.term_began = Instant::now();
             w.yielding_to = None;
             w.term
         };
@@ -261,6 +266,12 @@ impl Watch {
             return;
         }
         let now = Instant::now();
+        // The master we just preempted holds the VIPs until our first advert reaches it, and its
+        // kernel answers for them meanwhile (seen as a false conflict about 1 ms into a term under
+        // load). A real split outlasts this: our first probe comes right after it.
+        if now.duration_since(guard.term_began) < FIRST_PROBE_DELAY {
+            return;
+        }
         let w = &mut *guard;
         if let Some(e) = w.episodes.get_mut(&vip) {
             e.last = now;
@@ -569,5 +580,38 @@ mod tests {
         assert_eq!(checksum::fold(checksum::sum(&f[54..], acc)), 0);
         assert_eq!(f[54], ICMPV6_NEIGHBOR_SOLICIT);
         assert_eq!(&f[54 + 8..], &ip.octets());
+    }
+
+    /// A claim in the first moments of a term is the master we preempted, which holds the VIPs
+    /// until our first advert reaches it: not a conflict. One after [`FIRST_PROBE_DELAY`] is.
+    #[tokio::test(start_paused = true)]
+    async fn claims_right_after_a_takeover_are_the_preempted_master() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let vip: IpAddr = "192.0.2.100".parse().expect("address");
+                let episodes = Counter::default();
+                let w = Watch::new(WatchConfig {
+                    instance: "VI_1".into(),
+                    interface: "ipf-none0".into(),
+                    ifindex: 0,
+                    vips: vec![vip],
+                    metrics: ConflictMetrics {
+                        ongoing: Gauge::default(),
+                        episodes: episodes.clone(),
+                    },
+                    board: Default::default(),
+                    neighbours: None,
+                    to_instance: Rc::new(|_| {}),
+                    policy: SplitBrainPolicy::Report,
+                });
+                w.begin_term();
+                tokio::time::advance(Duration::from_millis(1)).await;
+                w.claim(vip, [2, 0, 0, 0, 0, 9]);
+                assert_eq!(episodes.get(), 0, "a claim 1 ms into the term counted as a conflict");
+                tokio::time::advance(FIRST_PROBE_DELAY).await;
+                w.claim(vip, [2, 0, 0, 0, 0, 9]);
+                assert_eq!(episodes.get(), 1, "a claim after FIRST_PROBE_DELAY was not counted");
+            })
+            .await;
     }
 }
