@@ -189,10 +189,12 @@ fn batch_point(due: &BTreeMap<(Instant, u64), Entry>, deadline: Instant, period:
 /// Where a timer goes in the schedule.
 enum Place {
     At(Instant),
-    /// An advert timer due at `deadline`, joining a batch (see [`batch_point`]).
+    /// An advert timer due at `deadline`, joining a batch (see [`batch_point`]); `now` is when it
+    /// was armed.
     Batch {
         deadline: Instant,
         period: Duration,
+        now: Instant,
     },
 }
 
@@ -206,7 +208,11 @@ impl Timer {
             (TimerKind::Adver, Precision::Fine) => Self::schedule(
                 kind,
                 generation,
-                Place::Batch { deadline, period: wait },
+                Place::Batch {
+                    deadline,
+                    period: wait,
+                    now,
+                },
                 precision,
                 Duration::ZERO,
                 fire,
@@ -250,7 +256,7 @@ impl Timer {
             let mut e = schedule.lock();
             let deadline = match place {
                 Place::At(deadline) => deadline,
-                Place::Batch { deadline, period } => batch_point(&e.due, deadline, period, Instant::now()),
+                Place::Batch { deadline, period, now } => batch_point(&e.due, deadline, period, now),
             };
             // The entry's time: a fine master-down timer's FINE_EARLY before its deadline; the
             // handle keeps the deadline, which the owner judges by.
@@ -548,9 +554,19 @@ mod precision_tests {
             timers.push(timer);
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
-        tokio::time::sleep(period * 2).await;
-        assert_eq!(count.load(Ordering::SeqCst), 24);
+        // All fire within an interval of the last one armed (bounded for a loaded machine).
+        let deadline = Instant::now() + period * 25;
+        while count.load(Ordering::SeqCst) < 24 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            24,
+            "advert timers fired by {:?}",
+            period * 25
+        );
         let mut deadlines: Vec<Instant> = timers.iter().map(|t| t.deadline).collect();
+        deadlines.sort_unstable();
         deadlines.dedup();
         // The asked deadlines span about 72 ms (more on a loaded machine): one grid point of the
         // 80 ms grid falls among them at most, unless the machine stretched the span past 80 ms.
