@@ -42,27 +42,34 @@ pub fn tree(pid: i32) -> Vec<i32> {
     out
 }
 
-/// CPU seconds (user + system, all threads) used so far by `pid`'s tree, including children it has
-/// reaped (check and notify scripts).
+/// CPU seconds used so far by `pid`'s tree: every live thread's time on a CPU to the nanosecond
+/// (`/proc/PID/task/TID/schedstat`), plus the children it has reaped (check and notify scripts), in
+/// clock ticks. The utime + stime of `/proc/PID/stat` come in ticks of 10 ms: an agent using 0.1 s a
+/// minute gets five of them in a 30 s window, so one tick more or less moved its figure by a fifth.
+/// (Nor is their split between user and system worth printing: it is sampled per tick, and a process
+/// that runs in short bursts after timer interrupts is sampled in the kernel far more often than it
+/// is there; perf's breakdown disagreed with it by a factor of two.) The time includes the softirq
+/// work the kernel runs in the process's context (on a veth: the switch and the receivers' input
+/// path) unless the kernel accounts IRQ time apart (`CONFIG_IRQ_TIME_ACCOUNTING`).
 pub fn tree_cpu_secs(pid: i32) -> f64 {
-    let (user, system) = tree_cpu_split(pid);
-    user + system
-}
-
-/// [`tree_cpu_secs`] as (user, system) seconds. System time includes the softirq work the kernel
-/// runs in the process's context (on a veth: the switch and the receivers' input path) unless the
-/// kernel accounts IRQ time apart (`CONFIG_IRQ_TIME_ACCOUNTING`); the split is sampled per tick.
-pub fn tree_cpu_split(pid: i32) -> (f64, f64) {
-    let (user, system) = tree(pid)
+    tree(pid)
         .into_iter()
-        .filter_map(stat_fields)
-        // utime, stime, cutime, cstime: fields 14..=17 of stat, 11..=14 after the comm.
-        .map(|f| {
-            let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            (n(11) + n(13), n(12) + n(14))
+        .map(|p| {
+            let threads: u64 = std::fs::read_dir(format!("/proc/{p}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .sum();
+            // cutime, cstime: fields 16 and 17 of stat, 13 and 14 after the comm.
+            let reaped = stat_fields(p).map_or(0, |f| {
+                let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                n(13) + n(14)
+            });
+            threads as f64 / 1e9 + reaped as f64 / ticks_per_sec()
         })
-        .fold((0, 0), |(u, s), (du, ds)| (u + du, s + ds));
-    (user as f64 / ticks_per_sec(), system as f64 / ticks_per_sec())
+        .sum()
 }
 
 /// Context switches so far of every thread of `pid`'s tree: how often it went to sleep and was woken

@@ -35,7 +35,8 @@ pub(super) struct RealEffects {
     pub(super) name: String,
     pub(super) wire: AdvertWire,
     /// Every owned VIP with its interface filled in (`dev`).
-    pub(super) vips: Vec<Vip>,
+    /// Shared with the VIP worker's queued ops: a renewal with every advert copies no list.
+    pub(super) vips: Rc<[Vip]>,
     pub(super) outbox: Outbox,
     /// This instance as its queued adverts name and count it.
     pub(super) origin: Rc<Origin>,
@@ -105,7 +106,7 @@ impl RealEffects {
     /// new set; the next adverts carry the new list.
     pub(super) fn set_vips(&mut self, vips: Vec<Vip>, advertised: Vec<u8>, master: bool) {
         let removed: Vec<Vip> = self.vips.iter().filter(|v| !vips.contains(v)).cloned().collect();
-        self.vips = vips;
+        self.vips = vips.into();
         self.wire.addrs = advertised;
         self.with_status(|s| s.vips = self.vips.iter().map(ToString::to_string).collect());
         let watched = self
@@ -115,7 +116,7 @@ impl RealEffects {
         self.conflicts.set_vips(watched.map(|v| v.addr).collect());
         if master {
             if !removed.is_empty() {
-                let _ = self.ops.send(VipOp::Remove(removed));
+                let _ = self.ops.send(VipOp::Remove(removed.into()));
             }
             self.add_vips();
             self.announce();

@@ -170,7 +170,7 @@ impl Node {
         let effects = RealEffects {
             name: spec.name.clone(),
             wire: plan.wire,
-            vips: plan.vips,
+            vips: plan.vips.into(),
             outbox,
             origin: Rc::new(Origin {
                 instance: spec.name.clone(),

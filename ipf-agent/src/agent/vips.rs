@@ -22,18 +22,18 @@ use crate::network::{AddressManager, Announcer, Vip};
 #[derive(Clone)]
 pub(super) enum VipOp {
     /// Adds `vips` with this lease (`None`: permanent).
-    Add(Vec<Vip>, Option<Duration>),
+    Add(Rc<[Vip]>, Option<Duration>),
     /// Renews the leases of `vips` unless the instance left Master since (`epoch` changed).
     Renew {
-        vips: Vec<Vip>,
+        vips: Rc<[Vip]>,
         lease: Duration,
         epoch: u64,
         epoch_now: Arc<AtomicU64>,
     },
-    Remove(Vec<Vip>),
+    Remove(Rc<[Vip]>),
     /// Announce `vips` `burst` times unless the instance left Master since (`epoch` changed).
     Announce {
-        vips: Vec<Vip>,
+        vips: Rc<[Vip]>,
         epoch: u64,
         epoch_now: Arc<AtomicU64>,
         burst: u32,
@@ -94,7 +94,7 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
         };
         match op {
             VipOp::Add(vips, lease) => {
-                for v in &vips {
+                for v in vips.iter() {
                     let Some(ifindex) = vip_interface(&mut interfaces, v).map(|i| i.ifindex) else {
                         continue;
                     };
@@ -112,14 +112,10 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                 // Renewals of Masters whose adverts went out in the same tick are queued together:
                 // send them as one batch (one netlink send, see `AddressManager::renew`). Only
                 // consecutive renewals are gathered, so none overtakes a removal queued after it.
-                let mut due: Vec<(u32, Vip, Duration)> = Vec::new();
-                let mut gather = |vips: Vec<Vip>, lease: Duration, epoch: u64, epoch_now: &AtomicU64| {
+                let mut lists: Vec<(Rc<[Vip]>, Duration)> = Vec::new();
+                let mut gather = |vips: Rc<[Vip]>, lease: Duration, epoch: u64, epoch_now: &AtomicU64| {
                     if epoch_now.load(Ordering::SeqCst) == epoch {
-                        for v in vips {
-                            if let Some(i) = vip_interface(&mut interfaces, &v) {
-                                due.push((i.ifindex, v, lease));
-                            }
-                        }
+                        lists.push((vips, lease));
                     }
                 };
                 gather(vips, lease, epoch, &epoch_now);
@@ -137,13 +133,20 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                         }
                     }
                 }
-                let batch: Vec<(u32, &Vip, Duration)> = due.iter().map(|(i, v, l)| (*i, v, *l)).collect();
+                let mut batch: Vec<(u32, &Vip, Duration)> = Vec::new();
+                for (vips, lease) in &lists {
+                    for v in vips.iter() {
+                        if let Some(i) = vip_interface(&mut interfaces, v) {
+                            batch.push((i.ifindex, v, *lease));
+                        }
+                    }
+                }
                 // A renewal that failed in the batch is tried alone (that also adds an address
                 // someone removed); only a second failure is an error.
                 for (i, e) in addrs.renew(&batch) {
-                    let (ifindex, v, lease) = &due[i];
+                    let (ifindex, v, lease) = batch[i];
                     tracing::debug!("renewing VIP {v} in a batch: {e}; trying it alone");
-                    if let Err(e) = add(*ifindex, v, Some(*lease)).await {
+                    if let Err(e) = add(ifindex, v, Some(lease)).await {
                         tracing::error!("renewing VIP {v}: {e}");
                     }
                 }
@@ -151,29 +154,26 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
             VipOp::Remove(vips) => {
                 // Removals queued together (a stop of every instance, a release of many groups)
                 // go as one batch, as renewals do; a failed one is tried alone.
-                let mut due: Vec<(u32, Vip)> = Vec::new();
-                let mut gather = |vips: Vec<Vip>| {
-                    for v in vips {
-                        if let Some(i) = vip_interface(&mut interfaces, &v) {
-                            due.push((i.ifindex, v));
-                        }
-                    }
-                };
-                gather(vips);
+                let mut lists: Vec<Rc<[Vip]>> = vec![vips];
                 while let Ok(op) = rx.try_recv() {
                     match op {
-                        VipOp::Remove(vips) => gather(vips),
+                        VipOp::Remove(vips) => lists.push(vips),
                         other => {
                             next = Some(other);
                             break;
                         }
                     }
                 }
-                let batch: Vec<(u32, &Vip)> = due.iter().map(|(i, v)| (*i, v)).collect();
+                let mut batch: Vec<(u32, &Vip)> = Vec::new();
+                for v in lists.iter().flat_map(|vips| vips.iter()) {
+                    if let Some(i) = vip_interface(&mut interfaces, v) {
+                        batch.push((i.ifindex, v));
+                    }
+                }
                 for (i, e) in addrs.remove_all(&batch) {
-                    let (ifindex, v) = &due[i];
+                    let (ifindex, v) = batch[i];
                     tracing::debug!("removing VIP {v} in a batch: {e}; trying it alone");
-                    if let Err(e) = addrs.remove(*ifindex, v).await {
+                    if let Err(e) = addrs.remove(ifindex, v).await {
                         tracing::error!("removing VIP {v}: {e}");
                     }
                 }
@@ -186,7 +186,7 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                 sent,
             } => {
                 if epoch_now.load(Ordering::SeqCst) == epoch {
-                    for v in &vips {
+                    for v in vips.iter() {
                         if let Some(i) = vip_interface(&mut interfaces, v) {
                             sent.inc_by(announce(&i.announcer, v, i.mac, burst));
                         }

@@ -148,8 +148,6 @@ struct Figures {
     elect: Option<Duration>,
     /// CPU seconds per minute, per node.
     cpu: Vec<f64>,
-    /// Of it, seconds per minute in the kernel (system time), all nodes together.
-    system: f64,
     /// Context switches per second, per node (wake-ups: hardly affected by the machine's load).
     switches: Vec<f64>,
     rss_mib: Vec<f64>,
@@ -195,21 +193,16 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
     // Steady state: the gratuitous ARP bursts after the election are over.
     std::thread::sleep(Duration::from_secs(6));
     let load = cost::load();
-    let before: Vec<(f64, f64)> = routers.iter().map(|r| cost::tree_cpu_split(r.pid())).collect();
+    let before: Vec<f64> = routers.iter().map(|r| cost::tree_cpu_secs(r.pid())).collect();
     let switches_before: Vec<u64> = routers.iter().map(|r| cost::tree_switches(r.pid())).collect();
     let w0 = Instant::now();
     std::thread::sleep(window);
     let secs = w0.elapsed().as_secs_f64();
-    let used: Vec<(f64, f64)> = routers
+    let cpu: Vec<f64> = routers
         .iter()
         .zip(&before)
-        .map(|(r, (u0, s0))| {
-            let (u, s) = cost::tree_cpu_split(r.pid());
-            ((u - u0) * 60.0 / secs, (s - s0) * 60.0 / secs)
-        })
+        .map(|(r, c0)| (cost::tree_cpu_secs(r.pid()) - c0) * 60.0 / secs)
         .collect();
-    let cpu: Vec<f64> = used.iter().map(|(u, s)| u + s).collect();
-    let system = used.iter().map(|(_, s)| s).sum();
     let switches = routers
         .iter()
         .zip(&switches_before)
@@ -224,7 +217,6 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
     Figures {
         elect,
         cpu,
-        system,
         switches,
         rss_mib,
         unsettled,
@@ -235,12 +227,11 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
 fn show(imp: Impl, f: &Figures) {
     let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" / ");
     println!(
-        "  {:<10}  elected in {:>6}  CPU s/min per node {} (total {:.2}, {:.0}% in the kernel)  wake-ups/s per node {}  RSS MiB per node {}  (load {}){}",
+        "  {:<10}  elected in {:>6}  CPU s/min per node {} (total {:.2})  wake-ups/s per node {}  RSS MiB per node {}  (load {}){}",
         format!("{imp:?}"),
         f.elect.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64())),
         list(&f.cpu),
         f.cpu.iter().sum::<f64>(),
-        100.0 * f.system / f.cpu.iter().sum::<f64>().max(f64::MIN_POSITIVE),
         f.switches
             .iter()
             .map(|x| format!("{x:.0}"))
@@ -301,13 +292,6 @@ fn main() {
                 (Some(a), Some(b)) => ratio(a.as_secs_f64(), b.as_secs_f64()),
                 _ => "n/a".into(),
             }
-        );
-        // ipf's time in the kernel (the adverts' sends with the switch's and the receivers'
-        // softirq work a veth runs in the sender, lease renewals, waiting for wake-ups) against
-        // keepalived's whole figure: how far trimming user-space work alone could take the ratio.
-        println!(
-            "  ipf's kernel time alone: {} of keepalived's CPU",
-            ratio(ipf.system, total(&ka))
         );
     }
 }
