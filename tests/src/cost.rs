@@ -55,11 +55,7 @@ pub fn tree_cpu_secs(pid: i32) -> f64 {
     tree(pid)
         .into_iter()
         .map(|p| {
-            let threads: u64 = std::fs::read_dir(format!("/proc/{p}/task"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            let threads: u64 = task_files(p, "schedstat")
                 .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
                 .sum();
             // cutime, cstime: fields 16 and 17 of stat, 13 and 14 after the comm.
@@ -72,19 +68,21 @@ pub fn tree_cpu_secs(pid: i32) -> f64 {
         .sum()
 }
 
+/// The file `name` of each live thread of process `pid` (`/proc/PID/task/TID/name`), read.
+fn task_files(pid: i32, name: &'static str) -> impl Iterator<Item = String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(move |t| std::fs::read_to_string(t.path().join(name)).ok())
+}
+
 /// Context switches so far of every thread of `pid`'s tree: how often it went to sleep and was woken
 /// (or preempted). Unlike CPU time, this hardly depends on what else loads the machine.
 pub fn tree_switches(pid: i32) -> u64 {
     tree(pid)
         .into_iter()
-        .flat_map(|p| {
-            std::fs::read_dir(format!("/proc/{p}/task"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|t| t.path().join("status"))
-        })
-        .filter_map(|status| std::fs::read_to_string(status).ok())
+        .flat_map(|p| task_files(p, "status"))
         .map(|s| {
             s.lines()
                 .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))

@@ -201,7 +201,7 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
     let cpu: Vec<f64> = routers
         .iter()
         .zip(&before)
-        .map(|(r, c0)| (cost::tree_cpu_secs(r.pid()) - c0) * 60.0 / secs)
+        .map(|(r, b)| (cost::tree_cpu_secs(r.pid()) - b) * 60.0 / secs)
         .collect();
     let switches = routers
         .iter()
