@@ -476,22 +476,10 @@ impl Metrics {
             counter.inc_by(now.saturating_sub(before));
         };
         for dp in lock(&self.datapaths).iter() {
-            let Ok(counters) = dp.counters() else { continue };
             let i = dp.interface.as_str();
-            for (c, v) in counters {
-                use ipf_common::Counter as C;
-                let counter = match c {
-                    C::AdvertsRx => self.datapath_packets.with_label_values(&[i, "advert"]),
-                    C::OwnAdverts => self.datapath_packets.with_label_values(&[i, "own_advert"]),
-                    C::ArpRx => self.datapath_packets.with_label_values(&[i, "arp"]),
-                    C::NaRx => self.datapath_packets.with_label_values(&[i, "na"]),
-                    C::VipConflicts => self.vip_conflicts.with_label_values(&[i]),
-                    C::EventsSent => self.datapath_events.with_label_values(&[i]),
-                    C::RingbufFull => self.ringbuf_full.with_label_values(&[i]),
-                    reason => self.invalid_packets.with_label_values(&[i, reason.name()]),
-                };
-                add(format!("{i}/{}", c.name()), counter, v);
-            }
+            // The instances' counts first, the interface's after: the program counts a packet for
+            // the interface before it counts it for its VRID, so read in this order no scrape shows
+            // an instance with more adverts than its interface received.
             for r in lock(&self.instances.list)
                 .iter_mut()
                 .filter(|r| &*r.series.labels[1] == i)
@@ -507,6 +495,21 @@ impl Metrics {
                     .priority_zero_received
                     .inc_by(st.priority_zero_rx.saturating_sub(r.seen_rx0));
                 (r.seen_rx, r.seen_rx0) = (st.adverts_rx, st.priority_zero_rx);
+            }
+            let Ok(counters) = dp.counters() else { continue };
+            for (c, v) in counters {
+                use ipf_common::Counter as C;
+                let counter = match c {
+                    C::AdvertsRx => self.datapath_packets.with_label_values(&[i, "advert"]),
+                    C::OwnAdverts => self.datapath_packets.with_label_values(&[i, "own_advert"]),
+                    C::ArpRx => self.datapath_packets.with_label_values(&[i, "arp"]),
+                    C::NaRx => self.datapath_packets.with_label_values(&[i, "na"]),
+                    C::VipConflicts => self.vip_conflicts.with_label_values(&[i]),
+                    C::EventsSent => self.datapath_events.with_label_values(&[i]),
+                    C::RingbufFull => self.ringbuf_full.with_label_values(&[i]),
+                    reason => self.invalid_packets.with_label_values(&[i, reason.name()]),
+                };
+                add(format!("{i}/{}", c.name()), counter, v);
             }
         }
     }
