@@ -11,6 +11,7 @@ pub mod container;
 pub mod cost;
 pub mod deploy;
 pub mod flood;
+pub mod floor;
 pub mod holders;
 pub mod lab;
 pub mod node;

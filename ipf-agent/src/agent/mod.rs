@@ -183,31 +183,41 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     metrics.heartbeat();
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::memory::release_unused();
-    // The heartbeat /healthz checks: proves this loop still turns.
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
-
+    // The heartbeat /healthz checks: proves this loop still turns. It is taken on a turn the loop
+    // makes anyway (an advert batch, a check) once BEAT has nearly passed; the timer wakes the loop
+    // only when nothing else did for BEAT + BEAT_GRACE. A timer of its own would cost two wake-ups
+    // a second (tokio's wheel wakes once to move a 1 s timer to its finest level, once to fire it),
+    // a third of a node's wake-ups at 1 s adverts.
+    let mut last_beat = tokio::time::Instant::now();
+    let idle = tokio::time::sleep_until(last_beat);
+    tokio::pin!(idle);
     let mut beats = 0u64;
     loop {
         // What the last input queued goes out before waiting: the adverts of timers due together
         // leave as one batch.
         node.outboxes.flush();
-        tokio::select! {
-            _ = heartbeat.tick() => {
-                metrics.heartbeat();
-                // Learned peers are forgotten after minutes: a look every LEARNED_REFRESH beats
-                // (a datapath lookup per instance) keeps the current master known.
-                beats += 1;
-                if beats == SETTLED_BEATS {
-                    // The first elections and announcements are over: what they ran is not
-                    // needed in the steady state either.
-                    crate::memory::release_unused();
-                }
-                if beats % LEARNED_REFRESH == 1 {
-                    for r in &mut running {
-                        r.inst.effects_mut().refresh_learned();
-                    }
+        let now = tokio::time::Instant::now();
+        if now.duration_since(last_beat) >= BEAT - BEAT_EARLY || beats == 0 {
+            last_beat = now;
+            idle.as_mut().reset(now + BEAT + BEAT_GRACE);
+            metrics.heartbeat();
+            // Learned peers are forgotten after minutes: a look every LEARNED_REFRESH beats (a
+            // datapath lookup per instance) keeps the current master known.
+            beats += 1;
+            if beats == SETTLED_BEATS {
+                // The first elections and announcements are over: what they ran is not needed in
+                // the steady state either.
+                crate::memory::release_unused();
+            }
+            if beats % LEARNED_REFRESH == 1 {
+                for r in &mut running {
+                    r.inst.effects_mut().refresh_learned();
                 }
             }
+        }
+        tokio::select! {
+            // Nothing else turned the loop: the next turn beats.
+            () = &mut idle => {}
             Some(set) = dns_rx.recv() => {
                 for r in &mut running {
                     r.inst.effects_mut().set_dns_peers(&set);
@@ -317,6 +327,13 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The heartbeat's period. A turn this much earlier than a full period beats too, so a loop turning
+/// once a period (1 s adverts) beats on each turn despite jitter.
+const BEAT: Duration = Duration::from_secs(1);
+const BEAT_EARLY: Duration = Duration::from_millis(100);
+/// How long past a period the idle timer waits for another turn (below `metrics::HEARTBEAT_STALE`).
+const BEAT_GRACE: Duration = Duration::from_millis(250);
 
 /// Heartbeats after start-up when the first elections are over (Master_Down_Interval is at most
 /// about 4 s at 1 s adverts; announcements repeat after 5 s by default).

@@ -9,7 +9,7 @@
 //! wait re-arms one timerfd instead of creating and closing one each time.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard, OnceLock, Weak},
     time::Duration,
 };
@@ -100,6 +100,8 @@ struct Entry {
     kind: TimerKind,
     generation: u64,
     precision: Precision,
+    /// An advert timer counted in [`Entries::batches`].
+    batched: bool,
     /// How much earlier than its deadline it may fire along with another timer.
     early: Duration,
     fire: TimerSink,
@@ -112,6 +114,26 @@ struct Entries {
     seq: u64,
     /// The largest `early` of any entry so far: how far past `now` a wake-up looks.
     max_early: Duration,
+    /// How many batched advert timers each batch point holds: [`batch_point`] asks this for every
+    /// point it tries, rather than counting the map's entries at the point (up to [`ADVER_BATCH`]
+    /// of them, each try).
+    batches: HashMap<Instant, usize>,
+}
+
+impl Entries {
+    /// Takes the entry out, and out of its batch's count.
+    fn take(&mut self, key: &(Instant, u64)) -> Option<Entry> {
+        let entry = self.due.remove(key)?;
+        if entry.batched
+            && let Some(n) = self.batches.get_mut(&key.0)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.batches.remove(&key.0);
+            }
+        }
+        Some(entry)
+    }
 }
 
 /// The thread's timers and the wake-up of the task that drives them.
@@ -158,7 +180,7 @@ fn grid_epoch() -> Instant {
 /// the eighth-interval grid in the interval before it (never before `now`), the latest holding
 /// fewer than [`ADVER_BATCH`] timers on the coarsest grid (the interval's, then a half's, a
 /// quarter's, an eighth's); else `deadline` itself.
-fn batch_point(due: &BTreeMap<(Instant, u64), Entry>, deadline: Instant, period: Duration, now: Instant) -> Instant {
+fn batch_point(batches: &HashMap<Instant, usize>, deadline: Instant, period: Duration, now: Instant) -> Instant {
     // The period in whole milliseconds (advert intervals are centiseconds): the time spent between
     // arming and here must not give each timer a grid of its own.
     let period_ns = (period.as_micros() + 500) / 1000 * 1_000_000;
@@ -183,7 +205,7 @@ fn batch_point(due: &BTreeMap<(Instant, u64), Entry>, deadline: Instant, period:
     for &(_, back) in points.iter() {
         let offset = u64::try_from((last - back) * step).unwrap_or(u64::MAX);
         let at = (epoch + Duration::from_nanos(offset)).max(now);
-        if due.range((at, 0)..=(at, u64::MAX)).nth(ADVER_BATCH - 1).is_none() {
+        if batches.get(&at).is_none_or(|&n| n < ADVER_BATCH) {
             return at;
         }
     }
@@ -258,9 +280,9 @@ impl Timer {
         let schedule = schedule();
         let (key, deadline, earliest) = {
             let mut e = schedule.lock();
-            let deadline = match place {
-                Place::At(deadline) => deadline,
-                Place::Batch { deadline, period, now } => batch_point(&e.due, deadline, period, now),
+            let (deadline, batched) = match place {
+                Place::At(deadline) => (deadline, false),
+                Place::Batch { deadline, period, now } => (batch_point(&e.batches, deadline, period, now), true),
             };
             // The entry's time: a fine master-down timer's FINE_EARLY before its deadline; the
             // handle keeps the deadline, which the owner judges by.
@@ -271,12 +293,16 @@ impl Timer {
             e.seq += 1;
             e.max_early = e.max_early.max(early);
             let key = (at, e.seq);
+            if batched {
+                *e.batches.entry(at).or_default() += 1;
+            }
             e.due.insert(
                 key,
                 Entry {
                     kind,
                     generation,
                     precision,
+                    batched,
                     early,
                     fire,
                 },
@@ -301,7 +327,7 @@ impl Drop for Timer {
         // A timer that already fired has no entry left; a removed one only makes the driver's
         // wake-up early, and it finds nothing due then.
         if let Some(s) = self.schedule.upgrade() {
-            s.lock().due.remove(&self.key);
+            s.lock().take(&self.key);
         }
     }
 }
@@ -311,6 +337,15 @@ pub fn spin_until(deadline: Instant) {
     while Instant::now() < deadline {
         std::hint::spin_loop();
     }
+}
+
+/// Whether a timer at `at`, allowed to fire `early`, goes with this wake-up at `now`: when it is
+/// within its allowance and no advert batch wakes the schedule before it is due (`next_batch`).
+/// Else a later wake-up takes it, nearer its deadline: a Backup's check rides on the last batch
+/// before it rather than the first within reach, and a live master is checked less often (once per
+/// Master_Down_Interval less up to an interval, rather than up to twice as often).
+fn rides_now(at: Instant, early: Duration, now: Instant, next_batch: Option<Instant>) -> bool {
+    at.saturating_duration_since(now) <= early && next_batch.is_none_or(|batch| batch > at)
 }
 
 /// The driver: sleeps until the earliest deadline (or until an earlier one is added), then fires
@@ -339,22 +374,23 @@ async fn drive(schedule: Arc<Schedule>) {
         let now = Instant::now();
         {
             let mut e = schedule.lock();
-            while let Some(entry) = e.due.first_entry()
-                && entry.key().0 <= now
+            while let Some((&key, _)) = e.due.first_key_value()
+                && key.0 <= now
             {
-                fired.push(entry.remove());
+                fired.extend(e.take(&key));
             }
             // Whatever may fire early goes along with the ones due (only if some were).
             if !fired.is_empty() {
                 let horizon = (now + e.max_early, u64::MAX);
+                let next_batch = e.batches.keys().copied().filter(|at| *at > now).min();
                 early.extend(
                     e.due
                         .range(..horizon)
-                        .filter(|((deadline, _), entry)| deadline.saturating_duration_since(now) <= entry.early)
+                        .filter(|((at, _), entry)| rides_now(*at, entry.early, now, next_batch))
                         .map(|(k, _)| *k),
                 );
                 for k in early.drain(..) {
-                    fired.extend(e.due.remove(&k));
+                    fired.extend(e.take(&k));
                 }
             }
         }
@@ -549,6 +585,23 @@ mod precision_tests {
         assert!(got.contains(&(4, 1010)), "{got:?}");
         assert!(got.contains(&(3, later)), "{got:?}");
         assert_eq!(got.len(), 4);
+    }
+
+    /// A check within its allowance rides on this wake-up unless an advert batch comes before it is
+    /// due, which it then rides on instead.
+    #[test]
+    fn checks_ride_on_the_last_wake_up_before_them() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let allowance = ms(500);
+        // No batch ahead: within the allowance it goes now, beyond it not.
+        assert!(rides_now(now + ms(400), allowance, now, None));
+        assert!(!rides_now(now + ms(600), allowance, now, None));
+        // A batch before it is due takes it; a batch after it leaves it to this wake-up.
+        assert!(!rides_now(now + ms(400), allowance, now, Some(now + ms(200))));
+        assert!(rides_now(now + ms(400), allowance, now, Some(now + ms(450))));
+        // Already due: goes whatever comes next.
+        assert!(rides_now(now, allowance, now, Some(now + ms(1))));
     }
 
     /// Fine advert timers armed at different moments within an interval share one wake-up (or

@@ -9,6 +9,10 @@
 //! machine's load hardly changes, unlike CPU time), the resident memory of each node's process tree,
 //! and the
 //! ratios against the targets (CPU ≤ 1/10 and RSS ≤ 1/2 of keepalived's; electing no slower).
+//! After ipf's window each node's adverts are captured and, with the agents stopped (SIGSTOP: their
+//! XDP programs stay attached), replayed for another window by a thread doing nothing else
+//! (`ipf_tests::floor`): the kernel's share of sending them, which no implementation avoids,
+//! printed as the floor under both.
 //! `IPF_BENCH_INTERVALS` (ms, default `1000,100,10`) picks the cases. Figures only; no pass/fail.
 #![allow(clippy::unwrap_used, reason = "benchmark binary")]
 
@@ -18,8 +22,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ipf_testbed::{Keepalived, Netns, Proc, Switch, TempDir, addresses};
-use ipf_tests::cost;
+use ipf_testbed::{Keepalived, Netns, Proc, Switch, TempDir, addresses, in_netns};
+use ipf_tests::{cost, floor};
 
 const NODES: [&str; 3] = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
 const GROUPS: usize = 255;
@@ -154,6 +158,66 @@ struct Figures {
     /// VIPs held by no node or by more than one at the end of the window.
     unsettled: usize,
     load: String,
+    /// ipf only: the kernel's floor under each node's adverts (see [`floor`]).
+    floor: Option<Floor>,
+}
+
+struct Floor {
+    /// CPU seconds per minute of the replaying thread, per node.
+    cpu: Vec<f64>,
+    /// Adverts replayed per interval, per node.
+    adverts: Vec<usize>,
+}
+
+/// Captures each node's adverts while the agents run, then stops the agents (SIGSTOP: their XDP
+/// programs stay attached and keep taking adverts, nothing of theirs runs, so the machine does only
+/// the replay) and replays the adverts for `window` from all three nodes at once.
+fn measure_floor(nodes: &[Netns], agents: &[i32], interval_ms: u32, window: Duration) -> Result<Floor, String> {
+    let interval = Duration::from_millis(u64::from(interval_ms));
+    let batch = ipf_agent::vrrp::timers::ADVER_BATCH;
+    // Captured (the threads and this one), then go (after the agents stopped).
+    let captured = std::sync::Barrier::new(nodes.len() + 1);
+    let go = std::sync::Barrier::new(nodes.len() + 1);
+    let results: Vec<anyhow::Result<(f64, usize)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|ns| {
+                let (captured, go) = (&captured, &go);
+                s.spawn(move || {
+                    in_netns(ns, || {
+                        let packets = floor::capture("eth0", interval * 3 / 2 + Duration::from_millis(100));
+                        captured.wait();
+                        go.wait();
+                        let packets = packets?;
+                        let cpu = floor::replay("eth0", &packets, interval, batch, window)?;
+                        Ok((cpu * 60.0 / window.as_secs_f64(), packets.len()))
+                    })
+                })
+            })
+            .collect();
+        captured.wait();
+        for pid in agents {
+            // SAFETY: plain signal to a child this process started.
+            unsafe { libc::kill(*pid, libc::SIGSTOP) };
+        }
+        go.wait();
+        let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        for pid in agents {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid, libc::SIGCONT) };
+        }
+        results
+    });
+    let mut out = Floor {
+        cpu: Vec::new(),
+        adverts: Vec::new(),
+    };
+    for r in results {
+        let (cpu, n) = r.map_err(|e| format!("{e:#}"))?;
+        out.cpu.push(cpu);
+        out.adverts.push(n);
+    }
+    Ok(out)
 }
 
 fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
@@ -213,6 +277,11 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
         .map(|r| cost::tree_rss_kib(r.pid()) as f64 / 1024.0)
         .collect();
     let unsettled = holders(&nodes).values().filter(|n| **n != 1).count();
+    // With the agents' XDP programs attached, so the receivers take the copies as their masters'.
+    let pids: Vec<i32> = routers.iter().map(Router::pid).collect();
+    let floor = (imp == Impl::Ipf)
+        .then(|| measure_floor(&nodes, &pids, interval_ms, window))
+        .and_then(|r| r.map_err(|e| eprintln!("  kernel floor not measured: {e}")).ok());
     drop(routers);
     Figures {
         elect,
@@ -221,6 +290,7 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
         rss_mib,
         unsettled,
         load,
+        floor,
     }
 }
 
@@ -245,6 +315,19 @@ fn show(imp: Impl, f: &Figures) {
             String::new()
         }
     );
+    if let Some(fl) = &f.floor {
+        println!(
+            "  {:<10}  the same adverts ({} per node an interval) replayed by a thread doing nothing else: CPU s/min per node {} (total {:.2})",
+            "floor",
+            fl.adverts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" / "),
+            list(&fl.cpu),
+            fl.cpu.iter().sum::<f64>()
+        );
+    }
 }
 
 fn main() {
@@ -285,8 +368,11 @@ fn main() {
             }
         };
         println!(
-            "  ipf / keepalived: CPU {} (target ≤ 0.10×), RSS {} (target ≤ 0.50×), time to elect {} (target ≤ 1.00×)",
+            "  ipf / keepalived: CPU {} (target ≤ 0.10×; the floor alone {}), RSS {} (target ≤ 0.50×), time to elect {} (target ≤ 1.00×)",
             ratio(total(&ipf), total(&ka)),
+            ipf.floor
+                .as_ref()
+                .map_or("not measured".into(), |fl| ratio(fl.cpu.iter().sum(), total(&ka))),
             ratio(mean(&ipf.rss_mib), mean(&ka.rss_mib)),
             match (ipf.elect, ka.elect) {
                 (Some(a), Some(b)) => ratio(a.as_secs_f64(), b.as_secs_f64()),
