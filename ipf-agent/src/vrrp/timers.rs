@@ -62,8 +62,9 @@ pub const ADVER_PHASES: u32 = 8;
 /// (`Timer::start_exact`) if the master is not heard from. With hundreds of Backups, each wake-up
 /// serves every check due soon after it instead of each check waking the agent on its own. Half:
 /// a Backup's wait (Master_Down_Interval less the last advert's age) is over two intervals while
-/// its master lives, so every check can ride on the node's next advert batch (one per interval);
-/// an eighth left the checks their own wake-ups (5-6 a second of 7 at 1 s adverts). A check taken
+/// its master lives, so every check can ride on one of the node's advert batches (one per
+/// interval); an eighth left the checks their own wake-ups (5-6 a second of 7 at 1 s adverts). Of
+/// the batches within reach it takes the last before its deadline (see `rides_now`). A check taken
 /// early costs a look at the datapath's mmapped last-seen time and a re-arm, less than a wake-up.
 pub const CHECK_EARLY_DIVISOR: u32 = 2;
 
