@@ -17,6 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 
 const IPPROTO_VRRP: u8 = 112;
+const ETH_HLEN: usize = 14;
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -26,67 +27,32 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn ifindex(ifname: &str) -> Result<u32> {
-    let name = std::ffi::CString::new(ifname)?;
-    // SAFETY: a NUL-terminated name, alive for the call.
-    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    ensure!(i != 0, "no interface {ifname} in this namespace");
-    Ok(i)
+/// Sets a socket option from its bytes.
+fn set_opt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &[u8]) -> io::Result<()> {
+    // SAFETY: valid fd; the pointer and length describe `value`, alive for the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
+        )
+    })
+    .map(drop)
 }
 
 /// The IPv4 VRRP packets (IP header included) leaving `ifname` in the calling thread's namespace
 /// during `span`, one per VRID: a Master sends one an interval, so a span over an interval catches
 /// every Master's.
 pub fn capture(ifname: &str, span: Duration) -> Result<Vec<Vec<u8>>> {
-    let index = ifindex(ifname)?;
-    // ETH_P_ALL: a socket bound to one protocol sees only what comes in, not what goes out.
-    let proto = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain socket call; the descriptor is owned at once.
-    let fd = unsafe {
-        OwnedFd::from_raw_fd(
-            cvt(libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                i32::from(proto),
-            ))
-            .context("AF_PACKET socket")?,
-        )
-    };
-    // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = index as i32;
-    // SAFETY: valid fd; the pointer and length describe `sll`.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&raw const sll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    })
-    .context("binding the capture socket")?;
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 20_000,
-    };
-    // SAFETY: valid fd; the option value is a timeval, alive for the call.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    })
-    .context("SO_RCVTIMEO")?;
+    let fd = crate::trace::open_packet_socket(&std::ffi::CString::new(ifname)?);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let mut buf = vec![0u8; 2048];
     let end = Instant::now() + span;
     while Instant::now() < end {
-        // SAFETY: as above, for the peer address `recvfrom` fills in.
+        // SAFETY: an all-zero sockaddr_ll is valid; `recvfrom` fills it in.
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
         // SAFETY: valid fd; the buffer and address pointers describe live, writable memory.
@@ -107,7 +73,10 @@ pub fn capture(ifname: &str, span: Duration) -> Result<Vec<Vec<u8>>> {
             }
             return Err(e).context("capturing adverts");
         }
-        let p = &buf[..n as usize];
+        // The Ethernet header off: the replay sends from the IP header on.
+        let Some(p) = buf[..n as usize].get(ETH_HLEN..) else {
+            continue;
+        };
         if from.sll_pkttype != libc::PACKET_OUTGOING
             || from.sll_protocol != (libc::ETH_P_IP as u16).to_be()
             || p.len() < 22
@@ -149,30 +118,9 @@ pub fn replay(ifname: &str, packets: &[Vec<u8>], interval: Duration, batch: usiz
         )
     };
     let name = std::ffi::CString::new(ifname)?;
-    // SAFETY: valid fd; the option value is the NUL-terminated name, alive for the call.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            name.as_ptr().cast(),
-            name.as_bytes_with_nul().len() as u32,
-        )
-    })
-    .context("SO_BINDTODEVICE")?;
-    let off: libc::c_int = 0;
-    // SAFETY: valid fd; an int option, alive for the call. As the agent's socket: its own node's
-    // stack does not get the copies back.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_LOOP,
-            (&raw const off).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    })
-    .context("IP_MULTICAST_LOOP")?;
+    set_opt(&fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_bytes_with_nul()).context("SO_BINDTODEVICE")?;
+    // As the agent's socket: its own node's stack does not get the copies back.
+    set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &0i32.to_ne_bytes()).context("IP_MULTICAST_LOOP")?;
     let dsts: Vec<libc::sockaddr_in> = packets
         .iter()
         .map(|p| libc::sockaddr_in {

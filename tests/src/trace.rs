@@ -155,7 +155,10 @@ impl Drop for Capture {
 
 const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
 
-fn open_packet_socket(ifname: &std::ffi::CStr) -> OwnedFd {
+/// A packet socket on `ifname`, in the calling thread's namespace: ARP, VRRP and NA frames (see
+/// [`FILTER`]) both ways, Ethernet header included, a 100 ms receive timeout, kernel receive
+/// timestamps. The capture here and the floor's (`floor::capture`) read it.
+pub(crate) fn open_packet_socket(ifname: &std::ffi::CStr) -> OwnedFd {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain syscalls on a descriptor we own; every return value is checked.
     unsafe {

@@ -172,7 +172,7 @@ struct Floor {
 /// Captures each node's adverts while the agents run, then stops the agents (SIGSTOP: their XDP
 /// programs stay attached and keep taking adverts, nothing of theirs runs, so the machine does only
 /// the replay) and replays the adverts for `window` from all three nodes at once.
-fn measure_floor(nodes: &[Netns], agents: &[i32], interval_ms: u32, window: Duration) -> Result<Floor, String> {
+fn measure_floor(nodes: &[Netns], agents: &[&Proc], interval_ms: u32, window: Duration) -> Result<Floor, String> {
     let interval = Duration::from_millis(u64::from(interval_ms));
     let batch = ipf_agent::vrrp::timers::ADVER_BATCH;
     // Captured (the threads and this one), then go (after the agents stopped).
@@ -196,15 +196,13 @@ fn measure_floor(nodes: &[Netns], agents: &[i32], interval_ms: u32, window: Dura
             })
             .collect();
         captured.wait();
-        for pid in agents {
-            // SAFETY: plain signal to a child this process started.
-            unsafe { libc::kill(*pid, libc::SIGSTOP) };
+        for agent in agents {
+            agent.signal(libc::SIGSTOP);
         }
         go.wait();
         let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        for pid in agents {
-            // SAFETY: as above.
-            unsafe { libc::kill(*pid, libc::SIGCONT) };
+        for agent in agents {
+            agent.signal(libc::SIGCONT);
         }
         results
     });
@@ -278,9 +276,15 @@ fn run(imp: Impl, agent: &Path, interval_ms: u32, window: Duration) -> Figures {
         .collect();
     let unsettled = holders(&nodes).values().filter(|n| **n != 1).count();
     // With the agents' XDP programs attached, so the receivers take the copies as their masters'.
-    let pids: Vec<i32> = routers.iter().map(Router::pid).collect();
+    let agents: Vec<&Proc> = routers
+        .iter()
+        .filter_map(|r| match r {
+            Router::Ipf(p) => Some(p),
+            Router::Keepalived(_) => None,
+        })
+        .collect();
     let floor = (imp == Impl::Ipf)
-        .then(|| measure_floor(&nodes, &pids, interval_ms, window))
+        .then(|| measure_floor(&nodes, &agents, interval_ms, window))
         .and_then(|r| r.map_err(|e| eprintln!("  kernel floor not measured: {e}")).ok());
     drop(routers);
     Figures {
