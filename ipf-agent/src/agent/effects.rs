@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use ipf_common::vrrp::{AdvertFields, encode_advert};
+use ipf_common::{
+    VridState,
+    vrrp::{AdvertFields, encode_advert},
+};
 use tokio::sync::mpsc;
 
 use super::{
@@ -21,10 +24,10 @@ use super::{
 };
 use crate::{
     config::{Garp, Notify, Vip},
-    datapath::{Datapath, ip_from_wire, raw::monotonic_ns, wire_addr},
+    datapath::{Datapath, Family, ip_from_wire, raw::monotonic_ns, wire_addr},
     metrics::{self, InstanceSeries},
     status,
-    vrrp::{Effects, LastAdvert, State},
+    vrrp::{AdvertSource, Effects, LastAdvert, State},
 };
 
 /// Longest a notify script may run before it is killed.
@@ -347,15 +350,29 @@ impl Effects for RealEffects {
             .borrow()
             .vrid_state(self.wire.family, self.wire.vrid)
             .ok()?;
-        if st.last_seen_ns == 0 {
-            return None;
-        }
-        let now = monotonic_ns()?;
-        Some(LastAdvert {
-            age: Duration::from_nanos(now.saturating_sub(st.last_seen_ns)),
-            src: ip_from_wire(self.wire.family.wire(), &st.master_addr),
-            priority: st.master_priority,
-            adver_int: Duration::from_millis(u64::from(st.adver_int_cs) * 10),
-        })
+        last_advert_of(self.wire.family, &st)
     }
+
+    fn advert_source(&self) -> Option<AdvertSource> {
+        let reader = self.datapath.borrow().reader();
+        let (family, vrid) = (self.wire.family, self.wire.vrid);
+        Some(Arc::new(move || {
+            last_advert_of(family, &reader.vrid_state(family, vrid).ok()?)
+        }))
+    }
+}
+
+/// The current master's last advert as the datapath recorded it, aged by the monotonic clock the
+/// datapath stamps with.
+fn last_advert_of(family: Family, st: &VridState) -> Option<LastAdvert> {
+    if st.last_seen_ns == 0 {
+        return None;
+    }
+    let now = monotonic_ns()?;
+    Some(LastAdvert {
+        age: Duration::from_nanos(now.saturating_sub(st.last_seen_ns)),
+        src: ip_from_wire(family.wire(), &st.master_addr),
+        priority: st.master_priority,
+        adver_int: Duration::from_millis(u64::from(st.adver_int_cs) * 10),
+    })
 }

@@ -143,8 +143,15 @@ impl Node {
         // Timer firings come back tagged with the instance's id, so one for an instance a reload
         // replaced finds nobody.
         let inputs = self.inputs.clone();
-        let on_timer: TimerSink = Arc::new(move |kind, generation| {
-            let _ = inputs.send((id, Input::Timer { kind, generation }));
+        let on_timer: TimerSink = Arc::new(move |kind, generation, deadline| {
+            let _ = inputs.send((
+                id,
+                Input::Timer {
+                    kind,
+                    generation,
+                    deadline,
+                },
+            ));
         });
         let outbox = self.outboxes.get(&self.interface, spec.family, src)?;
         {

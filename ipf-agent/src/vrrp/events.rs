@@ -6,7 +6,7 @@ use std::{net::IpAddr, time::Duration};
 use tokio::time::Instant;
 
 use super::{
-    instance::{Effects, Input, Instance, Preempt, State},
+    instance::{Effects, Input, Instance, State},
     timers::{FINE_EARLY, TimerKind, spin_until},
 };
 
@@ -22,17 +22,21 @@ impl<E: Effects> Instance<E> {
                 adver_int,
                 age,
             } => self.on_advert(src, priority, adver_int, age),
-            Input::Timer { kind, generation } => {
+            Input::Timer {
+                kind,
+                generation,
+                deadline,
+            } => {
                 // A timer replaced after it fired: its message is stale.
                 if self
                     .timer
                     .as_ref()
                     .is_some_and(|t| t.generation == generation && t.kind == kind)
-                    && let Some(timer) = self.timer.take()
                 {
+                    self.timer = None;
                     match kind {
                         TimerKind::Adver => self.on_adver_timer(),
-                        TimerKind::MasterDown => self.on_master_down_timer(timer.deadline),
+                        TimerKind::MasterDown => self.on_master_down_timer(deadline),
                     }
                 }
             }
@@ -63,6 +67,8 @@ impl<E: Effects> Instance<E> {
             return;
         }
         self.started_at = tokio::time::Instant::now();
+        // preempt_delay counts from here.
+        self.refresh_watch();
         if self.faulty {
             self.change_state(State::Fault, "startup with a failed check");
         } else if self.priority == 255 {
@@ -136,11 +142,13 @@ impl<E: Effects> Instance<E> {
     }
 
     /// §6.4.2 Master_Down_Timer fired. The datapath's last-seen time says whether the master really
-    /// went quiet, so steady-state adverts never wake us. A fine timer fires up to
-    /// [`FINE_EARLY`] before its deadline: the master is judged as of the deadline, and a takeover
-    /// spins the rest, then looks once more for an advert that came in meanwhile. A check may also
-    /// fire well before it along with other timers (see `timers::CHECK_EARLY_DIVISOR`): then it only
-    /// looks at the master, as of the deadline, and otherwise waits out the rest exactly.
+    /// went quiet, so steady-state adverts never wake us; while the master advertises, the schedule
+    /// moves the timer on by the same rule ([`super::timers::Renew`]) and we are not asked at all.
+    /// A fine timer fires up to [`FINE_EARLY`] before its deadline: the master is judged as of the
+    /// deadline, and a takeover spins the rest, then looks once more for an advert that came in
+    /// meanwhile. A check may also fire well before it along with other timers (see
+    /// `timers::CHECK_EARLY_DIVISOR`): then it only looks at the master, as of the deadline, and
+    /// otherwise waits out the rest exactly.
     fn on_master_down_timer(&mut self, deadline: Instant) {
         if self.state != State::Backup {
             return;
@@ -171,23 +179,13 @@ impl<E: Effects> Instance<E> {
             return false;
         };
         self.master_adver_int = last.adver_int;
-        let mdi = self.master_down_interval();
-        let age = last.age + ahead;
-        let counts = last.priority != 0 && !self.would_preempt(last.priority);
-        if counts && age < mdi {
-            self.arm(TimerKind::MasterDown, mdi - last.age);
-            return true;
+        match self.hold_rule().holds(&last, Instant::now()) {
+            Some(left) if left > ahead => {
+                self.arm(TimerKind::MasterDown, left);
+                true
+            }
+            _ => false,
         }
-        if last.priority != 0 && age < mdi && self.preempt_delay_left() > ahead {
-            // Lower-priority master alive, but preempt_delay has not passed since startup.
-            let wait = self.preempt_delay_left();
-            self.arm(
-                TimerKind::MasterDown,
-                wait.min(mdi - last.age).max(Duration::from_millis(1)),
-            );
-            return true;
-        }
-        false
     }
 
     /// keepalived's Fault: leave the election (releasing the VIPs with priority 0 when Master) while
@@ -235,7 +233,7 @@ impl<E: Effects> Instance<E> {
 
     /// A new effective priority: a Master advertises it from the next advert on.
     fn on_priority(&mut self, priority: u8) {
-        self.priority = priority;
+        self.set_priority(priority);
         if self.state == State::Master {
             self.effects.set_role(true, priority);
         }
@@ -244,16 +242,6 @@ impl<E: Effects> Instance<E> {
     /// Whether an advert of `priority` from the current master would be overridden by us (§6.4.2:
     /// Preempt_Mode true and the advert's priority lower than ours).
     fn would_preempt(&self, priority: u8) -> bool {
-        match self.cfg.preempt {
-            Preempt::No => false,
-            Preempt::Yes | Preempt::Delay(_) => priority < self.priority,
-        }
-    }
-
-    fn preempt_delay_left(&self) -> Duration {
-        match self.cfg.preempt {
-            Preempt::Delay(d) => (self.started_at + d).saturating_duration_since(tokio::time::Instant::now()),
-            _ => Duration::ZERO,
-        }
+        self.hold_rule().would_preempt(priority)
     }
 }

@@ -1,10 +1,10 @@
 //! A VRRP instance: configuration, state, and the one place state changes happen ([`Instance::change_state`]).
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
-use super::timers::{Precision, Timer, TimerKind, TimerSink};
+use super::timers::{Precision, Renew, Timer, TimerKind, TimerSink};
 use crate::datapath::Family;
 
 /// RFC 5798 §6.4 states, plus keepalived's Fault.
@@ -68,6 +68,59 @@ pub struct LastAdvert {
     pub adver_int: Duration,
 }
 
+/// Reads what the datapath last saw from the current master ([`Effects::last_advert`]) from the
+/// timer schedule, which runs outside the instance (see [`Renew`]).
+pub type AdvertSource = Arc<dyn Fn() -> Option<LastAdvert> + Send + Sync>;
+
+/// Skew_Time (RFC 5798 §6.1): ((256 - Priority) * Master_Adver_Interval) / 256. VRRPv2 (RFC 3768
+/// §6.1) has (256 - Priority) / 256 seconds, the same formula with a 1 s interval.
+fn skew_time(version: u8, priority: u8, master_adver_int: Duration) -> Duration {
+    let base = if version == 2 {
+        Duration::from_secs(1)
+    } else {
+        master_adver_int
+    };
+    base * (256 - u32::from(priority)) / 256
+}
+
+/// What holds a Backup back (RFC 5798 §6.4.2): an advert of the master that it would not preempt,
+/// for Master_Down_Interval at the master's interval from its arrival; with keepalived's
+/// `preempt_delay`, until the delay is over also one it would. One rule for the instance's own check
+/// and for the timer schedule's ([`Renew`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct HoldRule {
+    version: u8,
+    priority: u8,
+    preempt: Preempt,
+    /// When `preempt_delay` is over (startup + the delay).
+    preempt_from: Option<Instant>,
+}
+
+impl HoldRule {
+    /// §6.4.2: Preempt_Mode true and the advert's priority lower than ours.
+    pub(super) fn would_preempt(&self, priority: u8) -> bool {
+        match self.preempt {
+            Preempt::No => false,
+            Preempt::Yes | Preempt::Delay(_) => priority < self.priority,
+        }
+    }
+
+    /// How much longer from `now` `last` holds us back; `None` if it does not (a release,
+    /// Master_Down_Interval gone by, or a master we preempt now).
+    pub(super) fn holds(&self, last: &LastAdvert, now: Instant) -> Option<Duration> {
+        if last.priority == 0 {
+            return None;
+        }
+        let mdi = last.adver_int * 3 + skew_time(self.version, self.priority, last.adver_int);
+        let left = mdi.checked_sub(last.age).filter(|left| !left.is_zero())?;
+        if !self.would_preempt(last.priority) {
+            return Some(left);
+        }
+        let delay_left = self.preempt_from?.saturating_duration_since(now);
+        (!delay_left.is_zero()).then(|| left.min(delay_left))
+    }
+}
+
 /// Inputs to an instance. Each has one handler in `events.rs`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -88,6 +141,8 @@ pub enum Input {
     Timer {
         kind: TimerKind,
         generation: u64,
+        /// When it was due (the schedule may have moved a master-down timer on, see [`Renew`]).
+        deadline: Instant,
     },
     /// Health (checks, tracked interfaces) went bad (`true`) or recovered (`false`).
     Fault(bool),
@@ -135,6 +190,8 @@ pub trait Effects {
     fn state_changed(&mut self, from: State, to: State, reason: &str);
     /// The datapath's view of the current master's adverts.
     fn last_advert(&self) -> Option<LastAdvert>;
+    /// The same view for the timer schedule, if it can read it from there.
+    fn advert_source(&self) -> Option<AdvertSource>;
 }
 
 /// One VRRP instance.
@@ -153,13 +210,18 @@ pub struct Instance<E: Effects> {
     /// A Backup that yielded a split brain and holds off while the holder answers.
     pub(super) guarding: bool,
     on_timer: TimerSink,
+    /// The datapath's view for the schedule, and the schedule's check of a live master built on it
+    /// with our priority (rebuilt when that changes).
+    source: Option<AdvertSource>,
+    watch: Option<Renew>,
 }
 
 impl<E: Effects> Instance<E> {
     /// An instance in Initialize; `on_timer` hears its timers fire and must feed them back as
     /// [`Input::Timer`].
     pub fn new(cfg: InstanceConfig, effects: E, on_timer: TimerSink) -> Self {
-        Instance {
+        let source = effects.advert_source();
+        let mut inst = Instance {
             priority: cfg.priority,
             master_adver_int: cfg.adver_int,
             cfg,
@@ -171,6 +233,50 @@ impl<E: Effects> Instance<E> {
             faulty: false,
             guarding: false,
             on_timer,
+            source,
+            watch: None,
+        };
+        inst.watch = inst.make_watch();
+        inst
+    }
+
+    pub(super) fn hold_rule(&self) -> HoldRule {
+        HoldRule {
+            version: self.cfg.version,
+            priority: self.priority,
+            preempt: self.cfg.preempt,
+            preempt_from: match self.cfg.preempt {
+                Preempt::Delay(d) => Some(self.started_at + d),
+                Preempt::Yes | Preempt::No => None,
+            },
+        }
+    }
+
+    /// The schedule's check of a live master: the deadline a master-down wait moves to.
+    fn make_watch(&self) -> Option<Renew> {
+        let source = self.source.clone()?;
+        let rule = self.hold_rule();
+        Some(Arc::new(move |now| {
+            let last = source()?;
+            rule.holds(&last, now).map(|left| now + left)
+        }))
+    }
+
+    /// Rebuilds the schedule's check after what it judges by changed: our priority, or the
+    /// startup time `preempt_delay` counts from.
+    pub(super) fn refresh_watch(&mut self) {
+        self.watch = self.make_watch();
+    }
+
+    /// Our effective priority changed: the schedule's check judges with the new one from now on.
+    pub(super) fn set_priority(&mut self, priority: u8) {
+        self.priority = priority;
+        self.refresh_watch();
+        if self.state == State::Backup
+            && let Some(t) = self.timer.as_ref().filter(|t| t.kind == TimerKind::MasterDown)
+        {
+            let left = t.deadline.saturating_duration_since(Instant::now());
+            self.arm_exact(TimerKind::MasterDown, left);
         }
     }
 
@@ -194,15 +300,9 @@ impl<E: Effects> Instance<E> {
         &mut self.effects
     }
 
-    /// Skew_Time (RFC 5798 §6.1): ((256 - Priority) * Master_Adver_Interval) / 256. VRRPv2 (RFC 3768
-    /// §6.1) has (256 - Priority) / 256 seconds, the same formula with a 1 s interval.
+    /// Skew_Time (RFC 5798 §6.1) with the master's interval we last learned.
     pub fn skew_time(&self) -> Duration {
-        let base = if self.cfg.version == 2 {
-            Duration::from_secs(1)
-        } else {
-            self.master_adver_int
-        };
-        base * (256 - u32::from(self.priority)) / 256
+        skew_time(self.cfg.version, self.priority, self.master_adver_int)
     }
 
     /// Master_Down_Interval: 3 × Master_Adver_Interval + Skew_Time.
@@ -234,18 +334,23 @@ impl<E: Effects> Instance<E> {
 
     fn arm_with(
         &mut self,
-        start: fn(TimerKind, u64, Instant, Precision, TimerSink) -> Timer,
+        start: fn(TimerKind, u64, Instant, Precision, TimerSink, Option<Renew>) -> Timer,
         kind: TimerKind,
         after: Duration,
     ) {
         self.generation += 1;
         let deadline = Instant::now() + after;
+        // A guarding Backup's wait is the holder's, not a master's: it stays the instance's to judge.
+        let renew = (kind == TimerKind::MasterDown && !self.guarding)
+            .then(|| self.watch.clone())
+            .flatten();
         self.timer = Some(start(
             kind,
             self.generation,
             deadline,
             self.cfg.timer_precision,
             self.on_timer.clone(),
+            renew,
         ));
     }
 

@@ -14,7 +14,7 @@ pub mod events;
 pub mod instance;
 pub mod timers;
 
-pub use instance::{Effects, GUARD_HOLD, Input, Instance, InstanceConfig, LastAdvert, Preempt, State};
+pub use instance::{AdvertSource, Effects, GUARD_HOLD, Input, Instance, InstanceConfig, LastAdvert, Preempt, State};
 
 #[cfg(test)]
 mod sim;

@@ -2,7 +2,12 @@
 //! the real datapath event logic (`ipf_common::advert::observe_advert`) in front of it, in tokio's
 //! paused (simulated) time.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
 use ipf_common::{
     VridConfig, VridState,
@@ -15,7 +20,9 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 
-use super::{Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State, timers::TimerSink};
+use super::{
+    Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State, instance::AdvertSource, timers::TimerSink,
+};
 use crate::datapath::{Family, ip_from_wire, wire_addr};
 
 /// A side effect, as recorded.
@@ -31,20 +38,36 @@ pub enum Call {
     State(State, State),
 }
 
-/// Records effects, and holds the node's datapath view of the VRID.
+/// Records effects, and holds the node's datapath view of the VRID (shared, as the agent's mapped
+/// datapath state is, with the timer schedule's checks when `schedule_checks`).
 pub struct Recorder {
     pub epoch: Instant,
     pub calls: Vec<(Duration, Call)>,
     pub outbox: Vec<u8>,
-    pub datapath: VridState,
+    pub datapath: Arc<Mutex<VridState>>,
     pub role: (bool, u8),
     pub primary: IpAddr,
+    pub schedule_checks: bool,
 }
 
 impl Recorder {
     fn log(&mut self, c: Call) {
         self.calls.push((self.epoch.elapsed(), c));
     }
+
+    pub fn datapath(&self) -> MutexGuard<'_, VridState> {
+        self.datapath.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The datapath's view as the agent reads it (`RealEffects::last_advert`), in simulated time.
+fn last_advert_of(epoch: Instant, d: &VridState) -> Option<LastAdvert> {
+    (d.last_seen_ns != 0).then(|| LastAdvert {
+        age: epoch.elapsed().saturating_sub(Duration::from_nanos(d.last_seen_ns)),
+        src: ip_from_wire(FAMILY_V4, &d.master_addr),
+        priority: d.master_priority,
+        adver_int: Duration::from_millis(u64::from(d.adver_int_cs) * 10),
+    })
 }
 
 impl Effects for Recorder {
@@ -75,15 +98,12 @@ impl Effects for Recorder {
         self.log(Call::State(from, to));
     }
     fn last_advert(&self) -> Option<LastAdvert> {
-        let d = &self.datapath;
-        (d.last_seen_ns != 0).then(|| LastAdvert {
-            age: self
-                .epoch
-                .elapsed()
-                .saturating_sub(Duration::from_nanos(d.last_seen_ns)),
-            src: ip_from_wire(FAMILY_V4, &d.master_addr),
-            priority: d.master_priority,
-            adver_int: Duration::from_millis(u64::from(d.adver_int_cs) * 10),
+        last_advert_of(self.epoch, &self.datapath())
+    }
+    fn advert_source(&self) -> Option<AdvertSource> {
+        let (epoch, datapath) = (self.epoch, self.datapath.clone());
+        self.schedule_checks.then(|| -> AdvertSource {
+            Arc::new(move || last_advert_of(epoch, &datapath.lock().unwrap_or_else(|p| p.into_inner())))
         })
     }
 }
@@ -101,6 +121,9 @@ pub struct Node {
 pub struct Sim {
     pub epoch: Instant,
     pub nodes: BTreeMap<&'static str, Node>,
+    /// Whether the timer schedule checks a live master itself (as in the agent), or leaves every
+    /// check to the instance.
+    pub schedule_checks: bool,
 }
 
 pub fn config(name: &str, priority: u8, addr: &str) -> InstanceConfig {
@@ -122,6 +145,7 @@ impl Sim {
         Sim {
             epoch: Instant::now(),
             nodes: BTreeMap::new(),
+            schedule_checks: true,
         }
     }
 
@@ -132,13 +156,18 @@ impl Sim {
             epoch: self.epoch,
             calls: Vec::new(),
             outbox: Vec::new(),
-            datapath: VridState::default(),
+            datapath: Arc::default(),
             role: (false, cfg.priority),
             primary: cfg.primary_addr,
+            schedule_checks: self.schedule_checks,
         };
-        let on_timer: TimerSink = std::sync::Arc::new(move |kind, generation| {
+        let on_timer: TimerSink = Arc::new(move |kind, generation, deadline| {
             // A node removed from the simulation leaves nobody to hear it.
-            let _ = tx.send(Input::Timer { kind, generation });
+            let _ = tx.send(Input::Timer {
+                kind,
+                generation,
+                deadline,
+            });
         });
         let mut inst = Instance::new(cfg, rec, on_timer);
         inst.handle(Input::Startup);
@@ -250,7 +279,8 @@ impl Sim {
                 if rec.role.0 {
                     vcfg.flags |= vrid_flags::MASTER;
                 }
-                if observe_advert(&mut rec.datapath, &vcfg, &ip, &adv, &[2, 0, 0, 0, 0, 1], now_ns) != 0 {
+                let event = observe_advert(&mut rec.datapath(), &vcfg, &ip, &adv, &[2, 0, 0, 0, 0, 1], now_ns);
+                if event != 0 {
                     let input = Input::Advert {
                         src,
                         priority,

@@ -67,6 +67,8 @@ async fn address_owner_becomes_master_at_startup() {
 #[tokio::test(start_paused = true)]
 async fn higher_priority_wins_and_backup_is_not_woken_per_advert() {
     let mut sim = Sim::new();
+    // The instance's own checks, as when the schedule cannot read the datapath.
+    sim.schedule_checks = false;
     sim.start("low", config("low", 100, "192.0.2.1"));
     sim.start("high", config("high", 200, "192.0.2.2"));
     sim.run_for(secs(60.0)).await;
@@ -86,9 +88,78 @@ async fn higher_priority_wins_and_backup_is_not_woken_per_advert() {
     );
 }
 
+/// With the timer schedule checking the live master (as in the agent), the Backup hears nothing of
+/// its master-down timer while the master advertises: it wakes for the first advert only.
+#[tokio::test(start_paused = true)]
+async fn the_schedule_checks_a_live_master_without_waking_the_backup() {
+    let mut sim = Sim::new();
+    sim.start("low", config("low", 100, "192.0.2.1"));
+    sim.start("high", config("high", 200, "192.0.2.2"));
+    sim.run_for(secs(60.0)).await;
+    assert_eq!(sim.masters(), vec!["high"]);
+    let wakeups = sim.node("low").wakeups;
+    assert!(
+        wakeups <= 2,
+        "backup woke {wakeups} times in 60 s of 1 s adverts (at most 2: the first advert, and a check armed before it)"
+    );
+
+    // A Backup held by preempt_delay under a lower master (keepalived's rule) sleeps as well.
+    let mut sim = Sim::new();
+    sim.start("low", config("low", 100, "192.0.2.1"));
+    sim.run_for(secs(5.0)).await;
+    let mut cfg = config("high", 200, "192.0.2.2");
+    cfg.preempt = Preempt::Delay(secs(300.0));
+    sim.start("high", cfg);
+    sim.run_for(secs(60.0)).await;
+    assert_eq!(sim.masters(), vec!["low"]);
+    let wakeups = sim.node("high").wakeups;
+    assert!(
+        wakeups <= 2,
+        "delayed backup woke {wakeups} times in 60 s of 1 s adverts (at most 2)"
+    );
+}
+
+/// a (150) started first and is Master; b (120, preempt) is its Backup.
+async fn a_master_over_b() -> Sim {
+    let mut sim = Sim::new();
+    sim.start("a", config("a", 150, "192.0.2.1"));
+    sim.run_for(secs(5.0)).await;
+    sim.start("b", config("b", 120, "192.0.2.2"));
+    sim.run_for(secs(5.0)).await;
+    assert_eq!(sim.masters(), vec!["a"]);
+    sim
+}
+
+/// A Backup whose effective priority rises above its master's (preempt on) no longer counts the
+/// master's adverts (RFC 5798 §6.4.2): it takes over when its wait runs out, although the master
+/// lives. The schedule's check judges with the new priority.
+#[tokio::test(start_paused = true)]
+async fn a_backup_raised_above_its_master_takes_over_within_master_down_interval() {
+    let mut sim = a_master_over_b().await;
+    let raised = sim.now();
+    sim.input("b", Input::Priority(200));
+    sim.run_for(secs(10.0)).await;
+    assert_eq!(sim.masters(), vec!["b"]);
+    // b's wait ends at most Master_Down_Interval (3 × 1 s + (256 - 120) / 256 s, armed before the
+    // raise) after a's last counted advert, which came at most an interval before the raise.
+    let mdi_b = secs(3.0) + Duration::from_secs(1) * 136 / 256;
+    let took = sim.entered("b", State::Master).expect("b took over");
+    assert!(
+        took > raised && took <= raised + mdi_b,
+        "b took over at {took:?}, raised at {raised:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn killed_master_is_replaced_after_master_down_interval() {
+    for schedule_checks in [true, false] {
+        killed_master_is_replaced(schedule_checks).await;
+    }
+}
+
+async fn killed_master_is_replaced(schedule_checks: bool) {
     let mut sim = Sim::new();
+    sim.schedule_checks = schedule_checks;
     sim.start("a", config("a", 100, "192.0.2.1"));
     sim.start("b", config("b", 200, "192.0.2.2"));
     sim.run_for(secs(10.2)).await;
@@ -320,12 +391,7 @@ async fn vrrpv2_skew_uses_one_second() {
 
 #[tokio::test(start_paused = true)]
 async fn lower_effective_priority_is_advertised_and_loses() {
-    let mut sim = Sim::new();
-    sim.start("a", config("a", 150, "192.0.2.1"));
-    sim.run_for(secs(5.0)).await;
-    sim.start("b", config("b", 120, "192.0.2.2"));
-    sim.run_for(secs(5.0)).await;
-    assert_eq!(sim.masters(), vec!["a"]);
+    let mut sim = a_master_over_b().await;
     // A failing check with weight -50: a now advertises 100 and b (120, preempt) takes over.
     sim.input("a", Input::Priority(100));
     sim.run_for(secs(10.0)).await;

@@ -1,12 +1,14 @@
 //! Timers as owned handles: every instance's timer is an entry in one per-thread schedule, driven by
 //! one task that sleeps until the earliest deadline and then calls the callbacks of all that are due
-//! with their kind and generation; dropping the handle cancels it. A generation number lets the
+//! with their kind, generation and deadline; dropping the handle cancels it. A generation number lets the
 //! instance ignore a timer that fired after it was replaced (its message already queued). The timers
 //! know nothing of the engine's inputs: the owner of the callback turns a firing into one.
 //!
 //! One schedule rather than a task (and, for precise timers, a timerfd) per timer: with hundreds of
 //! instances the agent wakes once per batch of due timers instead of once per timer, and a precise
-//! wait re-arms one timerfd instead of creating and closing one each time.
+//! wait re-arms one timerfd instead of creating and closing one each time. A Backup's master-down
+//! timer carries the owner's check of a live master ([`Renew`]), so the schedule moves it on while
+//! the master advertises and the owner hears of it only when the master may be down.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -74,14 +76,33 @@ pub const CHECK_EARLY_DIVISOR: u32 = 2;
 /// routine check of a live master.
 pub const FINE_EARLY: Duration = Duration::from_micros(300);
 
-/// Called with the kind and generation of a timer that fired; it may outlive its instance (then it
-/// must do nothing harmful).
-pub type TimerSink = Arc<dyn Fn(TimerKind, u64) + Send + Sync>;
+/// Called with the kind, generation and deadline of a timer that fired; it may outlive its instance
+/// (then it must do nothing harmful). The deadline is the handle's, or a later one the schedule
+/// moved it to (see [`Renew`]).
+pub type TimerSink = Arc<dyn Fn(TimerKind, u64, Instant) + Send + Sync>;
+
+/// Asked by the schedule when a master-down timer comes due (or may ride along early): given the
+/// time, the deadline the wait moves to because the master was heard since, or `None` when the
+/// owner must look itself. The schedule then moves the timer instead of firing it, so a Backup's
+/// routine check of a live master costs a look at the datapath's mapped state and a re-insertion,
+/// not a trip through the agent's input channel, the state machine and a new timer. It answers
+/// with the rule the owner applies (see `Instance::master_holds`), so moving changes nothing but the
+/// cost; a deadline less than [`RENEW_MIN`] later than the current one is no answer (the owner
+/// decides then).
+pub type Renew = Arc<dyn Fn(Instant) -> Option<Instant> + Send + Sync>;
+
+/// How much later than its current deadline a [`Renew`] answer must be to move a timer: two reads
+/// of the same advert differ by the microseconds between their clock reads, while a later advert
+/// moves the deadline by the time between the two (an interval, 10 ms at least, for a regular one).
+/// An answer too close to call leaves the check to the owner, which is never wrong, only dearer.
+pub const RENEW_MIN: Duration = Duration::from_millis(1);
 
 /// A running timer; cancelled when dropped.
 pub struct Timer {
     pub kind: TimerKind,
     pub generation: u64,
+    /// As armed: the schedule may move a master-down timer later ([`Renew`]); a firing carries the
+    /// deadline it fired for.
     pub deadline: Instant,
     key: (Instant, u64),
     schedule: Weak<Schedule>,
@@ -100,12 +121,23 @@ impl std::fmt::Debug for Timer {
 struct Entry {
     kind: TimerKind,
     generation: u64,
+    /// The owner's deadline (the entry's time may be [`FINE_EARLY`] before it).
+    deadline: Instant,
     precision: Precision,
     /// An advert timer counted in [`Entries::batches`].
     batched: bool,
     /// How much earlier than its deadline it may fire along with another timer.
     early: Duration,
     fire: TimerSink,
+}
+
+/// A master-down timer with its owner's check ([`Renew`]): kept apart from the ordered entries, as
+/// the schedule moves each one on every interval or two while its master lives, in place.
+struct Watched {
+    /// When it is due: [`entry_time`] of the entry's deadline.
+    at: Instant,
+    entry: Entry,
+    renew: Renew,
 }
 
 #[derive(Default)]
@@ -119,6 +151,9 @@ struct Entries {
     /// point it tries, rather than counting the map's entries at the point (up to [`ADVER_BATCH`]
     /// of them, each try).
     batches: HashMap<Instant, usize>,
+    /// Master-down timers with a [`Renew`], by sequence number. A wake-up looks at each (a few
+    /// hundred at most, one per Backup instance): cheaper than re-ordering the ones it moves.
+    watched: HashMap<u64, Watched>,
 }
 
 impl Entries {
@@ -134,6 +169,35 @@ impl Entries {
             }
         }
         Some(entry)
+    }
+
+    /// Cancels the timer a handle armed with `key`.
+    fn cancel(&mut self, key: &(Instant, u64)) {
+        if self.watched.remove(&key.1).is_none() {
+            self.take(key);
+        }
+    }
+
+    /// The earliest time anything is due, and how precisely to wait for it.
+    fn next(&self) -> Option<(Instant, Precision)> {
+        let ordered = self.due.first_key_value().map(|((at, _), e)| (*at, e.precision));
+        let watched = self
+            .watched
+            .values()
+            .min_by_key(|w| w.at)
+            .map(|w| (w.at, w.entry.precision));
+        match (ordered, watched) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The entry's time for an owner's deadline: a fine master-down timer's [`FINE_EARLY`] before it.
+fn entry_time(kind: TimerKind, precision: Precision, deadline: Instant) -> Instant {
+    match (kind, precision) {
+        (TimerKind::MasterDown, Precision::Fine) => deadline.checked_sub(FINE_EARLY).unwrap_or(deadline),
+        _ => deadline,
     }
 }
 
@@ -227,8 +291,16 @@ enum Place {
 
 impl Timer {
     /// A timer for `deadline`: a fine advert timer joining a batch at or before it, a master-down timer
-    /// allowed to fire up to `1 / CHECK_EARLY_DIVISOR` of its wait early.
-    pub fn start(kind: TimerKind, generation: u64, deadline: Instant, precision: Precision, fire: TimerSink) -> Self {
+    /// allowed to fire up to `1 / CHECK_EARLY_DIVISOR` of its wait early, and moved rather than
+    /// fired while `renew` says the master was heard.
+    pub fn start(
+        kind: TimerKind,
+        generation: u64,
+        deadline: Instant,
+        precision: Precision,
+        fire: TimerSink,
+        renew: Option<Renew>,
+    ) -> Self {
         let now = Instant::now();
         let wait = deadline.saturating_duration_since(now);
         match (kind, precision) {
@@ -243,10 +315,17 @@ impl Timer {
                 precision,
                 Duration::ZERO,
                 fire,
+                None,
             ),
-            (TimerKind::Adver, Precision::Millisecond) => {
-                Self::schedule(kind, generation, Place::At(deadline), precision, Duration::ZERO, fire)
-            }
+            (TimerKind::Adver, Precision::Millisecond) => Self::schedule(
+                kind,
+                generation,
+                Place::At(deadline),
+                precision,
+                Duration::ZERO,
+                fire,
+                None,
+            ),
             (TimerKind::MasterDown, _) => Self::schedule(
                 kind,
                 generation,
@@ -254,6 +333,7 @@ impl Timer {
                 precision,
                 wait / CHECK_EARLY_DIVISOR,
                 fire,
+                renew,
             ),
         }
     }
@@ -266,8 +346,17 @@ impl Timer {
         deadline: Instant,
         precision: Precision,
         fire: TimerSink,
+        renew: Option<Renew>,
     ) -> Self {
-        Self::schedule(kind, generation, Place::At(deadline), precision, Duration::ZERO, fire)
+        Self::schedule(
+            kind,
+            generation,
+            Place::At(deadline),
+            precision,
+            Duration::ZERO,
+            fire,
+            renew,
+        )
     }
 
     fn schedule(
@@ -277,38 +366,43 @@ impl Timer {
         precision: Precision,
         early: Duration,
         fire: TimerSink,
+        renew: Option<Renew>,
     ) -> Self {
         let schedule = schedule();
+        let renew = renew.filter(|_| kind == TimerKind::MasterDown);
         let (key, deadline, earliest) = {
             let mut e = schedule.lock();
             let (deadline, batched) = match place {
                 Place::At(deadline) => (deadline, false),
                 Place::Batch { deadline, period, now } => (batch_point(&e.batches, deadline, period, now), true),
             };
-            // The entry's time: a fine master-down timer's FINE_EARLY before its deadline; the
-            // handle keeps the deadline, which the owner judges by.
-            let at = match (kind, precision) {
-                (TimerKind::MasterDown, Precision::Fine) => deadline.checked_sub(FINE_EARLY).unwrap_or(deadline),
-                _ => deadline,
-            };
+            // The handle keeps the deadline, which the owner judges by.
+            let at = entry_time(kind, precision, deadline);
             e.seq += 1;
             e.max_early = e.max_early.max(early);
             let key = (at, e.seq);
             if batched {
                 *e.batches.entry(at).or_default() += 1;
             }
-            e.due.insert(
-                key,
-                Entry {
-                    kind,
-                    generation,
-                    precision,
-                    batched,
-                    early,
-                    fire,
-                },
-            );
-            (key, deadline, e.due.first_key_value().is_some_and(|(k, _)| *k == key))
+            let earliest = e.next().is_none_or(|(next, _)| at < next);
+            let entry = Entry {
+                kind,
+                generation,
+                deadline,
+                precision,
+                batched,
+                early,
+                fire,
+            };
+            match renew {
+                Some(renew) => {
+                    e.watched.insert(key.1, Watched { at, entry, renew });
+                }
+                None => {
+                    e.due.insert(key, entry);
+                }
+            }
+            (key, deadline, earliest)
         };
         if earliest {
             schedule.changed.notify_one();
@@ -328,7 +422,7 @@ impl Drop for Timer {
         // A timer that already fired has no entry left; a removed one only makes the driver's
         // wake-up early, and it finds nothing due then.
         if let Some(s) = self.schedule.upgrade() {
-            s.lock().take(&self.key);
+            s.lock().cancel(&self.key);
         }
     }
 }
@@ -356,12 +450,9 @@ async fn drive(schedule: Arc<Schedule>) {
     // Kept from one wake-up to the next: a wake-up with hundreds of timers due allocates nothing.
     let mut fired: Vec<Entry> = Vec::new();
     let mut early: Vec<(Instant, u64)> = Vec::new();
+    let mut over: Vec<u64> = Vec::new();
     loop {
-        let next = schedule
-            .lock()
-            .due
-            .first_key_value()
-            .map(|((deadline, _), e)| (*deadline, e.precision));
+        let next = schedule.lock().next();
         match next {
             None => schedule.changed.notified().await,
             Some((deadline, precision)) if deadline > Instant::now() => {
@@ -374,16 +465,18 @@ async fn drive(schedule: Arc<Schedule>) {
         }
         let now = Instant::now();
         {
-            let mut e = schedule.lock();
+            let mut guard = schedule.lock();
+            let e = &mut *guard;
             while let Some((&key, _)) = e.due.first_key_value()
                 && key.0 <= now
             {
                 fired.extend(e.take(&key));
             }
             // Whatever may fire early goes along with the ones due (only if some were).
-            if !fired.is_empty() {
+            let riding = !fired.is_empty() || e.watched.values().any(|w| w.at <= now);
+            let next_batch = e.batches.keys().copied().filter(|at| *at > now).min();
+            if riding {
                 let horizon = (now + e.max_early, u64::MAX);
-                let next_batch = e.batches.keys().copied().filter(|at| *at > now).min();
                 early.extend(
                     e.due
                         .range(..horizon)
@@ -394,9 +487,35 @@ async fn drive(schedule: Arc<Schedule>) {
                     fired.extend(e.take(&k));
                 }
             }
+            // Backups' checks: a master heard since moves the wait on, in place. A check that was
+            // only riding along stays where it was if not (the owner would look again then
+            // anyway); the rest fire.
+            let mut widest = Duration::ZERO;
+            for (seq, w) in &mut e.watched {
+                let due = w.at <= now;
+                let rides = riding && rides_now(w.at, w.entry.early, now, next_batch);
+                if !(due || rides) {
+                    continue;
+                }
+                match (w.renew)(now) {
+                    Some(deadline) if deadline >= w.entry.deadline + RENEW_MIN => {
+                        // The allowance its owner would give a wait armed now (`Timer::start`).
+                        w.entry.deadline = deadline;
+                        w.entry.early = deadline.saturating_duration_since(now) / CHECK_EARLY_DIVISOR;
+                        w.at = entry_time(w.entry.kind, w.entry.precision, deadline);
+                        widest = widest.max(w.entry.early);
+                    }
+                    Some(_) if !due => {}
+                    _ => over.push(*seq),
+                }
+            }
+            e.max_early = e.max_early.max(widest);
+            for seq in over.drain(..) {
+                fired.extend(e.watched.remove(&seq).map(|w| w.entry));
+            }
         }
         for e in fired.drain(..) {
-            (e.fire)(e.kind, e.generation);
+            (e.fire)(e.kind, e.generation, e.deadline);
         }
     }
 }
@@ -480,14 +599,14 @@ mod precision_tests {
         let mut late = Vec::new();
         for i in 0..SAMPLES {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let sink: TimerSink = Arc::new(move |_, g| {
+            let sink: TimerSink = Arc::new(move |_, g, _| {
                 let _ = tx.send((g, Instant::now()));
             });
             // Samples 20 ms apart, over most of a second: one stall of a busy machine reaches few
             // of them. Offsets 41 µs apart: spread over more than a millisecond (tokio's tick).
             tokio::time::sleep(Duration::from_millis(20)).await;
             let deadline = Instant::now() + Duration::from_micros(2_300 + 41 * i);
-            let t = Timer::start(TimerKind::MasterDown, i, deadline, Precision::Fine, sink);
+            let t = Timer::start(TimerKind::MasterDown, i, deadline, Precision::Fine, sink, None);
             assert_eq!(t.deadline, deadline);
             let (g, at) = rx.recv().await.expect("fired");
             assert_eq!(g, i);
@@ -512,7 +631,7 @@ mod precision_tests {
     async fn dropped_timers_do_not_fire() {
         let fired = Arc::new(Mutex::new(Vec::new()));
         let f = fired.clone();
-        let sink: TimerSink = Arc::new(move |_, g| f.lock().expect("lock").push(g));
+        let sink: TimerSink = Arc::new(move |_, g, _| f.lock().expect("lock").push(g));
         let now = Instant::now();
         let a = Timer::start(
             TimerKind::MasterDown,
@@ -520,6 +639,7 @@ mod precision_tests {
             now + Duration::from_millis(30),
             Precision::Fine,
             sink.clone(),
+            None,
         );
         let b = Timer::start(
             TimerKind::MasterDown,
@@ -527,6 +647,7 @@ mod precision_tests {
             now + Duration::from_millis(10),
             Precision::Fine,
             sink.clone(),
+            None,
         );
         let c = Timer::start(
             TimerKind::MasterDown,
@@ -534,11 +655,58 @@ mod precision_tests {
             now + Duration::from_millis(20),
             Precision::Fine,
             sink,
+            None,
         );
         drop(c);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(*fired.lock().expect("lock"), vec![2, 1]);
         drop((a, b));
+    }
+
+    /// A master-down timer whose master was heard since is moved, not fired: its owner hears it
+    /// once, with the deadline of the last advert (here: the master is heard until 40 ms, and a
+    /// wait runs 20 ms past its last advert, adverts come every 10 ms). A moved timer that is dropped never fires.
+    #[tokio::test]
+    async fn a_renewed_check_moves_the_timer_instead_of_firing() {
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let f = fired.clone();
+        let sink: TimerSink = Arc::new(move |_, g, deadline| f.lock().expect("lock").push((g, deadline)));
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let heard_until = t0 + ms(40);
+        let checks = Arc::new(AtomicU64::new(0));
+        let c = checks.clone();
+        // Adverts every 10 ms until 40 ms.
+        let quiet_at_40: Renew = Arc::new(move |now: Instant| {
+            c.fetch_add(1, Ordering::Relaxed);
+            let last = now.min(heard_until).duration_since(t0).as_millis() / 10 * 10;
+            Some(t0 + ms(u64::try_from(last).unwrap_or(u64::MAX)) + ms(20))
+        });
+        let always_heard: Renew = Arc::new(move |now: Instant| Some(now + ms(20)));
+        let _quiet = Timer::start(
+            TimerKind::MasterDown,
+            1,
+            t0 + ms(20),
+            Precision::Fine,
+            sink.clone(),
+            Some(quiet_at_40),
+        );
+        let heard = Timer::start(
+            TimerKind::MasterDown,
+            2,
+            t0 + ms(20),
+            Precision::Fine,
+            sink,
+            Some(always_heard),
+        );
+        tokio::time::sleep_until(t0 + ms(50)).await;
+        drop(heard);
+        tokio::time::sleep_until(t0 + ms(120)).await;
+        assert_eq!(*fired.lock().expect("lock"), vec![(1, t0 + ms(60))]);
+        assert!(
+            checks.load(Ordering::Relaxed) >= 2,
+            "the schedule checked before moving"
+        );
     }
 
     /// A master-down timer due soon after another fires with it; one due later than its allowance
@@ -547,10 +715,17 @@ mod precision_tests {
     async fn checks_due_soon_fire_with_a_due_timer() {
         let fired = Arc::new(Mutex::new(Vec::new()));
         let f = fired.clone();
-        let sink: TimerSink = Arc::new(move |_, g| f.lock().expect("lock").push((g, Instant::now())));
+        let sink: TimerSink = Arc::new(move |_, g, _| f.lock().expect("lock").push((g, Instant::now())));
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let _due = Timer::start(TimerKind::Adver, 1, t0 + ms(1000), Precision::Millisecond, sink.clone());
+        let _due = Timer::start(
+            TimerKind::Adver,
+            1,
+            t0 + ms(1000),
+            Precision::Millisecond,
+            sink.clone(),
+            None,
+        );
         // A check may fire 1 / CHECK_EARLY_DIVISOR of its wait early. `soon` is due just after the
         // wake-up at 1000 ms (within its allowance): fires at 1000.
         let allowed = |due: u64| due / u64::from(CHECK_EARLY_DIVISOR);
@@ -562,6 +737,7 @@ mod precision_tests {
             t0 + ms(soon),
             Precision::Millisecond,
             sink.clone(),
+            None,
         );
         // `later` is due further out than its allowance reaches back: neither the wake-up at 1000
         // nor the one at 1010 takes it.
@@ -573,8 +749,16 @@ mod precision_tests {
             t0 + ms(later),
             Precision::Millisecond,
             sink.clone(),
+            None,
         );
-        let _exact = Timer::start_exact(TimerKind::MasterDown, 4, t0 + ms(1010), Precision::Millisecond, sink);
+        let _exact = Timer::start_exact(
+            TimerKind::MasterDown,
+            4,
+            t0 + ms(1010),
+            Precision::Millisecond,
+            sink,
+            None,
+        );
         tokio::time::sleep(ms(later + 100)).await;
         let got: Vec<(u64, u64)> = fired
             .lock()
@@ -617,11 +801,11 @@ mod precision_tests {
         for i in 0..24u64 {
             let asked = Instant::now() + period;
             let (t, c) = (times.clone(), count.clone());
-            let sink: TimerSink = Arc::new(move |_, _| {
+            let sink: TimerSink = Arc::new(move |_, _, _| {
                 c.fetch_add(1, Ordering::SeqCst);
                 t.lock().expect("lock").push((asked, Instant::now()));
             });
-            let timer = Timer::start(TimerKind::Adver, i, asked, Precision::Fine, sink);
+            let timer = Timer::start(TimerKind::Adver, i, asked, Precision::Fine, sink, None);
             assert!(timer.deadline <= asked && timer.deadline + period >= asked);
             timers.push(timer);
             tokio::time::sleep(Duration::from_millis(3)).await;
@@ -664,10 +848,10 @@ mod precision_tests {
     #[tokio::test(start_paused = true)]
     async fn advert_batches_hold_at_most_adver_batch() {
         let period = Duration::from_millis(80);
-        let sink: TimerSink = Arc::new(|_, _| {});
+        let sink: TimerSink = Arc::new(|_, _, _| {});
         let asked = Instant::now() + period;
         let timers: Vec<Timer> = (0..3 * ADVER_BATCH as u64)
-            .map(|i| Timer::start(TimerKind::Adver, i, asked, Precision::Fine, sink.clone()))
+            .map(|i| Timer::start(TimerKind::Adver, i, asked, Precision::Fine, sink.clone(), None))
             .collect();
         let mut per_point: BTreeMap<Instant, usize> = BTreeMap::new();
         for t in &timers {
