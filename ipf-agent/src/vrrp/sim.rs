@@ -56,8 +56,13 @@ impl Recorder {
     }
 
     pub fn datapath(&self) -> MutexGuard<'_, VridState> {
-        self.datapath.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.datapath)
     }
+}
+
+/// The view's lock: a test that panicked while holding it leaves plain data behind.
+fn lock(view: &Mutex<VridState>) -> MutexGuard<'_, VridState> {
+    view.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The datapath's view as the agent reads it (`RealEffects::last_advert`), in simulated time.
@@ -102,9 +107,8 @@ impl Effects for Recorder {
     }
     fn advert_source(&self) -> Option<AdvertSource> {
         let (epoch, datapath) = (self.epoch, self.datapath.clone());
-        self.schedule_checks.then(|| -> AdvertSource {
-            Arc::new(move || last_advert_of(epoch, &datapath.lock().unwrap_or_else(|p| p.into_inner())))
-        })
+        self.schedule_checks
+            .then(|| -> AdvertSource { Arc::new(move || last_advert_of(epoch, &lock(&datapath))) })
     }
 }
 

@@ -84,8 +84,8 @@ pub type TimerSink = Arc<dyn Fn(TimerKind, u64, Instant) + Send + Sync>;
 /// Asked by the schedule when a master-down timer comes due (or may ride along early): given the
 /// time, the deadline the wait moves to because the master was heard since, or `None` when the
 /// owner must look itself. The schedule then moves the timer instead of firing it, so a Backup's
-/// routine check of a live master costs a look at the datapath's mapped state and a re-insertion,
-/// not a trip through the agent's input channel, the state machine and a new timer. It answers
+/// routine check of a live master costs a look at the datapath's mapped state and an update in
+/// place, not a trip through the agent's input channel, the state machine and a new timer. It answers
 /// with the rule the owner applies (see `Instance::master_holds`), so moving changes nothing but the
 /// cost; a deadline less than [`RENEW_MIN`] later than the current one is no answer (the owner
 /// decides then).
@@ -664,47 +664,58 @@ mod precision_tests {
     }
 
     /// A master-down timer whose master was heard since is moved, not fired: its owner hears it
-    /// once, with the deadline of the last advert (here: the master is heard until 40 ms, and a
-    /// wait runs 20 ms past its last advert, adverts come every 10 ms). A moved timer that is dropped never fires.
+    /// once, with the deadline of the last advert (the master is heard every 10 ms until 40 ms, and
+    /// a wait runs 20 ms past its last advert). Its twin, dropped after the schedule moved it, never
+    /// fires.
     #[tokio::test]
     async fn a_renewed_check_moves_the_timer_instead_of_firing() {
-        let fired = Arc::new(Mutex::new(Vec::new()));
-        let f = fired.clone();
-        let sink: TimerSink = Arc::new(move |_, g, deadline| f.lock().expect("lock").push((g, deadline)));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink: TimerSink = Arc::new(move |_, g, deadline| {
+            let _ = tx.send((g, deadline));
+        });
         let ms = Duration::from_millis;
         let t0 = Instant::now();
-        let heard_until = t0 + ms(40);
-        let checks = Arc::new(AtomicU64::new(0));
-        let c = checks.clone();
-        // Adverts every 10 ms until 40 ms.
-        let quiet_at_40: Renew = Arc::new(move |now: Instant| {
-            c.fetch_add(1, Ordering::Relaxed);
-            let last = now.min(heard_until).duration_since(t0).as_millis() / 10 * 10;
-            Some(t0 + ms(u64::try_from(last).unwrap_or(u64::MAX)) + ms(20))
-        });
-        let always_heard: Renew = Arc::new(move |now: Instant| Some(now + ms(20)));
-        let _quiet = Timer::start(
+        // Counts its checks; tells `moved` once it has moved its timer.
+        let quiet_at_40 = |checks: Arc<AtomicU64>, moved: Arc<Notify>| -> Renew {
+            Arc::new(move |now: Instant| {
+                checks.fetch_add(1, Ordering::Relaxed);
+                let last = now.min(t0 + ms(40)).duration_since(t0).as_millis() / 10 * 10;
+                let deadline = t0 + ms(u64::try_from(last).unwrap_or(u64::MAX)) + ms(20);
+                if deadline > t0 + ms(20) {
+                    moved.notify_one();
+                }
+                Some(deadline)
+            })
+        };
+        let (kept_checks, dropped_moved) = (Arc::new(AtomicU64::new(0)), Arc::new(Notify::new()));
+        let _kept = Timer::start(
             TimerKind::MasterDown,
             1,
             t0 + ms(20),
             Precision::Fine,
             sink.clone(),
-            Some(quiet_at_40),
+            Some(quiet_at_40(kept_checks.clone(), Arc::new(Notify::new()))),
         );
-        let heard = Timer::start(
+        let dropped = Timer::start(
             TimerKind::MasterDown,
             2,
             t0 + ms(20),
             Precision::Fine,
             sink,
-            Some(always_heard),
+            Some(quiet_at_40(Arc::new(AtomicU64::new(0)), dropped_moved.clone())),
         );
-        tokio::time::sleep_until(t0 + ms(50)).await;
-        drop(heard);
-        tokio::time::sleep_until(t0 + ms(120)).await;
-        assert_eq!(*fired.lock().expect("lock"), vec![(1, t0 + ms(60))]);
+        tokio::time::timeout(Duration::from_secs(2), dropped_moved.notified())
+            .await
+            .expect("the schedule moved the timer");
+        drop(dropped);
+        let first = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await;
+        assert_eq!(first.expect("a firing within 2 s"), Some((1, t0 + ms(60))));
+        // The dropped twin would have fired with it, at 60 ms. A closed channel says its entry,
+        // and the sink it held, are gone.
+        let more = tokio::time::timeout(ms(200), rx.recv()).await;
+        assert!(!matches!(more, Ok(Some(_))), "the dropped timer fired: {more:?}");
         assert!(
-            checks.load(Ordering::Relaxed) >= 2,
+            kept_checks.load(Ordering::Relaxed) >= 2,
             "the schedule checked before moving"
         );
     }
