@@ -184,7 +184,8 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::memory::release_unused();
     // The heartbeat /healthz checks: proves this loop still turns. It is taken on a turn the loop
-    // makes anyway (an advert batch, a check) once BEAT has nearly passed; the timer wakes the loop
+    // makes anyway (an advert batch, a datapath event) once BEAT has nearly passed (a node that is
+    // only Backup turns for neither: the schedule checks its masters itself); the timer wakes the loop
     // only when nothing else did for BEAT + BEAT_GRACE. A timer of its own would cost two wake-ups
     // a second (tokio's wheel wakes once to move a 1 s timer to its finest level, once to fire it),
     // a third of a node's wake-ups at 1 s adverts.
