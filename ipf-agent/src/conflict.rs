@@ -125,7 +125,7 @@ struct Inner {
     term_began: Instant,
     metrics: ConflictMetrics,
     board: status::Board,
-    announcer: Option<Announcer>,
+    announcer: Option<Rc<Announcer>>,
     neighbours: Option<rtnetlink::Handle>,
     /// Feeds the instance (`Input::Contested`, `Input::ConflictOver`): the engine decides what a
     /// Master does about it.
@@ -152,16 +152,15 @@ pub struct WatchConfig {
     pub metrics: ConflictMetrics,
     pub board: status::Board,
     pub neighbours: Option<rtnetlink::Handle>,
+    /// The interface's packet socket the probes go out on, shared by the node's instances (`None`:
+    /// no probes; claims, gratuitous ARP / NA, are still seen).
+    pub probes: Option<Rc<Announcer>>,
     pub to_instance: Rc<dyn Fn(Input)>,
     pub policy: SplitBrainPolicy,
 }
 
 impl Watch {
     pub fn new(cfg: WatchConfig) -> Self {
-        // Without a packet socket there are no probes; claims (gratuitous ARP / NA) are still seen.
-        let announcer = Announcer::new(&cfg.interface)
-            .map_err(|e| tracing::warn!(instance = %cfg.instance, "conflict probes disabled: {e}"))
-            .ok();
         Watch(Rc::new(RefCell::new(Inner {
             mac: crate::datapath::interface_mac(&cfg.interface),
             instance: cfg.instance,
@@ -173,7 +172,7 @@ impl Watch {
             term_began: Instant::now(),
             metrics: cfg.metrics,
             board: cfg.board,
-            announcer,
+            announcer: cfg.probes,
             neighbours: cfg.neighbours,
             to_instance: cfg.to_instance,
             wake: Rc::new(Notify::new()),
@@ -601,6 +600,7 @@ mod tests {
                     },
                     board: Default::default(),
                     neighbours: None,
+                    probes: None,
                     to_instance: Rc::new(|_| {}),
                     policy: SplitBrainPolicy::Report,
                 });

@@ -3,6 +3,8 @@
 
 use std::{
     cell::RefCell,
+    net::IpAddr,
+    ops::Range,
     rc::Rc,
     sync::{
         Arc,
@@ -36,7 +38,9 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The engine's side effects for one instance, on the real network, datapath, metrics and board.
 pub(super) struct RealEffects {
     pub(super) name: String,
+    /// Changed only through [`Self::set_vips`], which also drops `encoded`.
     pub(super) wire: AdvertWire,
+    pub(super) encoded: EncodedAdverts,
     /// Every owned VIP with its interface filled in (`dev`).
     /// Shared with the VIP worker's queued ops: a renewal with every advert copies no list.
     pub(super) vips: Rc<[Vip]>,
@@ -111,6 +115,7 @@ impl RealEffects {
         let removed: Vec<Vip> = self.vips.iter().filter(|v| !vips.contains(v)).cloned().collect();
         self.vips = vips.into();
         self.wire.addrs = advertised;
+        self.encoded = EncodedAdverts::default();
         self.with_status(|s| s.vips = self.vips.iter().map(ToString::to_string).collect());
         let watched = self
             .vips
@@ -171,8 +176,15 @@ impl RealEffects {
 
 impl Effects for RealEffects {
     fn send_advert(&mut self, priority: u8) {
-        let mut buf = [0u8; 1100];
         let w = &self.wire;
+        if self.encoded.priority != Some(priority) {
+            self.encoded.fill(w, priority, &self.name);
+        }
+        for (dst, bytes) in &self.encoded.msgs {
+            // Sent with the others due in the same batch when the run loop flushes.
+            let msg = &self.encoded.bytes[bytes.clone()];
+            self.outbox.queue(*dst, msg, &self.origin, priority == 0);
+        }
         let dns = self.dns.iter().flat_map(|d| d.addrs());
         // A learned peer also in DNS gets one copy.
         let learned = self
@@ -180,23 +192,13 @@ impl Effects for RealEffects {
             .iter()
             .flat_map(|l| l.addrs())
             .filter(|a| !self.dns.as_ref().is_some_and(|d| d.addrs().any(|p| p == *a)));
-        for dst in w.dsts.iter().copied().chain(dns).chain(learned) {
-            let dst = &dst;
-            let fields = AdvertFields {
-                version: w.version,
-                family: w.family.wire(),
-                vrid: w.vrid,
-                priority,
-                adver_int_cs: w.adver_int_cs,
-                addrs: &w.addrs,
-                auth_pass: w.auth_pass,
-                src: wire_addr(&w.src),
-                dst: wire_addr(dst),
-            };
-            match encode_advert(&fields, &mut buf) {
-                // Sent with the others due in the same batch when the run loop flushes.
-                Ok(n) => self.outbox.queue(*dst, &buf[..n], &self.origin, priority == 0),
-                Err(e) => tracing::error!(instance = %self.name, "encoding advert: {e:?}"),
+        let mut peers = dns.chain(learned).peekable();
+        if peers.peek().is_some() {
+            let mut buf = [0u8; MAX_ADVERT];
+            for dst in peers {
+                if let Some(n) = encode(w, priority, dst, &mut buf, &self.name) {
+                    self.outbox.queue(dst, &buf[..n], &self.origin, priority == 0);
+                }
             }
         }
         // A takeover's first advert and a release (priority 0) start the peers' clocks (their
@@ -362,6 +364,56 @@ impl Effects for RealEffects {
     }
 }
 
+/// Room for the largest advert: a 1500-byte packet's, which `plan::max_advertised` fills (90 IPv6
+/// addresses are 1448 bytes; 255 IPv4 ones with authentication, 1036).
+const MAX_ADVERT: usize = 1500;
+
+/// An instance's adverts to its configured destinations (the multicast group or the unicast
+/// peers), encoded once for a priority: a Master sends the same bytes every interval. Peers from DNS
+/// or learned from adverts change at run time and are encoded as they go.
+#[derive(Default)]
+pub(super) struct EncodedAdverts {
+    /// The priority they carry (`None`: none encoded yet).
+    priority: Option<u8>,
+    bytes: Vec<u8>,
+    msgs: Vec<(IpAddr, Range<usize>)>,
+}
+
+impl EncodedAdverts {
+    fn fill(&mut self, w: &AdvertWire, priority: u8, instance: &str) {
+        self.bytes.clear();
+        self.msgs.clear();
+        let mut buf = [0u8; MAX_ADVERT];
+        for &dst in &w.dsts {
+            if let Some(n) = encode(w, priority, dst, &mut buf, instance) {
+                let at = self.bytes.len();
+                self.bytes.extend_from_slice(&buf[..n]);
+                self.msgs.push((dst, at..self.bytes.len()));
+            }
+        }
+        self.priority = Some(priority);
+    }
+}
+
+/// Encodes the advert of `w` with `priority` to `dst` into `buf`; its length, or `None` (logged)
+/// if it does not encode.
+fn encode(w: &AdvertWire, priority: u8, dst: IpAddr, buf: &mut [u8], instance: &str) -> Option<usize> {
+    let fields = AdvertFields {
+        version: w.version,
+        family: w.family.wire(),
+        vrid: w.vrid,
+        priority,
+        adver_int_cs: w.adver_int_cs,
+        addrs: &w.addrs,
+        auth_pass: w.auth_pass,
+        src: wire_addr(&w.src),
+        dst: wire_addr(&dst),
+    };
+    encode_advert(&fields, buf)
+        .map_err(|e| tracing::error!(instance, "encoding advert: {e:?}"))
+        .ok()
+}
+
 /// The current master's last advert as the datapath recorded it, aged by the monotonic clock the
 /// datapath stamps with.
 fn last_advert_of(family: Family, st: &VridState) -> Option<LastAdvert> {
@@ -375,4 +427,45 @@ fn last_advert_of(family: Family, st: &VridState) -> Option<LastAdvert> {
         priority: st.master_priority,
         adver_int: Duration::from_millis(u64::from(st.adver_int_cs) * 10),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(family: Family, version: u8, count: usize, auth: bool) -> AdvertWire {
+        let (len, dst): (usize, IpAddr) = match family {
+            Family::V4 => (4, ipf_common::vrrp::MCAST_V4.into()),
+            Family::V6 => (16, ipf_common::vrrp::MCAST_V6.into()),
+        };
+        let src: IpAddr = match family {
+            Family::V4 => "192.0.2.200".parse().expect("addr"),
+            Family::V6 => "fe80::1".parse().expect("addr"),
+        };
+        AdvertWire {
+            family,
+            vrid: 7,
+            version,
+            adver_int_cs: 100,
+            src,
+            dsts: vec![dst],
+            addrs: vec![1; count * len],
+            auth_pass: auth.then_some(*b"secret12"),
+        }
+    }
+
+    #[test]
+    fn the_largest_adverts_a_plan_makes_encode() {
+        // What `plan::max_advertised` lets an advert carry, with the header and authentication.
+        for (w, len) in [
+            (wire(Family::V4, 2, 255, true), 8 + 255 * 4 + 8),
+            (wire(Family::V6, 3, 90, false), 8 + 90 * 16),
+        ] {
+            let mut e = EncodedAdverts::default();
+            e.fill(&w, 100, "VI_1");
+            assert_eq!(e.msgs.len(), 1, "{:?}: one advert to the group", w.family);
+            assert_eq!(e.msgs[0].1.len(), len, "{:?}", w.family);
+            assert_eq!(e.bytes[2], 100, "the priority is on the wire");
+        }
+    }
 }

@@ -130,6 +130,11 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         learn_peers: cfg.learn_peers,
         split_brain_policy: cfg.split_brain_policy,
         dns_peers: Vec::new(),
+        // Without it there are no probes; claims (gratuitous ARP / NA) are still seen.
+        probes: crate::network::Announcer::new(&interface)
+            .map_err(|e| tracing::warn!("conflict probes disabled: {e}"))
+            .ok()
+            .map(Rc::new),
         next_id: 0,
         outboxes: Default::default(),
     };
@@ -200,7 +205,10 @@ pub async fn run(cfg: AgentConfig, reload: impl Fn() -> Result<Config>) -> Resul
         let now = tokio::time::Instant::now();
         if now.duration_since(last_beat) >= BEAT - BEAT_EARLY || beats == 0 {
             last_beat = now;
-            idle.as_mut().reset(now + BEAT + BEAT_GRACE);
+            // A new timer, not `reset`: tokio extends a later deadline lazily, leaving the wheel's
+            // entry at the old one, which then woke the loop twice a beat for nothing (the
+            // wheel's cascade and the old deadline) on a loop that beats every second.
+            idle.set(tokio::time::sleep_until(now + BEAT + BEAT_GRACE));
             metrics.heartbeat();
             // Learned peers are forgotten after minutes: a look every LEARNED_REFRESH beats (a
             // datapath lookup per instance) keeps the current master known.

@@ -58,6 +58,9 @@ pub(super) struct Node {
     pub(super) split_brain_policy: crate::conflict::SplitBrainPolicy,
     /// The latest peer set from DNS (see `dns_peers`), given to instances that start later.
     pub(super) dns_peers: Vec<IpAddr>,
+    /// The packet socket every instance's conflict probes go out on (see `conflict`): one for the
+    /// node, not one per instance (255 instances held 255 sockets).
+    pub(super) probes: Option<Rc<crate::network::Announcer>>,
     pub(super) next_id: u64,
     /// Advert sockets with their queues, shared by the instances of one family and source.
     pub(super) outboxes: Outboxes,
@@ -177,6 +180,7 @@ impl Node {
         let effects = RealEffects {
             name: spec.name.clone(),
             wire: plan.wire,
+            encoded: Default::default(),
             vips: plan.vips.into(),
             outbox,
             origin: Rc::new(Origin {
@@ -242,6 +246,7 @@ impl Node {
             },
             board: self.board.clone(),
             neighbours: Some(self.addrs.handle()),
+            probes: self.probes.clone(),
             to_instance,
             policy: self.split_brain_policy,
         })

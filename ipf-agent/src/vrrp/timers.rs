@@ -154,6 +154,9 @@ struct Entries {
     /// Master-down timers with a [`Renew`], by sequence number. A wake-up looks at each (a few
     /// hundred at most, one per Backup instance): cheaper than re-ordering the ones it moves.
     watched: HashMap<u64, Watched>,
+    /// The earliest of `watched`, kept with every change to it: [`Entries::next`] runs on every
+    /// timer armed and every wake-up, and a scan of all the Backups' checks each time showed.
+    watched_next: Option<(Instant, Precision)>,
 }
 
 impl Entries {
@@ -173,20 +176,36 @@ impl Entries {
 
     /// Cancels the timer a handle armed with `key`.
     fn cancel(&mut self, key: &(Instant, u64)) {
-        if self.watched.remove(&key.1).is_none() {
-            self.take(key);
+        match self.watched.remove(&key.1) {
+            Some(w) if self.watched_next.is_some_and(|(at, _)| at == w.at) => self.find_watched_next(),
+            Some(_) => {}
+            None => {
+                self.take(key);
+            }
         }
+    }
+
+    /// Adds a master-down timer with its owner's check.
+    fn watch(&mut self, seq: u64, w: Watched) {
+        if self.watched_next.is_none_or(|(at, _)| w.at < at) {
+            self.watched_next = Some((w.at, w.entry.precision));
+        }
+        self.watched.insert(seq, w);
+    }
+
+    /// Looks for the earliest of `watched` again, after it moved or went.
+    fn find_watched_next(&mut self) {
+        self.watched_next = self
+            .watched
+            .values()
+            .min_by_key(|w| w.at)
+            .map(|w| (w.at, w.entry.precision));
     }
 
     /// The earliest time anything is due, and how precisely to wait for it.
     fn next(&self) -> Option<(Instant, Precision)> {
         let ordered = self.due.first_key_value().map(|((at, _), e)| (*at, e.precision));
-        let watched = self
-            .watched
-            .values()
-            .min_by_key(|w| w.at)
-            .map(|w| (w.at, w.entry.precision));
-        match (ordered, watched) {
+        match (ordered, self.watched_next) {
             (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
             (a, b) => a.or(b),
         }
@@ -396,7 +415,7 @@ impl Timer {
             };
             match renew {
                 Some(renew) => {
-                    e.watched.insert(key.1, Watched { at, entry, renew });
+                    e.watch(key.1, Watched { at, entry, renew });
                 }
                 None => {
                     e.due.insert(key, entry);
@@ -473,7 +492,7 @@ async fn drive(schedule: Arc<Schedule>) {
                 fired.extend(e.take(&key));
             }
             // Whatever may fire early goes along with the ones due (only if some were).
-            let riding = !fired.is_empty() || e.watched.values().any(|w| w.at <= now);
+            let riding = !fired.is_empty() || e.watched_next.is_some_and(|(at, _)| at <= now);
             let next_batch = e.batches.keys().copied().filter(|at| *at > now).min();
             if riding {
                 let horizon = (now + e.max_early, u64::MAX);
@@ -490,7 +509,7 @@ async fn drive(schedule: Arc<Schedule>) {
             // Backups' checks: a master heard since moves the wait on, in place. A check that was
             // only riding along stays where it was if not (the owner would look again then
             // anyway); the rest fire.
-            let mut widest = Duration::ZERO;
+            let (mut widest, mut moved) = (Duration::ZERO, false);
             for (seq, w) in &mut e.watched {
                 let due = w.at <= now;
                 let rides = riding && rides_now(w.at, w.entry.early, now, next_batch);
@@ -504,14 +523,19 @@ async fn drive(schedule: Arc<Schedule>) {
                         w.entry.early = deadline.saturating_duration_since(now) / CHECK_EARLY_DIVISOR;
                         w.at = entry_time(w.entry.kind, w.entry.precision, deadline);
                         widest = widest.max(w.entry.early);
+                        moved = true;
                     }
                     Some(_) if !due => {}
                     _ => over.push(*seq),
                 }
             }
             e.max_early = e.max_early.max(widest);
+            let checked = moved || !over.is_empty();
             for seq in over.drain(..) {
                 fired.extend(e.watched.remove(&seq).map(|w| w.entry));
+            }
+            if checked {
+                e.find_watched_next();
             }
         }
         for e in fired.drain(..) {
@@ -798,6 +822,52 @@ mod precision_tests {
         assert!(rides_now(now + ms(400), allowance, now, Some(now + ms(450))));
         // Already due: goes whatever comes next.
         assert!(rides_now(now, allowance, now, Some(now + ms(1))));
+    }
+
+    /// The earliest check is known without a scan, and follows every change: one added earlier,
+    /// the earliest cancelled, a look after checks moved.
+    #[test]
+    fn the_earliest_check_follows_every_change() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let sink: TimerSink = Arc::new(|_, _, _| {});
+        let renew: Renew = Arc::new(|_| None);
+        let watched = |at: Instant| Watched {
+            at,
+            entry: Entry {
+                kind: TimerKind::MasterDown,
+                generation: 0,
+                deadline: at,
+                precision: Precision::Millisecond,
+                batched: false,
+                early: Duration::ZERO,
+                fire: sink.clone(),
+            },
+            renew: renew.clone(),
+        };
+        let mut e = Entries::default();
+        assert_eq!(e.next(), None);
+        e.watch(1, watched(now + ms(30)));
+        e.watch(2, watched(now + ms(10)));
+        e.watch(3, watched(now + ms(20)));
+        assert_eq!(e.next().map(|n| n.0), Some(now + ms(10)));
+        // An ordered entry earlier than every check comes first.
+        e.due.insert((now + ms(5), 4), watched(now + ms(5)).entry);
+        assert_eq!(e.next().map(|n| n.0), Some(now + ms(5)));
+        e.cancel(&(now + ms(5), 4));
+        // Cancelling the earliest check finds the next; cancelling another changes nothing.
+        e.cancel(&(now + ms(10), 2));
+        assert_eq!(e.next().map(|n| n.0), Some(now + ms(20)));
+        e.cancel(&(now + ms(30), 1));
+        assert_eq!(e.next().map(|n| n.0), Some(now + ms(20)));
+        // Moved in place (as the driver does), then looked for again.
+        if let Some(w) = e.watched.get_mut(&3) {
+            w.at = now + ms(50);
+        }
+        e.find_watched_next();
+        assert_eq!(e.next().map(|n| n.0), Some(now + ms(50)));
+        e.cancel(&(now + ms(20), 3));
+        assert_eq!(e.next(), None);
     }
 
     /// Fine advert timers armed at different moments within an interval share one wake-up (or
