@@ -1,7 +1,8 @@
 //! Preemption with real agents: a higher-priority node joining a running Master waits out its
 //! `preempt_delay` before taking over (and then does), and with `nopreempt` never takes over while
-//! the Master lives (and does when it goes). The VIPs are sampled at a fixed cadence, so a takeover
-//! too early or a moment with the VIP on both nodes is seen. Needs root.
+//! the Master lives (and does when it goes); a Master whose adverts carry all that one packet holds
+//! (90 IPv6 VIPs) keeps its Backup. The VIPs are sampled at a fixed cadence, so a takeover too early
+//! or a moment with the VIP on both nodes is seen. Needs root.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::time::{Duration, Instant};
@@ -95,4 +96,39 @@ fn nopreempt_keeps_the_running_master_until_it_goes() {
     wait_for("a to master VI_1", T, || {
         (holds(&lab.a, VIP) && states_are(&lab.a, &lab.socket("a"), &[("VI_1", "MASTER")])).then_some(())
     });
+}
+
+/// An IPv6 instance advertising the most one packet holds, 90 VIPs (a 1448-byte VRRPv3 advert, 1488
+/// bytes with the IPv6 header): the Master's adverts leave and its Backup stays Backup. Adverts
+/// over 1100 bytes once failed to encode, so a Master with 69 or more IPv6 VIPs sent none and its
+/// Backup took over after Master_Down_Interval.
+#[test]
+fn a_master_advertising_ninety_ipv6_vips_keeps_its_backup() {
+    ipf_testbed::skip_unless_root!();
+    let lab = Lab::new("e6");
+    let vips: Vec<String> = (1..=90).map(|n| format!("2001:db8::1:{n:x}/64")).collect();
+    let vips: Vec<&str> = vips.iter().map(String::as_str).collect();
+    let (first, last) = ("2001:db8::1:1", "2001:db8::1:5a");
+    lab.write("a", &[instance("VI_1", 51, 150, "", &vips)]);
+    lab.write("b", &[instance("VI_1", 51, 100, "", &vips)]);
+    let a = lab.agent(&lab.a, "a");
+    wait_for("a to master VI_1 with all 90 VIPs", T, || {
+        (holds(&lab.a, first) && holds(&lab.a, last)).then_some(())
+    });
+    let _b = lab.agent(&lab.b, "b");
+    wait_for("b to be BACKUP of VI_1", T, || {
+        states_are(&lab.b, &lab.socket("b"), &[("VI_1", "BACKUP")]).then_some(())
+    });
+    // Ten of a's adverts, three Master_Down_Intervals (0.36 s): a b that heard none would have
+    // taken over.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        assert!(
+            holds(&lab.a, first) && !holds(&lab.b, first),
+            "b (100) took VI_1 from a live a (150): a's 90-address adverts did not reach it"
+        );
+        std::thread::sleep(CADENCE);
+    }
+    assert!(states_are(&lab.b, &lab.socket("b"), &[("VI_1", "BACKUP")]));
+    assert_eq!(logged(&a, "encoding advert"), 0, "a failed to encode an advert");
 }
