@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     config::{Garp, Notify, Vip},
-    datapath::{Datapath, Family, ip_from_wire, raw::monotonic_ns, wire_addr},
+    datapath::{Datapath, Family, raw::monotonic_ns, wire_addr},
     metrics::{self, InstanceSeries},
     status,
     vrrp::{AdvertSource, Effects, LastAdvert, State},
@@ -417,16 +417,7 @@ fn encode(w: &AdvertWire, priority: u8, dst: IpAddr, buf: &mut [u8], instance: &
 /// The current master's last advert as the datapath recorded it, aged by the monotonic clock the
 /// datapath stamps with.
 fn last_advert_of(family: Family, st: &VridState) -> Option<LastAdvert> {
-    if st.last_seen_ns == 0 {
-        return None;
-    }
-    let now = monotonic_ns()?;
-    Some(LastAdvert {
-        age: Duration::from_nanos(now.saturating_sub(st.last_seen_ns)),
-        src: ip_from_wire(family.wire(), &st.master_addr),
-        priority: st.master_priority,
-        adver_int: Duration::from_millis(u64::from(st.adver_int_cs) * 10),
-    })
+    LastAdvert::from_datapath(family, st, monotonic_ns()?)
 }
 
 #[cfg(test)]

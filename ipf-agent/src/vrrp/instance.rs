@@ -4,8 +4,10 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
+use ipf_common::VridState;
+
 use super::timers::{Precision, Renew, Timer, TimerKind, TimerSink};
-use crate::datapath::Family;
+use crate::datapath::{Family, ip_from_wire};
 
 /// RFC 5798 §6.4 states, plus keepalived's Fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -68,6 +70,19 @@ pub struct LastAdvert {
     pub adver_int: Duration,
 }
 
+impl LastAdvert {
+    /// The current master's last advert as the datapath recorded it in `st`, aged as of `now_ns` on
+    /// the clock the datapath stamps with; `None` before any.
+    pub fn from_datapath(family: Family, st: &VridState, now_ns: u64) -> Option<Self> {
+        (st.last_seen_ns != 0).then(|| LastAdvert {
+            age: Duration::from_nanos(now_ns.saturating_sub(st.last_seen_ns)),
+            src: ip_from_wire(family.wire(), &st.master_addr),
+            priority: st.master_priority,
+            adver_int: Duration::from_millis(u64::from(st.adver_int_cs) * 10),
+        })
+    }
+}
+
 /// Reads what the datapath last saw from the current master ([`Effects::last_advert`]) from the
 /// timer schedule, which runs outside the instance (see [`Renew`]).
 pub type AdvertSource = Arc<dyn Fn() -> Option<LastAdvert> + Send + Sync>;
@@ -81,6 +96,11 @@ fn skew_time(version: u8, priority: u8, master_adver_int: Duration) -> Duration 
         master_adver_int
     };
     base * (256 - u32::from(priority)) / 256
+}
+
+/// Master_Down_Interval (RFC 5798 §6.1): 3 × Master_Adver_Interval + Skew_Time.
+fn master_down_interval(version: u8, priority: u8, master_adver_int: Duration) -> Duration {
+    master_adver_int * 3 + skew_time(version, priority, master_adver_int)
 }
 
 /// What holds a Backup back (RFC 5798 §6.4.2): an advert of the master that it would not preempt,
@@ -111,7 +131,7 @@ impl HoldRule {
         if last.priority == 0 {
             return None;
         }
-        let mdi = last.adver_int * 3 + skew_time(self.version, self.priority, last.adver_int);
+        let mdi = master_down_interval(self.version, self.priority, last.adver_int);
         let left = mdi.checked_sub(last.age).filter(|left| !left.is_zero())?;
         if !self.would_preempt(last.priority) {
             return Some(left);
@@ -305,9 +325,9 @@ impl<E: Effects> Instance<E> {
         skew_time(self.cfg.version, self.priority, self.master_adver_int)
     }
 
-    /// Master_Down_Interval: 3 × Master_Adver_Interval + Skew_Time.
+    /// Master_Down_Interval with the master's interval we last learned.
     pub fn master_down_interval(&self) -> Duration {
-        self.master_adver_int * 3 + self.skew_time()
+        master_down_interval(self.cfg.version, self.priority, self.master_adver_int)
     }
 
     /// How long a Backup waits for the master: Master_Down_Interval, and while guarding a yielded

@@ -23,7 +23,7 @@ use tokio::{
 use super::{
     Effects, Input, Instance, InstanceConfig, LastAdvert, Preempt, State, instance::AdvertSource, timers::TimerSink,
 };
-use crate::datapath::{Family, ip_from_wire, wire_addr};
+use crate::datapath::{Family, wire_addr};
 
 /// A side effect, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,12 +67,8 @@ fn lock(view: &Mutex<VridState>) -> MutexGuard<'_, VridState> {
 
 /// The datapath's view as the agent reads it (`RealEffects::last_advert`), in simulated time.
 fn last_advert_of(epoch: Instant, d: &VridState) -> Option<LastAdvert> {
-    (d.last_seen_ns != 0).then(|| LastAdvert {
-        age: epoch.elapsed().saturating_sub(Duration::from_nanos(d.last_seen_ns)),
-        src: ip_from_wire(FAMILY_V4, &d.master_addr),
-        priority: d.master_priority,
-        adver_int: Duration::from_millis(u64::from(d.adver_int_cs) * 10),
-    })
+    let now_ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    LastAdvert::from_datapath(Family::V4, d, now_ns)
 }
 
 impl Effects for Recorder {

@@ -296,6 +296,11 @@ fn batch_point(batches: &HashMap<Instant, usize>, deadline: Instant, period: Dur
     deadline
 }
 
+/// How early a master-down wait armed at `now` for `deadline` may fire along with another timer.
+fn check_allowance(deadline: Instant, now: Instant) -> Duration {
+    deadline.saturating_duration_since(now) / CHECK_EARLY_DIVISOR
+}
+
 /// Where a timer goes in the schedule.
 enum Place {
     At(Instant),
@@ -321,40 +326,19 @@ impl Timer {
         renew: Option<Renew>,
     ) -> Self {
         let now = Instant::now();
-        let wait = deadline.saturating_duration_since(now);
-        match (kind, precision) {
-            (TimerKind::Adver, Precision::Fine) => Self::schedule(
-                kind,
-                generation,
+        let (place, early) = match (kind, precision) {
+            (TimerKind::Adver, Precision::Fine) => (
                 Place::Batch {
                     deadline,
-                    period: wait,
+                    period: deadline.saturating_duration_since(now),
                     now,
                 },
-                precision,
                 Duration::ZERO,
-                fire,
-                None,
             ),
-            (TimerKind::Adver, Precision::Millisecond) => Self::schedule(
-                kind,
-                generation,
-                Place::At(deadline),
-                precision,
-                Duration::ZERO,
-                fire,
-                None,
-            ),
-            (TimerKind::MasterDown, _) => Self::schedule(
-                kind,
-                generation,
-                Place::At(deadline),
-                precision,
-                wait / CHECK_EARLY_DIVISOR,
-                fire,
-                renew,
-            ),
-        }
+            (TimerKind::Adver, Precision::Millisecond) => (Place::At(deadline), Duration::ZERO),
+            (TimerKind::MasterDown, _) => (Place::At(deadline), check_allowance(deadline, now)),
+        };
+        Self::schedule(kind, generation, place, precision, early, fire, renew)
     }
 
     /// A timer that fires at `deadline` and not before (a fine master-down timer: [`FINE_EARLY`]
@@ -518,9 +502,9 @@ async fn drive(schedule: Arc<Schedule>) {
                 }
                 match (w.renew)(now) {
                     Some(deadline) if deadline >= w.entry.deadline + RENEW_MIN => {
-                        // The allowance its owner would give a wait armed now (`Timer::start`).
+                        // The allowance its owner would give a wait armed now.
                         w.entry.deadline = deadline;
-                        w.entry.early = deadline.saturating_duration_since(now) / CHECK_EARLY_DIVISOR;
+                        w.entry.early = check_allowance(deadline, now);
                         w.at = entry_time(w.entry.kind, w.entry.precision, deadline);
                         widest = widest.max(w.entry.early);
                         moved = true;
