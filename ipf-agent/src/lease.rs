@@ -2,33 +2,73 @@
 //! VIPs disappear on their own. The lease must end before a Backup can take over, or two nodes hold
 //! the VIP; it is derived from the advert interval.
 //!
-//! The bound. Renewals happen only when an advert goes out, so the last renewal `r` is no later than
-//! the last advert a Backup heard, and the Backup takes over no earlier than `r` +
-//! Master_Down_Interval (3 × interval + Skew_Time, RFC 5798 §6.1). The kernel deletes an address
-//! whose lifetime ran out from a work item it schedules at the expiry, rounded up to a whole second
-//! when that moves it by less than [`KERNEL_SLACK`] (`check_lifetime` in net/ipv4/devinet.c,
-//! `addrconf_verify` for IPv6). So the VIP is gone by `r` + lease + [`KERNEL_SLACK`], and the lease
-//! is the largest whole number of seconds (at least one, the kernel's unit) with
-//! `lease + KERNEL_SLACK < 3 × interval`:
+//! The bound. Renewals go out with adverts, at most [`RENEW_GATHER`] after one (the VIP worker
+//! gathers a node's renewals into one netlink batch), so the last renewal `r` is no later than the
+//! last advert a Backup heard plus [`RENEW_GATHER`], and the Backup takes over no earlier than that
+//! advert + Master_Down_Interval (3 × interval + Skew_Time, RFC 5798 §6.1). The kernel deletes an
+//! expired address from a work item (`check_lifetime` in net/ipv4/devinet.c, `addrconf_verify` for
+//! IPv6) that it schedules at the earliest expiry, rounded up to a whole second when that moves it
+//! by less than a quarter second, and then late by its timer wheel's granularity: by `r` + lease +
+//! [`kernel_slack`]. So the lease is the largest whole number of seconds (at least one, the
+//! kernel's unit) with `lease + kernel_slack(lease) + RENEW_GATHER < 3 × interval`:
 //!
 //! | advert interval | lease | VIP gone before takeover by at least |
 //! |---|---|---|
-//! | 1 s (ipfailover, keepalived default) | 2 s | 0.75 s |
-//! | 2 s | 5 s | 0.75 s |
-//! | 0.5 s | 1 s | 0.25 s |
-//! | below 0.42 s | 1 s | — overlap of at most 1.25 s − 3 × interval (0.95 s at 100 ms) |
+//! | 1 s (ipfailover, keepalived default) | 2 s | 0.42 s |
+//! | 2 s | 5 s | 0.04 s |
+//! | 0.5 s | 1 s | 0.10 s |
+//! | below 0.47 s | 1 s | — overlap of at most 1.40 s − 3 × interval (1.1 s at 100 ms) |
 //!
-//! Below 0.42 s no whole-second lease ends in time: the VIP can stay on a killed node for up to
-//! 1.25 s − 3 × interval after a Backup took over. Graceful stops and faults remove VIPs at once and
-//! are not affected; only SIGKILL / a crashed agent is.
+//! One pass deletes them all only if they ran out together. The work item never runs sooner than a
+//! second (`ADDRCONF_TIMER_FUZZ_MAX`) after its last pass, so an address expiring a little after
+//! another's pass waits up to a second more. A node's renewals therefore go in one batch: the
+//! Masters' adverts share one wake-up per interval (`vrrp::timers`, batches of a few milliseconds
+//! apart when there are many), [`Renewal`] renews them in the same adverts (cells of a grid shared
+//! by the node), and the worker sends what arrives within [`RENEW_GATHER`] as one. Masters with
+//! different intervals on one node renew on different grids: a pass for one group's VIPs can then
+//! hold another group's up to a second longer (measured from the kill this stays within the
+//! bound of the longer lease; see `tests/tests/leases.rs`).
+//!
+//! Below 0.47 s no whole-second lease ends in time. Graceful stops and faults remove VIPs at once
+//! and are not affected; only SIGKILL / a crashed agent is. The work item is deferrable: on a CPU
+//! that stays idle it runs at the CPU's next wake-up, which on a node running anything (the
+//! Backups' adverts alone arrive every interval) comes within milliseconds.
 
 use std::{fmt, str::FromStr, time::Duration};
 
 use tokio::time::Instant;
 
-/// How late the kernel may delete an expired address: its lifetime check is rounded up to a whole
-/// second when that moves it by less than a quarter second (`ADDRCONF_TIMER_FUZZ`).
-pub const KERNEL_SLACK: Duration = Duration::from_millis(250);
+/// A node's lease renewals arriving within this time of the first go in one netlink batch (the
+/// advert batches they follow lie within 14 ms, see `vrrp::timers::BATCH_GAP`).
+pub const RENEW_GATHER: Duration = Duration::from_millis(20);
+
+/// How far ahead of its check the kernel's rounding may put it (`ADDRCONF_TIMER_FUZZ`, HZ / 4).
+const CHECK_ROUNDING: Duration = Duration::from_millis(250);
+
+/// Time for the kernel's worker thread to run the check once its timer fired.
+const WORK_LATENCY: Duration = Duration::from_millis(50);
+
+/// The common kernel tick rates (CONFIG_HZ): the slack is the worst of them.
+const HZ: [u64; 3] = [100, 250, 1000];
+
+/// How late after the end of a `lease` renewed in one batch the kernel may delete the addresses: its
+/// check rounded up by up to [`CHECK_ROUNDING`], then the timer wheel's lateness for a wait that
+/// long (a timer lands on its wheel level's next boundary: 8^level jiffies), worst over [`HZ`],
+/// then [`WORK_LATENCY`]. 0.38 s for 1 s, 0.56 s for 2 s, 0.94 s for 5 s.
+pub fn kernel_slack(lease: Duration) -> Duration {
+    let wait = lease + CHECK_ROUNDING;
+    let lateness = HZ
+        .iter()
+        .map(|&hz| {
+            let jiffies = u64::try_from(wait.as_nanos() * u128::from(hz) / 1_000_000_000).unwrap_or(u64::MAX);
+            // Level n holds waits from 63 << 3(n - 1) jiffies on, with a granularity of 8^n.
+            let level = (1..9u32).take_while(|n| jiffies >= 63 << (3 * (n - 1))).count();
+            Duration::from_nanos(8u64.pow(level as u32) * 1_000_000_000 / hz)
+        })
+        .max()
+        .unwrap_or_default();
+    CHECK_ROUNDING + lateness + WORK_LATENCY
+}
 
 /// `--vip-lease-secs`: `auto` (derived from each instance's advert interval), a fixed number of
 /// seconds, or 0 for permanent addresses as keepalived adds them.
@@ -78,43 +118,64 @@ impl VipLease {
 
 /// The largest whole-second lease that ends before a Backup can take over (see the module docs).
 pub fn derived(adver_int: Duration) -> Duration {
-    let budget = (adver_int * 3).saturating_sub(KERNEL_SLACK);
-    // Strictly below the budget: a lease equal to it would end exactly at the earliest takeover.
-    let secs = budget.as_nanos().saturating_sub(1) / 1_000_000_000;
-    Duration::from_secs((secs as u64).max(1))
+    let budget = adver_int * 3;
+    // Strictly below the budget: a lease ending exactly at it would end at the earliest takeover.
+    (2..=u64::from(u32::MAX))
+        .map(Duration::from_secs)
+        .take_while(|&lease| lease + kernel_slack(lease) + RENEW_GATHER < budget)
+        .last()
+        .unwrap_or(Duration::from_secs(1))
 }
 
-/// When a Master renews its leases: at an advert, when waiting for the next advert would leave less
-/// than a third of the lease (so every advert at 1 s with its 2 s lease, every sixth or so at 100 ms
-/// with 1 s), so the address never outlives the last advert by more than the lease. The third left
-/// is the margin for an agent held up (and for the kernel, which may delete an address up to
-/// 20 ms before its lifetime ends).
+/// When a Master renews its leases: with its adverts, at the first advert in each cell of a grid of
+/// whole intervals shared by the node (from `epoch`, the grid its adverts are batched on), so that a
+/// node's Masters with one interval renew in the same adverts and the kernel deletes their VIPs in
+/// one pass (see the module docs). A cell holds as many intervals as fit in two thirds of the lease
+/// less one interval (every advert at 1 s with its 2 s lease, every fifth at 100 ms with 1 s), so
+/// the address never outlives the last advert by more than the lease, and a third is left as the
+/// margin for an agent held up (and for the kernel, which may delete an address a jiffy before its
+/// lifetime ends).
 #[derive(Debug)]
 pub struct Renewal {
-    /// A renewal this long after the last one is due.
-    every: Duration,
-    last: Option<Instant>,
+    /// The cell's length: a whole number of intervals.
+    cell: Duration,
+    /// Half an interval: cells start between two advert points of the grid, so an advert batched a
+    /// little before its point stays in that point's cell.
+    offset: Duration,
+    epoch: Instant,
+    /// The cell of the last renewal; `None` right after the VIPs were added (renew with the next
+    /// advert, the first periodic one, to join the node's batch).
+    last: Option<u128>,
 }
 
 impl Renewal {
-    pub fn new(lease: Duration, adver_int: Duration) -> Self {
+    pub fn new(lease: Duration, adver_int: Duration, epoch: Instant) -> Self {
+        let every = (lease * 2 / 3).saturating_sub(adver_int);
+        let n = (every.as_nanos() / adver_int.as_nanos().max(1)).max(1);
         Renewal {
-            every: (lease * 2 / 3).saturating_sub(adver_int),
+            cell: adver_int * u32::try_from(n).unwrap_or(u32::MAX),
+            offset: adver_int / 2,
+            epoch,
             last: None,
         }
     }
 
-    /// The VIPs were just added with a full lease.
-    pub fn added(&mut self, now: Instant) {
-        self.last = Some(now);
+    fn cell_of(&self, now: Instant) -> u128 {
+        (now + self.offset).saturating_duration_since(self.epoch).as_nanos() / self.cell.as_nanos().max(1)
+    }
+
+    /// The VIPs were just added with a full lease: the next advert renews, joining the others.
+    pub fn added(&mut self) {
+        self.last = None;
     }
 
     /// An advert goes out at `now`: whether to renew with it.
     pub fn due(&mut self, now: Instant) -> bool {
-        if self.last.is_some_and(|l| now.duration_since(l) < self.every) {
+        let cell = self.cell_of(now);
+        if self.last == Some(cell) {
             return false;
         }
-        self.last = Some(now);
+        self.last = Some(cell);
         true
     }
 }
@@ -129,17 +190,21 @@ mod tests {
 
     #[test]
     fn derived_leases_end_before_master_down_interval() {
+        assert_eq!(kernel_slack(Duration::from_secs(1)), ms(380));
+        assert_eq!(kernel_slack(Duration::from_secs(2)), ms(556));
+        assert_eq!(kernel_slack(Duration::from_secs(5)), ms(940));
         assert_eq!(derived(ms(1000)), Duration::from_secs(2));
         assert_eq!(derived(ms(2000)), Duration::from_secs(5));
         assert_eq!(derived(ms(500)), Duration::from_secs(1));
         assert_eq!(derived(ms(100)), Duration::from_secs(1));
         assert_eq!(derived(ms(10)), Duration::from_secs(1));
-        // Exactly on the budget is too late.
-        assert_eq!(derived(ms(1750)), Duration::from_secs(4));
-        assert_eq!(derived(ms(1749)), Duration::from_secs(4));
-        for int in (420..10_000).step_by(7).map(ms) {
+        for int in (470..20_000).step_by(7).map(ms) {
             let lease = derived(int);
-            assert!(lease + KERNEL_SLACK < int * 3, "{int:?}: lease {lease:?}");
+            let ends = |l: Duration| l + kernel_slack(l) + RENEW_GATHER;
+            assert!(ends(lease) < int * 3, "{int:?}: lease {lease:?}");
+            // The largest such: one second more would not end in time.
+            let longer = lease + Duration::from_secs(1);
+            assert!(ends(longer) >= int * 3, "{int:?}: {longer:?} would do");
             assert!(lease.subsec_nanos() == 0);
         }
     }
@@ -155,28 +220,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn renewals_follow_adverts_leaving_a_third_of_the_lease() {
-        let t0 = Instant::now();
-        // 1 s adverts, 2 s lease: every advert renews.
-        let mut r = Renewal::new(Duration::from_secs(2), ms(1000));
-        r.added(t0);
+    async fn renewals_follow_adverts_in_cells_the_node_shares() {
+        let epoch = Instant::now();
+        // 1 s adverts, 2 s lease: every advert renews, also one batched 14 ms before its point.
+        let mut r = Renewal::new(Duration::from_secs(2), ms(1000), epoch);
+        r.added();
         for n in 1..5 {
-            assert!(r.due(t0 + ms(1000 * n)), "advert {n}");
+            assert!(r.due(epoch + ms(1000 * n) - ms(14 * (n % 2))), "advert {n}");
         }
-        // 100 ms adverts, 1 s lease: the advert after 567 ms renews, a third of the lease before
-        // the next one would be too late.
-        let mut r = Renewal::new(Duration::from_secs(1), ms(100));
-        r.added(t0);
-        let renewed: Vec<u64> = (1..=20).filter(|n| r.due(t0 + ms(100 * n))).collect();
-        assert_eq!(renewed, vec![6, 12, 18]);
-        // Never later than the lease minus a third and one interval, whatever the interval.
+        // 100 ms adverts, 1 s lease: the first advert after the add, then every fifth (cells of
+        // 500 ms); two Masters added at different times renew in the same adverts after their first.
+        let renewed = |added_after: u64| {
+            let mut r = Renewal::new(Duration::from_secs(1), ms(100), epoch);
+            r.added();
+            (added_after + 1..=20)
+                .filter(|n| r.due(epoch + ms(100 * n)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(renewed(0), vec![1, 5, 10, 15, 20]);
+        assert_eq!(renewed(2), vec![3, 5, 10, 15, 20]);
+        // Never later than the lease minus a third and one interval, whatever the interval, with
+        // adverts up to 14 ms ahead of their point.
         for int in [10u64, 30, 100, 250, 500, 1000, 2000].map(ms) {
             let lease = derived(int);
-            let mut r = Renewal::new(lease, int);
-            r.added(t0);
+            let mut r = Renewal::new(lease, int, epoch);
+            let t0 = epoch + int * 3 + ms(7);
+            r.added();
             let mut last = t0;
-            for n in 1..400u32 {
-                let at = t0 + int * n;
+            for n in 4..400u32 {
+                let at = epoch + int * n - (int / 8).min(ms(14)) * (n % 3);
                 if r.due(at) {
                     assert!(
                         at - last < lease * 2 / 3,

@@ -225,7 +225,7 @@ impl Effects for RealEffects {
         self.master_epoch.fetch_add(1, Ordering::SeqCst);
         let _ = self.ops.send(VipOp::Add(self.vips.clone(), self.vip_lease));
         if let Some(r) = self.renewal.as_mut() {
-            r.added(tokio::time::Instant::now());
+            r.added();
         }
     }
 

@@ -194,7 +194,8 @@ impl Node {
             master_epoch: Arc::new(AtomicU64::new(0)),
             garp: spec.garp,
             vip_lease,
-            renewal: vip_lease.map(|l| crate::lease::Renewal::new(l, spec.adver_int)),
+            renewal: vip_lease
+                .map(|l| crate::lease::Renewal::new(l, spec.adver_int, crate::vrrp::timers::grid_epoch())),
             learned,
             dns: multicast.then(Default::default),
             metrics,

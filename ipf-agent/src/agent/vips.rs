@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use crate::metrics::Counter;
+use crate::{lease::RENEW_GATHER, metrics::Counter};
 use tokio::sync::mpsc;
 
 use crate::network::{AddressManager, Announcer, Vip};
@@ -109,30 +109,35 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                 epoch,
                 epoch_now,
             } => {
-                // Renewals of Masters whose adverts went out in the same tick are queued together:
-                // send them as one batch (one netlink send, see `AddressManager::renew`). Only
-                // consecutive renewals are gathered, so none overtakes a removal queued after it.
-                let mut lists: Vec<(Rc<[Vip]>, Duration)> = Vec::new();
-                let mut gather = |vips: Rc<[Vip]>, lease: Duration, epoch: u64, epoch_now: &AtomicU64| {
-                    if epoch_now.load(Ordering::SeqCst) == epoch {
-                        lists.push((vips, lease));
-                    }
-                };
-                gather(vips, lease, epoch, &epoch_now);
-                while let Ok(op) = rx.try_recv() {
-                    match op {
-                        VipOp::Renew {
+                // A node's Masters renew with the adverts of one batch cluster, which lie within a
+                // few milliseconds (`vrrp::timers::BATCH_GAP`): what arrives within RENEW_GATHER
+                // of the first goes as one batch (one netlink send, see `AddressManager::renew`), so
+                // the kernel deletes the VIPs together after a crash (see `lease.rs`). Any other
+                // op ends the gathering, so no renewal overtakes a removal queued after it.
+                let mut pending = vec![(vips, lease, epoch, epoch_now)];
+                let until = tokio::time::Instant::now() + RENEW_GATHER;
+                loop {
+                    match tokio::time::timeout_at(until, rx.recv()).await {
+                        Ok(Some(VipOp::Renew {
                             vips,
                             lease,
                             epoch,
                             epoch_now,
-                        } => gather(vips, lease, epoch, &epoch_now),
-                        other => {
+                        })) => pending.push((vips, lease, epoch, epoch_now)),
+                        Ok(Some(other)) => {
                             next = Some(other);
                             break;
                         }
+                        // Closed (the loop's next receive ends the worker) or gathered long enough.
+                        Ok(None) | Err(_) => break,
                     }
                 }
+                // A Master that left since its advert (its epoch moved on) is not renewed.
+                let lists: Vec<(Rc<[Vip]>, Duration)> = pending
+                    .into_iter()
+                    .filter(|(_, _, epoch, now)| now.load(Ordering::SeqCst) == *epoch)
+                    .map(|(vips, lease, _, _)| (vips, lease))
+                    .collect();
                 let mut batch: Vec<(u32, &Vip, Duration)> = Vec::new();
                 for (vips, lease) in &lists {
                     for v in vips.iter() {

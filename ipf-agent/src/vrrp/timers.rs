@@ -47,17 +47,23 @@ pub enum Precision {
 
 /// Advert timers of [`Precision::Fine`] gather in batches of at most this many: a Master's next
 /// advert goes out at the latest point before it is due on the grid of its interval (multiples of
-/// the interval from the process's epoch) that holds fewer, else on the grid of a half, a quarter
-/// or an eighth of it ([`ADVER_PHASES`]), else when due. So a node's Masters with one interval
-/// wake it once per interval, sending their adverts with one `sendmmsg` (a Master's first periodic
-/// advert may go up to an interval early; more adverts than needed never hurt a receiver). The
-/// size is bounded for the receivers: a peer without XDP (keepalived) queues a burst in its raw
-/// socket, whose default buffer (`rmem_default`, 208 KiB) holds about 270 of these packets; two
-/// nodes' batches of 64 arriving at once still fit.
+/// the interval from the process's epoch) that holds fewer, else up to [`ADVER_PHASES`] − 1 points
+/// [`BATCH_GAP`] apart just before it, else when due. So a node's Masters with one interval wake it
+/// once per interval, sending their adverts with one `sendmmsg` per batch (a Master's first periodic
+/// advert may go up to an interval early; more adverts than needed never hurt a receiver), and
+/// renew their leases in one netlink batch (see `lease.rs`: the kernel deletes addresses that ran
+/// out together in one pass, others up to a second later). The size is bounded for the receivers:
+/// a peer without XDP (keepalived) queues a burst in its raw socket, whose default buffer
+/// (`rmem_default`, 208 KiB) holds about 270 of these packets: one node's 255 Masters (four
+/// batches) fit even if it reads none of them meanwhile.
 pub const ADVER_BATCH: usize = 64;
 
-/// The finest grid a batch of adverts falls back to: an eighth of the interval.
+/// How many batch points an interval's grid point gathers, [`BATCH_GAP`] apart (up to 512 adverts).
 pub const ADVER_PHASES: u32 = 8;
+
+/// The spacing of the batches of one grid point (an eighth of the interval when that is less):
+/// the whole cluster spans at most 14 ms, within `lease::RENEW_GATHER`.
+pub const BATCH_GAP: Duration = Duration::from_millis(2);
 
 /// A master-down timer may fire up to this fraction of its wait early, when the schedule wakes for
 /// another timer anyway: the instance only checks the datapath then, and waits out the rest exactly
@@ -254,46 +260,40 @@ fn schedule() -> Arc<Schedule> {
     })
 }
 
-/// The grid advert timers are aligned to: shared by all instances of the process.
-fn grid_epoch() -> Instant {
+/// The grid advert timers are aligned to: shared by all instances of the process (and the grid of
+/// their lease renewals, `lease::Renewal`).
+pub fn grid_epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Where an advert timer due at `deadline` joins a batch (see [`ADVER_BATCH`]): of the points of
-/// the eighth-interval grid in the interval before it (never before `now`), the latest holding
-/// fewer than [`ADVER_BATCH`] timers on the coarsest grid (the interval's, then a half's, a
-/// quarter's, an eighth's); else `deadline` itself.
+/// Where an advert timer due at `deadline` joins a batch (see [`ADVER_BATCH`]): the latest point
+/// of its interval's grid at or before `deadline`, or one of the [`ADVER_PHASES`] − 1 points
+/// [`BATCH_GAP`] apart around it within [`now`, `deadline`], the first holding fewer than
+/// [`ADVER_BATCH`] timers; else `deadline` itself.
 fn batch_point(batches: &HashMap<Instant, usize>, deadline: Instant, period: Duration, now: Instant) -> Instant {
     // The period in whole milliseconds (advert intervals are centiseconds): the time spent between
     // arming and here must not give each timer a grid of its own.
     let period_ns = (period.as_micros() + 500) / 1000 * 1_000_000;
-    let step = period_ns / u128::from(ADVER_PHASES);
     let epoch = grid_epoch();
-    if step == 0 || deadline <= epoch {
+    if period_ns == 0 || deadline <= epoch {
         return deadline;
     }
-    let last = deadline.duration_since(epoch).as_nanos() / step;
-    // (how coarse a grid the point is on, how far back) for the points on the eighth grid.
-    let mut points = [(u32::MAX, 0u128); ADVER_PHASES as usize];
-    let n = u128::from(ADVER_PHASES).min(last + 1);
-    for (back, point) in (0..n).zip(points.iter_mut()) {
-        let k = last - back;
-        let fine = (k % u128::from(ADVER_PHASES))
-            .trailing_zeros()
-            .min(ADVER_PHASES.trailing_zeros());
-        *point = (ADVER_PHASES.trailing_zeros() - fine, back);
-    }
-    let points = &mut points[..n as usize];
-    points.sort_unstable();
-    for &(_, back) in points.iter() {
-        let offset = u64::try_from((last - back) * step).unwrap_or(u64::MAX);
-        let at = (epoch + Duration::from_nanos(offset)).max(now);
-        if batches.get(&at).is_none_or(|&n| n < ADVER_BATCH) {
-            return at;
-        }
-    }
-    deadline
+    let gap =
+        Duration::from_nanos(u64::try_from(period_ns / u128::from(ADVER_PHASES)).unwrap_or(u64::MAX)).min(BATCH_GAP);
+    let point = deadline.duration_since(epoch).as_nanos() / period_ns * period_ns;
+    let point = epoch + Duration::from_nanos(u64::try_from(point).unwrap_or(u64::MAX));
+    // Before the point first (the advert goes early rather than late), after it if the batches
+    // would start before `now`, never after `deadline`.
+    let before = (0..ADVER_PHASES)
+        .filter_map(|k| point.checked_sub(gap * k))
+        .filter(|at| *at >= now);
+    let after = (1..ADVER_PHASES).map(|k| point + gap * k).filter(|at| *at <= deadline);
+    before
+        .chain(after)
+        .take(ADVER_PHASES as usize)
+        .find(|at| batches.get(at).is_none_or(|&n| n < ADVER_BATCH))
+        .unwrap_or(deadline)
 }
 
 /// How early a master-down wait armed at `now` for `deadline` may fire along with another timer.
@@ -908,8 +908,8 @@ mod precision_tests {
         }
     }
 
-    /// No batch holds more than [`ADVER_BATCH`] adverts: the rest go on the grids of a half, a
-    /// quarter and an eighth of the interval, still no later than asked.
+    /// No batch holds more than [`ADVER_BATCH`] adverts: the rest go in batches [`BATCH_GAP`] apart
+    /// just before the first, still no later than asked, all within 14 ms.
     #[tokio::test(start_paused = true)]
     async fn advert_batches_hold_at_most_adver_batch() {
         let period = Duration::from_millis(80);
@@ -933,6 +933,12 @@ mod precision_tests {
             "{} batches for {} adverts",
             per_point.len(),
             timers.len()
+        );
+        let (first, last) = (per_point.keys().next(), per_point.keys().last());
+        let span = last.zip(first).map(|(l, f)| *l - *f);
+        assert!(
+            span.is_some_and(|s| s <= BATCH_GAP * (ADVER_PHASES - 1)),
+            "the batches span {span:?}"
         );
     }
 }

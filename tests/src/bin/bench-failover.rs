@@ -294,7 +294,8 @@ fn run_case(bench: &mut Bench, imp: Impl, version: u8, interval_ms: u32, how: St
         Stop::Graceful => (skew_b, skew_b),
     };
     // ipf's VIP lease on A: gone by the last renewal (no later than the kill) + lease + kernel slack.
-    let lapse_bound = ipf_agent::lease::derived(interval) + ipf_agent::lease::KERNEL_SLACK;
+    let lease = ipf_agent::lease::derived(interval);
+    let lapse_bound = lease + ipf_agent::lease::kernel_slack(lease);
     let stop_flag = Arc::new(AtomicBool::new(false));
     let (rx, probe_gap) = probe(&bench.client, stop_flag.clone());
     let bin = bench.agent_bin.clone();
