@@ -47,8 +47,8 @@ pub enum Precision {
 
 /// Advert timers of [`Precision::Fine`] gather in batches of at most this many: a Master's next
 /// advert goes out at the latest point before it is due on the grid of its interval (multiples of
-/// the interval from the process's epoch) that holds fewer, else up to [`ADVER_PHASES`] − 1 points
-/// [`BATCH_GAP`] apart just before it, else when due. So a node's Masters with one interval wake it
+/// the interval from the process's epoch) that holds fewer, else up to [`ADVER_PHASES`] − 1 slots
+/// [`BATCH_GAP`] apart just after it (see [`batch_point`]), else when due. So a node's Masters with one interval wake it
 /// once per interval, sending their adverts with one `sendmmsg` per batch (a Master's first periodic
 /// advert may go up to an interval early; more adverts than needed never hurt a receiver), and
 /// renew their leases in one netlink batch (see `lease.rs`: the kernel deletes addresses that ran
@@ -267,10 +267,17 @@ pub fn grid_epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Where an advert timer due at `deadline` joins a batch (see [`ADVER_BATCH`]): the latest point
-/// of its interval's grid at or before `deadline`, or one of the [`ADVER_PHASES`] − 1 points
-/// [`BATCH_GAP`] apart around it within [`now`, `deadline`], the first holding fewer than
-/// [`ADVER_BATCH`] timers; else `deadline` itself.
+/// How many slots of the [`BATCH_GAP`] grid before its deadline an advert timer tries when the
+/// cluster of its grid point has no room for it.
+const FINE_TRIES: u32 = 64;
+
+/// Where an advert timer due at `deadline` joins a batch (see [`ADVER_BATCH`]). A grid point's
+/// cluster is the point and the [`ADVER_PHASES`] − 1 slots [`BATCH_GAP`] apart after it; the timer
+/// takes the first slot with room within [`now`, `deadline`] of the cluster of the latest grid
+/// point at or before its deadline, else the latest slot with room of the [`BATCH_GAP`] grid in
+/// the half interval before its deadline (a batch off the grid, as tight), else `deadline` itself.
+/// A Master whose advert went from a slot of a cluster so goes to the same slot of the next one,
+/// an interval later: never to a later slot of the cluster it just left.
 fn batch_point(batches: &HashMap<Instant, usize>, deadline: Instant, period: Duration, now: Instant) -> Instant {
     // The period in whole milliseconds (advert intervals are centiseconds): the time spent between
     // arming and here must not give each timer a grid of its own.
@@ -279,19 +286,20 @@ fn batch_point(batches: &HashMap<Instant, usize>, deadline: Instant, period: Dur
     if period_ns == 0 || deadline <= epoch {
         return deadline;
     }
-    let gap =
-        Duration::from_nanos(u64::try_from(period_ns / u128::from(ADVER_PHASES)).unwrap_or(u64::MAX)).min(BATCH_GAP);
-    let point = deadline.duration_since(epoch).as_nanos() / period_ns * period_ns;
-    let point = epoch + Duration::from_nanos(u64::try_from(point).unwrap_or(u64::MAX));
-    // Before the point first (the advert goes early rather than late), after it if the batches
-    // would start before `now`, never after `deadline`.
-    let before = (0..ADVER_PHASES)
-        .filter_map(|k| point.checked_sub(gap * k))
-        .filter(|at| *at >= now);
-    let after = (1..ADVER_PHASES).map(|k| point + gap * k).filter(|at| *at <= deadline);
-    before
-        .chain(after)
-        .take(ADVER_PHASES as usize)
+    let gap = (period_ns / u128::from(ADVER_PHASES)).min(BATCH_GAP.as_nanos());
+    let due = deadline.duration_since(epoch).as_nanos();
+    let earliest = now.saturating_duration_since(epoch).as_nanos();
+    let point = due / period_ns * period_ns;
+    let cluster = (0..ADVER_PHASES)
+        .map(|k| point + gap * u128::from(k))
+        .filter(|&at| at <= due && at >= earliest);
+    // Not nearer than half an interval after `now`: the advert that was just sent.
+    let fine = (0..FINE_TRIES)
+        .filter_map(|k| (due / gap * gap).checked_sub(gap * u128::from(k)))
+        .filter(|&at| at >= earliest.max(due.saturating_sub(period_ns / 2)));
+    cluster
+        .chain(fine)
+        .map(|at| epoch + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX)))
         .find(|at| batches.get(at).is_none_or(|&n| n < ADVER_BATCH))
         .unwrap_or(deadline)
 }
@@ -909,7 +917,7 @@ mod precision_tests {
     }
 
     /// No batch holds more than [`ADVER_BATCH`] adverts: the rest go in batches [`BATCH_GAP`] apart
-    /// just before the first, still no later than asked, all within 14 ms.
+    /// beside the first, still no later than asked, all within 14 ms.
     #[tokio::test(start_paused = true)]
     async fn advert_batches_hold_at_most_adver_batch() {
         let period = Duration::from_millis(80);
@@ -940,5 +948,54 @@ mod precision_tests {
             span.is_some_and(|s| s <= BATCH_GAP * (ADVER_PHASES - 1)),
             "the batches span {span:?}"
         );
+    }
+
+    /// Masters in a cluster of several batches, each re-armed for an interval after its advert went
+    /// out (as the instance does), send one advert an interval: none goes from a slot before the
+    /// grid point to the point itself, a few milliseconds later.
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_of_batches_sends_one_advert_an_interval() {
+        let period = Duration::from_secs(1);
+        let span = BATCH_GAP * (ADVER_PHASES - 1);
+        let sink: TimerSink = Arc::new(|_, _, _| {});
+        // Armed an interval before a moment just past a cluster of the grid, so all its slots are
+        // open.
+        let epoch = grid_epoch();
+        let points = (Instant::now() - epoch).as_nanos() / period.as_nanos() + 2;
+        let target = epoch + period * u32::try_from(points).expect("points") + span + BATCH_GAP;
+        tokio::time::advance(target - period - Instant::now()).await;
+        let asked = Instant::now() + period;
+        let mut timers: Vec<Timer> = (0..4 * ADVER_BATCH as u64 - 20)
+            .map(|i| Timer::start(TimerKind::Adver, i, asked, Precision::Fine, sink.clone(), None))
+            .collect();
+        for round in 0..4 {
+            timers.sort_by_key(|t| t.deadline);
+            let clusters: std::collections::BTreeSet<Instant> = timers.iter().map(|t| t.deadline).collect();
+            let (first, last) = (clusters.first().copied(), clusters.last().copied());
+            assert!(
+                first.zip(last).is_some_and(|(f, l)| l - f <= span),
+                "round {round}: adverts at {} moments over {:?}",
+                clusters.len(),
+                first.zip(last).map(|(f, l)| l - f)
+            );
+            let mut next = Vec::new();
+            for t in timers.drain(..) {
+                let sent = t.deadline;
+                tokio::time::advance(sent.saturating_duration_since(Instant::now())).await;
+                let generation = t.generation;
+                drop(t);
+                // As the instance arms it: an interval from now (which the paused clock may have
+                // moved a little past the advert).
+                let asked = Instant::now() + period;
+                let n = Timer::start(TimerKind::Adver, generation, asked, Precision::Fine, sink.clone(), None);
+                assert_eq!(
+                    n.deadline - sent,
+                    period,
+                    "round {round}: the next advert of one sent from a slot of the cluster"
+                );
+                next.push(n);
+            }
+            timers = next;
+        }
     }
 }
