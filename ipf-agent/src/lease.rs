@@ -140,7 +140,8 @@ pub struct Renewal {
     /// The cell's length: a whole number of intervals.
     cell: Duration,
     /// Half an interval: cells start between two advert points of the grid, so an advert batched a
-    /// little before its point stays in that point's cell.
+    /// little after its point (a cluster's later slots) or before it (a slot off the full cluster)
+    /// stays in that point's cell.
     offset: Duration,
     epoch: Instant,
     /// The cell of the last renewal; `None` right after the VIPs were added (renew with the next
@@ -222,11 +223,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn renewals_follow_adverts_in_cells_the_node_shares() {
         let epoch = Instant::now();
-        // 1 s adverts, 2 s lease: every advert renews, also one batched 14 ms before its point.
+        // 1 s adverts, 2 s lease: every advert renews, also one batched 14 ms after its point.
         let mut r = Renewal::new(Duration::from_secs(2), ms(1000), epoch);
         r.added();
         for n in 1..5 {
-            assert!(r.due(epoch + ms(1000 * n) - ms(14 * (n % 2))), "advert {n}");
+            assert!(r.due(epoch + ms(1000 * n) + ms(14 * (n % 2))), "advert {n}");
         }
         // 100 ms adverts, 1 s lease: the first advert after the add, then every fifth (cells of
         // 500 ms); two Masters added at different times renew in the same adverts after their first.
@@ -240,7 +241,7 @@ mod tests {
         assert_eq!(renewed(0), vec![1, 5, 10, 15, 20]);
         assert_eq!(renewed(2), vec![3, 5, 10, 15, 20]);
         // Never later than the lease minus a third and one interval, whatever the interval, with
-        // adverts up to 14 ms ahead of their point.
+        // adverts up to 14 ms after or before their point.
         for int in [10u64, 30, 100, 250, 500, 1000, 2000].map(ms) {
             let lease = derived(int);
             let mut r = Renewal::new(lease, int, epoch);
@@ -248,7 +249,12 @@ mod tests {
             r.added();
             let mut last = t0;
             for n in 4..400u32 {
-                let at = epoch + int * n - (int / 8).min(ms(14)) * (n % 3);
+                let shift = (int / 8).min(ms(14));
+                let at = match n % 3 {
+                    0 => epoch + int * n,
+                    1 => epoch + int * n + shift,
+                    _ => epoch + int * n - shift,
+                };
                 if r.due(at) {
                     assert!(
                         at - last < lease * 2 / 3,
