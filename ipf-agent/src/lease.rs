@@ -2,15 +2,16 @@
 //! VIPs disappear on their own. The lease must end before a Backup can take over, or two nodes hold
 //! the VIP; it is derived from the advert interval.
 //!
-//! The bound. Renewals go out with adverts, at most [`RENEW_GATHER`] after one (the VIP worker
-//! gathers a node's renewals into one netlink batch), so the last renewal `r` is no later than the
-//! last advert a Backup heard plus [`RENEW_GATHER`], and the Backup takes over no earlier than that
-//! advert + Master_Down_Interval (3 × interval + Skew_Time, RFC 5798 §6.1). The kernel deletes an
-//! expired address from a work item (`check_lifetime` in net/ipv4/devinet.c, `addrconf_verify` for
-//! IPv6) that it schedules at the earliest expiry, rounded up to a whole second when that moves it
-//! by less than a quarter second, and then late by its timer wheel's granularity: by `r` + lease +
-//! [`kernel_slack`]. So the lease is the largest whole number of seconds (at least one, the
-//! kernel's unit) with `lease + kernel_slack(lease) + RENEW_GATHER < 3 × interval`:
+//! The bound. Renewals go out with adverts, at most [`RENEW_LATENCY`] after one (the VIP worker
+//! sends a batch's renewals after the run loop's turn that sent its adverts), so the last renewal
+//! `r` is no later than the last advert a Backup heard plus [`RENEW_LATENCY`], and the Backup takes
+//! over no earlier than that advert + Master_Down_Interval (3 × interval + Skew_Time, RFC 5798
+//! §6.1). The kernel deletes an expired address from a work item (`check_lifetime` in
+//! net/ipv4/devinet.c, `addrconf_verify` for IPv6) that it schedules at the earliest expiry,
+//! rounded up to a whole second when that moves it by less than a quarter second, and then late by
+//! its timer wheel's granularity: by `r` + lease + [`kernel_slack`]. So the lease is the largest
+//! whole number of seconds (at least one, the kernel's unit) with `lease + kernel_slack(lease) +
+//! RENEW_LATENCY < 3 × interval`:
 //!
 //! | advert interval | lease | VIP gone before takeover by at least |
 //! |---|---|---|
@@ -21,13 +22,14 @@
 //!
 //! One pass deletes them all only if they ran out together. The work item never runs sooner than a
 //! second (`ADDRCONF_TIMER_FUZZ_MAX`) after its last pass, so an address expiring a little after
-//! another's pass waits up to a second more. A node's renewals therefore go in one batch: the
-//! Masters' adverts share one wake-up per interval (`vrrp::timers`, batches of a few milliseconds
-//! apart when there are many), [`Renewal`] renews them in the same adverts (cells of a grid shared
-//! by the node), and the worker sends what arrives within [`RENEW_GATHER`] as one. Masters with
-//! different intervals on one node renew on different grids: a pass for one group's VIPs can then
-//! hold another group's up to a second longer (measured from the kill this stays within the
-//! bound of the longer lease; see `tests/tests/leases.rs`).
+//! another's pass waits up to a second more; a pass takes every address that runs out within 20 ms
+//! of it (`ADDRCONF_TIMER_FUZZ_MINUS`, HZ / 50). A node's renewals therefore go within that: the
+//! Masters' adverts share one cluster per interval (`vrrp::timers`: one batch, or batches 2 ms
+//! apart within 14 ms when there are many), [`Renewal`] renews them in the same adverts (cells of a
+//! grid shared by the node), and the worker sends each batch's renewals as one netlink send.
+//! Masters with different intervals on one node renew on different grids: a pass for one group's
+//! VIPs can then hold another group's up to a second longer (measured from the kill this stays
+//! within the bound of the longer lease; see `tests/tests/leases.rs`).
 //!
 //! Below 0.47 s no whole-second lease ends in time. Graceful stops and faults remove VIPs at once
 //! and are not affected; only SIGKILL / a crashed agent is. The work item is deferrable: on a CPU
@@ -38,9 +40,10 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use tokio::time::Instant;
 
-/// A node's lease renewals arriving within this time of the first go in one netlink batch (the
-/// advert batches they follow lie within 14 ms, see `vrrp::timers::BATCH_GAP`).
-pub const RENEW_GATHER: Duration = Duration::from_millis(20);
+/// How long after its advert a renewal may reach the kernel: the VIP worker sends it once the run
+/// loop's turn that sent the advert is over, which a busy turn (a batch of 64 adverts, a reload)
+/// can make a few milliseconds.
+pub const RENEW_LATENCY: Duration = Duration::from_millis(20);
 
 /// How far ahead of its check the kernel's rounding may put it (`ADDRCONF_TIMER_FUZZ`, HZ / 4).
 const CHECK_ROUNDING: Duration = Duration::from_millis(250);
@@ -122,7 +125,7 @@ pub fn derived(adver_int: Duration) -> Duration {
     // Strictly below the budget: a lease ending exactly at it would end at the earliest takeover.
     (2..=u64::from(u32::MAX))
         .map(Duration::from_secs)
-        .take_while(|&lease| lease + kernel_slack(lease) + RENEW_GATHER < budget)
+        .take_while(|&lease| lease + kernel_slack(lease) + RENEW_LATENCY < budget)
         .last()
         .unwrap_or(Duration::from_secs(1))
 }
@@ -201,7 +204,7 @@ mod tests {
         assert_eq!(derived(ms(10)), Duration::from_secs(1));
         for int in (470..20_000).step_by(7).map(ms) {
             let lease = derived(int);
-            let ends = |l: Duration| l + kernel_slack(l) + RENEW_GATHER;
+            let ends = |l: Duration| l + kernel_slack(l) + RENEW_LATENCY;
             assert!(ends(lease) < int * 3, "{int:?}: lease {lease:?}");
             // The largest such: one second more would not end in time.
             let longer = lease + Duration::from_secs(1);

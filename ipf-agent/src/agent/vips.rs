@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{lease::RENEW_GATHER, metrics::Counter};
+use crate::metrics::Counter;
 use tokio::sync::mpsc;
 
 use crate::network::{AddressManager, Announcer, Vip};
@@ -82,7 +82,7 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
         Some(l) => addrs.add_leased(ifindex, v, l).await,
         None => addrs.add(ifindex, v).await,
     };
-    // An op taken from the queue while gathering renewals, to be done next.
+    // An op taken from the queue while batching renewals or removals, to be done next.
     let mut next: Option<VipOp> = None;
     loop {
         let op = match next.take() {
@@ -109,27 +109,26 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                 epoch,
                 epoch_now,
             } => {
-                // A node's Masters renew with the adverts of one batch cluster, which lie within a
-                // few milliseconds (`vrrp::timers::BATCH_GAP`): what arrives within RENEW_GATHER
-                // of the first goes as one batch (one netlink send, see `AddressManager::renew`), so
-                // the kernel deletes the VIPs together after a crash (see `lease.rs`). Any other
-                // op ends the gathering, so no renewal overtakes a removal queued after it.
+                // The renewals of one advert batch are queued in the run loop's turn that sent its
+                // adverts, and go as one netlink send (see `AddressManager::renew`). A node's
+                // batches lie within 14 ms (`vrrp::timers::BATCH_GAP`), and the kernel's check
+                // deletes in one pass what runs out within 20 ms of it (see `lease.rs`), so a
+                // cluster's renewals need no gathering across its batches (waiting for them cost a
+                // wake-up per cluster). Any other op ends the batch, so no renewal overtakes a
+                // removal queued after it.
                 let mut pending = vec![(vips, lease, epoch, epoch_now)];
-                let until = tokio::time::Instant::now() + RENEW_GATHER;
-                loop {
-                    match tokio::time::timeout_at(until, rx.recv()).await {
-                        Ok(Some(VipOp::Renew {
+                while let Ok(op) = rx.try_recv() {
+                    match op {
+                        VipOp::Renew {
                             vips,
                             lease,
                             epoch,
                             epoch_now,
-                        })) => pending.push((vips, lease, epoch, epoch_now)),
-                        Ok(Some(other)) => {
+                        } => pending.push((vips, lease, epoch, epoch_now)),
+                        other => {
                             next = Some(other);
                             break;
                         }
-                        // Closed (the loop's next receive ends the worker) or gathered long enough.
-                        Ok(None) | Err(_) => break,
                     }
                 }
                 // A Master that left since its advert (its epoch moved on) is not renewed.

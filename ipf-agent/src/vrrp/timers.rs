@@ -62,7 +62,8 @@ pub const ADVER_BATCH: usize = 64;
 pub const ADVER_PHASES: u32 = 8;
 
 /// The spacing of the batches of one grid point (an eighth of the interval when that is less):
-/// the whole cluster spans at most 14 ms, within `lease::RENEW_GATHER`.
+/// the whole cluster spans at most 14 ms, so its renewals run out within the 20 ms that one pass of
+/// the kernel's lifetime check takes together (see `lease.rs`).
 pub const BATCH_GAP: Duration = Duration::from_millis(2);
 
 /// A master-down timer may fire up to this fraction of its wait early, when the schedule wakes for
@@ -951,8 +952,9 @@ mod precision_tests {
     }
 
     /// Masters in a cluster of several batches, each re-armed for an interval after its advert went
-    /// out (as the instance does), send one advert an interval: none goes from a slot before the
-    /// grid point to the point itself, a few milliseconds later.
+    /// out (as the instance does), send one advert an interval: a Master sent from a later slot of a
+    /// cluster re-arms into the next cluster, never back into a later slot of the one it just left
+    /// (a second advert a few milliseconds after the first).
     #[tokio::test(start_paused = true)]
     async fn a_cluster_of_batches_sends_one_advert_an_interval() {
         let period = Duration::from_secs(1);
