@@ -76,6 +76,33 @@ fn vip_interface<'a>(interfaces: &'a mut HashMap<String, VipInterface>, v: &Vip)
     interfaces.get(name)
 }
 
+/// `first` and the ops queued right behind it that `same` takes (it hands back any other): work
+/// queued together goes as one netlink batch. The first op of another kind is left in `next`, to
+/// be done after them, so no renewal overtakes a removal queued after it, nor the reverse.
+fn queued_together<T>(
+    first: VipOp,
+    rx: &mut mpsc::UnboundedReceiver<VipOp>,
+    next: &mut Option<VipOp>,
+    mut same: impl FnMut(VipOp) -> Result<T, VipOp>,
+) -> Vec<T> {
+    let mut taken = Vec::new();
+    let mut op = first;
+    loop {
+        match same(op) {
+            Ok(t) => taken.push(t),
+            Err(other) => {
+                *next = Some(other);
+                break;
+            }
+        }
+        match rx.try_recv() {
+            Ok(queued) => op = queued,
+            Err(_) => break,
+        }
+    }
+    taken
+}
+
 pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc<AddressManager>) {
     let mut interfaces: HashMap<String, VipInterface> = HashMap::new();
     let add = async |ifindex: u32, v: &Vip, lease: Option<Duration>| match lease {
@@ -103,40 +130,26 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                     }
                 }
             }
-            VipOp::Renew {
-                vips,
-                lease,
-                epoch,
-                epoch_now,
-            } => {
+            op @ VipOp::Renew { .. } => {
                 // The renewals of one advert batch are queued in the run loop's turn that sent its
                 // adverts, and go as one netlink send (see `AddressManager::renew`). A node's
                 // batches lie within 14 ms (`vrrp::timers::BATCH_GAP`), and the kernel's check
                 // deletes in one pass what runs out within 20 ms of it (see `lease.rs`), so a
                 // cluster's renewals need no gathering across its batches (waiting for them cost a
-                // wake-up per cluster). Any other op ends the batch, so no renewal overtakes a
-                // removal queued after it.
-                let mut pending = vec![(vips, lease, epoch, epoch_now)];
-                while let Ok(op) = rx.try_recv() {
-                    match op {
-                        VipOp::Renew {
-                            vips,
-                            lease,
-                            epoch,
-                            epoch_now,
-                        } => pending.push((vips, lease, epoch, epoch_now)),
-                        other => {
-                            next = Some(other);
-                            break;
-                        }
-                    }
-                }
-                // A Master that left since its advert (its epoch moved on) is not renewed.
-                let lists: Vec<(Rc<[Vip]>, Duration)> = pending
-                    .into_iter()
-                    .filter(|(_, _, epoch, now)| now.load(Ordering::SeqCst) == *epoch)
-                    .map(|(vips, lease, _, _)| (vips, lease))
-                    .collect();
+                // wake-up per cluster).
+                let lists: Vec<(Rc<[Vip]>, Duration)> = queued_together(op, &mut rx, &mut next, |op| match op {
+                    // A Master that left since its advert (its epoch moved on) is not renewed.
+                    VipOp::Renew {
+                        vips,
+                        lease,
+                        epoch,
+                        epoch_now,
+                    } => Ok((epoch_now.load(Ordering::SeqCst) == epoch).then_some((vips, lease))),
+                    other => Err(other),
+                })
+                .into_iter()
+                .flatten()
+                .collect();
                 let mut batch: Vec<(u32, &Vip, Duration)> = Vec::new();
                 for (vips, lease) in &lists {
                     for v in vips.iter() {
@@ -155,19 +168,13 @@ pub(super) async fn vip_worker(mut rx: mpsc::UnboundedReceiver<VipOp>, addrs: Rc
                     }
                 }
             }
-            VipOp::Remove(vips) => {
+            op @ VipOp::Remove(_) => {
                 // Removals queued together (a stop of every instance, a release of many groups)
                 // go as one batch, as renewals do; a failed one is tried alone.
-                let mut lists: Vec<Rc<[Vip]>> = vec![vips];
-                while let Ok(op) = rx.try_recv() {
-                    match op {
-                        VipOp::Remove(vips) => lists.push(vips),
-                        other => {
-                            next = Some(other);
-                            break;
-                        }
-                    }
-                }
+                let lists = queued_together(op, &mut rx, &mut next, |op| match op {
+                    VipOp::Remove(vips) => Ok(vips),
+                    other => Err(other),
+                });
                 let mut batch: Vec<(u32, &Vip)> = Vec::new();
                 for v in lists.iter().flat_map(|vips| vips.iter()) {
                     if let Some(i) = vip_interface(&mut interfaces, v) {

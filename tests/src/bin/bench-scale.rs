@@ -167,12 +167,10 @@ struct Figures {
 struct Floor {
     /// CPU seconds per minute of the replaying thread, per node.
     cpu: Vec<f64>,
-    /// Adverts replayed per interval, per node.
-    adverts: Vec<usize>,
     /// The same replay once the agents are gone (no XDP program on any receiver, as with
     /// keepalived): the kernel's part alone, per node. `None` if it could not be measured.
     bare: Option<Vec<f64>>,
-    /// The captured adverts, per node, for the bare replay.
+    /// The captured adverts, per node (one per Master: replayed once per interval).
     packets: Vec<Vec<Vec<u8>>>,
 }
 
@@ -181,55 +179,33 @@ struct Floor {
 /// the replay) and replays the adverts for `window` from all three nodes at once.
 fn measure_floor(nodes: &[Netns], agents: &[&Proc], interval_ms: u32, window: Duration) -> Result<Floor, String> {
     let interval = Duration::from_millis(u64::from(interval_ms));
-    let batch = ipf_agent::vrrp::timers::ADVER_BATCH;
-    // Captured (the threads and this one), then go (after the agents stopped).
-    let captured = std::sync::Barrier::new(nodes.len() + 1);
-    let go = std::sync::Barrier::new(nodes.len() + 1);
-    let results: Vec<anyhow::Result<(f64, Vec<Vec<u8>>)>> = std::thread::scope(|s| {
+    let span = interval * 3 / 2 + Duration::from_millis(100);
+    let packets: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter()
-            .map(|ns| {
-                let (captured, go) = (&captured, &go);
-                s.spawn(move || {
-                    in_netns(ns, || {
-                        let packets = floor::capture("eth0", interval * 3 / 2 + Duration::from_millis(100));
-                        captured.wait();
-                        go.wait();
-                        let packets = packets?;
-                        let cpu = floor::replay("eth0", &packets, interval, batch, window)?;
-                        Ok((cpu * 60.0 / window.as_secs_f64(), packets))
-                    })
-                })
-            })
+            .map(|ns| s.spawn(move || in_netns(ns, || floor::capture("eth0", span))))
             .collect();
-        captured.wait();
-        for agent in agents {
-            agent.signal(libc::SIGSTOP);
-        }
-        go.wait();
-        let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        for agent in agents {
-            agent.signal(libc::SIGCONT);
-        }
-        results
-    });
-    let mut out = Floor {
-        cpu: Vec::new(),
-        adverts: Vec::new(),
-        bare: None,
-        packets: Vec::new(),
-    };
-    for r in results {
-        let (cpu, packets) = r.map_err(|e| format!("{e:#}"))?;
-        out.cpu.push(cpu);
-        out.adverts.push(packets.len());
-        out.packets.push(packets);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().map_err(|e| format!("{e:#}")))
+            .collect::<Result<_, _>>()
+    })?;
+    for agent in agents {
+        agent.signal(libc::SIGSTOP);
     }
-    Ok(out)
+    let cpu = replay_all(nodes, &packets, interval_ms, window);
+    for agent in agents {
+        agent.signal(libc::SIGCONT);
+    }
+    Ok(Floor {
+        cpu: cpu?,
+        bare: None,
+        packets,
+    })
 }
 
-/// Replays `packets` (per node, as captured by [`measure_floor`]) from all three nodes at once for
-/// `window`, once no node has an XDP program attached: CPU seconds per minute per node.
+/// Replays `packets` (per node, as captured by [`measure_floor`]) once no node has an XDP program
+/// attached: the bare floor.
 fn measure_bare_floor(
     nodes: &[Netns],
     packets: &[Vec<Vec<u8>>],
@@ -255,6 +231,17 @@ fn measure_bare_floor(
     {
         return Err("an XDP program is still attached after the agents exited and it was taken off".into());
     }
+    replay_all(nodes, packets, interval_ms, window)
+}
+
+/// Replays each node's `packets` there for `window`, from all nodes at once, each by a thread doing
+/// nothing else: CPU seconds per minute per node.
+fn replay_all(
+    nodes: &[Netns],
+    packets: &[Vec<Vec<u8>>],
+    interval_ms: u32,
+    window: Duration,
+) -> Result<Vec<f64>, String> {
     let interval = Duration::from_millis(u64::from(interval_ms));
     let batch = ipf_agent::vrrp::timers::ADVER_BATCH;
     std::thread::scope(|s| {
@@ -387,9 +374,9 @@ fn show(imp: Impl, f: &Figures) {
         println!(
             "  {:<10}  the same adverts ({} per node an interval) replayed by a thread doing nothing else: CPU s/min per node {} (total {:.2})",
             "floor",
-            fl.adverts
+            fl.packets
                 .iter()
-                .map(ToString::to_string)
+                .map(|p| p.len().to_string())
                 .collect::<Vec<_>>()
                 .join(" / "),
             list(&fl.cpu),
